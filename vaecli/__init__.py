@@ -1,0 +1,6 @@
+"""vaecli: a command-line experiment runner for variational autoencoders.
+
+Importing this package is cheap: no JAX, TensorFlow or dataset work happens here.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,285 @@
+"""YAML + `--set` overrides -> one frozen, typed config. The only module that knows YAML.
+
+Every key is declared once, below, with its type, its default and (where a value can
+be impossible) a check. Unknown keys, wrong types and impossible values raise
+`ConfigError` naming the dotted key, before anything is written anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from vaecli.errors import ConfigError
+
+
+def _check(pred, message):
+    return {"check": (pred, message)}
+
+
+_POSITIVE = _check(lambda v: v > 0, "must be > 0")
+_NON_NEGATIVE = _check(lambda v: v >= 0, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "binarized_mnist"  # a TFDS name
+    data_dir: Optional[str] = None  # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
+    manual_dir: Optional[str] = None  # folder with the files TFDS would download (offline use)
+    cache_dir: Optional[str] = None  # vaecli's compact array cache (None: ~/.cache/vaecli/data)
+    binarize: Literal["none", "static", "dynamic"] = "static"
+    val_size: int = field(default=10000, metadata=_POSITIVE)  # held out of train when no validation split
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: Literal["mlp"] = "mlp"
+    latent_dim: int = field(default=20, metadata=_POSITIVE)
+    hidden: tuple[int, ...] = field(
+        default=(500,), metadata=_check(lambda v: all(w > 0 for w in v), "widths must be > 0")
+    )
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish"] = "relu"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=30, metadata=_POSITIVE)
+    batch_size: int = field(default=128, metadata=_POSITIVE)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = field(default=1e-3, metadata=_POSITIVE)
+    # L2 penalty (weight_decay/2)·|θ|² added to the per-example loss: a Gaussian prior on
+    # the weights, i.e. MAP estimation. 0 is maximum likelihood (MLE).
+    weight_decay: float = field(default=0.0, metadata=_NON_NEGATIVE)
+    grad_clip: Optional[float] = field(default=None, metadata=_POSITIVE)  # global-norm clipping
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    kl: Literal["analytic", "mc"] = "analytic"
+    samples: int = field(default=1, metadata=_POSITIVE)  # z samples per example
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every_epochs: int = field(default=5, metadata=_POSITIVE)
+    batch_size: int = field(default=1000, metadata=_POSITIVE)
+    grid: int = field(default=64, metadata=_POSITIVE)  # images in the PNG grids written at each eval
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_epochs: int = field(default=5, metadata=_POSITIVE)
+    keep: int = field(default=3, metadata=_POSITIVE)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = True
+    progress: Literal["auto", "bar", "lines", "none"] = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = field(default=0, metadata=_NON_NEGATIVE)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    optim: OptimConfig = OptimConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+
+
+# ---------------------------------------------------------------- building and checking
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Return `value` as type `tp`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not one of {_type_name(tp)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a {_type_name(tp)}, got {value!r}")
+        inner = typing.get_args(tp)[0]
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        # YAML 1.1 reads `1e-3` (no dot) as a string; accept any number spelled as one.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value)
+            except ValueError:
+                out = None
+        else:
+            out = None
+        if out is not None and math.isfinite(out):
+            return out
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls, raw: Any, prefix: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = prefix or "the config"
+        raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields), key=str)
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown config key '{key}' (valid here: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, raw.get(name), key + ".")
+            continue
+        if name not in raw:
+            continue
+        value = _coerce(raw[name], tp, key)
+        check = f.metadata.get("check")
+        if check and value is not None and not check[0](value):
+            raise ConfigError(f"{key}: {raw[name]!r} {check[1]}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config) -> None:
+    if cfg.model.kind == "mlp" and not cfg.model.hidden:
+        raise ConfigError("model.hidden: an MLP needs at least one hidden width, e.g. [500]")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], YAML-typed value)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value, e.g. --set optim.lr=3e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({_first_line(e)})") from None
+    return key.split("."), parsed
+
+
+def _first_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of the raw mapping with each `dotted.key=value` applied in order."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def from_dict(raw: Any) -> Config:
+    cfg = _build(Config, raw, "")
+    _cross_checks(cfg)
+    return cfg
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p} (pass --config PATH to an existing YAML file)")
+    if p.is_dir():
+        raise ConfigError(f"config path is a folder, not a file: {p}")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {p}: {e.__class__.__name__}: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {_first_line(e)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read YAML (or start from defaults when `path` is None), apply overrides, validate."""
+    raw = read_yaml(path) if path is not None else {}
+    return from_dict(apply_overrides(raw, list(overrides)))
+
+
+def to_dict(cfg: Config) -> dict:
+    def conv(v):
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def replace(cfg: Config, **sections) -> Config:
+    """`replace(cfg, train={"epochs": 3})`: a validated copy with some keys changed."""
+    raw = to_dict(cfg)
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
+    return from_dict(raw)

@@ -1,0 +1,27 @@
+"""Typed exceptions of the library. The CLI maps each to one line and an exit code."""
+
+
+class VaeError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(VaeError):
+    """Bad config file, bad override, impossible value (exit 2)."""
+
+    exit_code = 2
+
+
+class UsageError(VaeError):
+    """Bad command-line arguments (exit 2)."""
+
+    exit_code = 2
+
+
+class DataError(VaeError):
+    """Dataset cannot be found, prepared or read (exit 1)."""
+
+
+class RunError(VaeError):
+    """A run folder is missing, malformed, or lacks what the command needs (exit 1)."""

@@ -1,0 +1,56 @@
+"""metrics.jsonl and TensorBoard event writing (the same numbers in both)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+log = logging.getLogger("vaecli")
+
+_NOT_SCALARS = {"step", "epoch", "split"}
+
+
+class MetricsLog:
+    """Appends one JSON object per log point; mirrors numeric fields to TensorBoard as
+    `<split>/<name>` scalars when tensorboardX is available."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._file = open(self.path, "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                log.warning("tensorboardX is not installed: TensorBoard events are not written "
+                            "(metrics.jsonl has the same numbers)")
+            else:
+                self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30)
+
+    def write(self, record: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._file.write(json.dumps(clean) + "\n")
+        if self._tb is not None:
+            split = record.get("split", "train")
+            for k, v in record.items():
+                if k not in _NOT_SCALARS and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(f"{split}/{k}", v, global_step=record.get("step", 0))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,212 @@
+"""`vae train`: the compiled epoch of steps and the loop around it.
+
+Speed is designed in here:
+- the training split lives on the device as uint8; batches are gathered on the device;
+- one compiled call runs a whole epoch (`lax.scan` over its steps): shuffling,
+  binarization and sampling happen inside it, with no host round-trip per step;
+- the state is donated, so parameters and optimizer state are updated in place;
+- the host reads metrics once per epoch (the log point), never inside the epoch;
+- randomness comes from (seed, step) and (seed, epoch), so the same run restarted from
+  a checkpoint draws exactly the numbers an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vaecli import bounds, data, objectives, pictures, runs, state as state_lib
+from vaecli.checkpoints import Checkpoints
+from vaecli.config import Config
+from vaecli.errors import RunError
+from vaecli.metrics import MetricsLog
+from vaecli.progress import Progress
+
+TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per run
+
+# Independent random streams derived from the run's base key.
+_SHUFFLE, _STEP, _PICTURES = 1, 2, 3
+
+
+def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int):
+    """Compiled f(state, images) -> (state, epoch means): one epoch of steps in one call."""
+    batch = cfg.train.batch_size
+    steps_per_epoch = n_train // batch
+    dynamic = cfg.data.binarize == "dynamic"
+
+    def loss_fn(params, x, key):
+        vae = fn.bind(params)
+        recon, kl = objectives.elbo_terms(vae.encoder, vae.decoder, x, key,
+                                          cfg.objective.samples, cfg.objective.kl)
+        recon, kl = jnp.mean(recon), jnp.mean(kl)
+        return recon + kl, (recon, kl)
+
+    def train_step(state, order, images):
+        base = jax.random.wrap_key_data(state["rng"])
+        key = jax.random.fold_in(jax.random.fold_in(base, _STEP), state["step"])
+        k_binarize, k_z = jax.random.split(key)
+        x = images[order].astype(jnp.float32) / scale
+        if dynamic:  # a fresh binarization of every image, every time it is seen
+            x = jax.random.bernoulli(k_binarize, x).astype(jnp.float32)
+        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
+               "step": state["step"] + 1, "rng": state["rng"]}
+        return new, jnp.stack([loss, recon, kl])
+
+    def epoch(state, images):
+        TRACES["epoch"] += 1
+        base = jax.random.wrap_key_data(state["rng"])
+        epoch_index = state["step"] // steps_per_epoch
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, _SHUFFLE), epoch_index),
+                                      n_train)
+        order = perm[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
+        state, per_step = jax.lax.scan(lambda s, o: train_step(s, o, images), state, order)
+        means = jnp.mean(per_step, axis=0)
+        return state, {"loss": means[0], "recon": means[1], "kl": means[2],
+                       "nonfinite_steps": jnp.sum(~jnp.isfinite(per_step[:, 0]))}
+
+    return jax.jit(epoch, donate_argnums=0)
+
+
+def make_pictures_fn(fn):
+    """Compiled f(params, z, x) -> (decoded prior samples, reconstructions), Bernoulli means."""
+
+    def pictures_fn(params, z, x):
+        vae = fn.bind(params)
+        mean, _ = vae.encoder(x)
+        return jax.nn.sigmoid(vae.decoder(z)), jax.nn.sigmoid(vae.decoder(mean))
+
+    return jax.jit(pictures_fn)
+
+
+def learning_rate(opt_state) -> jax.Array:
+    return opt_state[-1].hyperparams["learning_rate"]  # inject_hyperparams is last in the chain
+
+
+def _host_copy(tree):
+    # An owned host copy: the device buffers are donated to the next epoch while Orbax
+    # is still writing asynchronously.
+    return jax.tree.map(lambda a: np.array(a, copy=True), tree)
+
+
+def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
+    """Train a model as `cfg` says; return the run folder."""
+    t_start = time.perf_counter()
+    # Data first: a dataset that cannot be loaded leaves no run folder behind.
+    train_split = data.load_split(cfg.data, "train")
+    val_split = data.load_split(cfg.data, "validation")
+    if len(train_split) < cfg.train.batch_size:
+        raise RunError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
+                       f"({len(train_split)} images); lower it")
+
+    path = runs.create(runs_dir, name)
+    meta = runs.environment_meta(argv)
+    meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+                    "num_train": len(train_split), "num_validation": len(val_split),
+                    "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+    run = runs.write_start(path, cfg, meta)
+    summary = {"status": "running", "run": str(path), "last_checkpoint_step": None}
+    runs.write_json(path / "summary.json", summary)
+
+    bar = Progress(cfg.train.epochs, cfg.log.progress)
+    bar.message(f"run folder: {path}")
+    try:
+        summary = _loop(cfg, run, train_split, val_split, bar, summary, t_start)
+    except BaseException as e:
+        summary["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        summary["error"] = str(e) or type(e).__name__
+        runs.write_json(path / "summary.json", summary)
+        raise
+    finally:
+        bar.close()
+    return path
+
+
+def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, summary: dict, t_start: float):
+    path = run.path
+    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
+    images = jax.device_put(train_split.flat)  # the whole training split, on the device, uint8
+    steps_per_epoch = len(train_split) // cfg.train.batch_size
+    examples_per_epoch = steps_per_epoch * cfg.train.batch_size
+
+    t0 = time.perf_counter()
+    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale).lower(state, images).compile()
+    val_batches, n_val = bounds.batch_split(val_split.images, cfg.eval.batch_size)
+    val_batches = jax.device_put(val_batches)
+    val_fn = bounds.make_bounds_fn(fn, 1, 1, val_split.scale).lower(
+        state["params"], val_batches, jax.random.key(0)).compile()
+    compile_s = time.perf_counter() - t0
+
+    n_pic = min(cfg.eval.grid, len(val_split))
+    pic_key = jax.random.fold_in(jax.random.key(cfg.seed), _PICTURES)
+    prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
+    pic_x = jnp.asarray(val_split.flat[:n_pic], jnp.float32) / val_split.scale
+    as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
+    pictures_fn = make_pictures_fn(fn)
+
+    epoch_times, val_record, train_record = [], None, None
+    with MetricsLog(path, tensorboard=cfg.log.tensorboard) as mlog, \
+            Checkpoints(run.checkpoint_dir, keep=cfg.checkpoint.keep) as ckpts:
+        for epoch in range(1, cfg.train.epochs + 1):
+            t = time.perf_counter()
+            state, m = epoch_fn(state, images)
+            m = jax.device_get(m)  # the log point: the only host sync of the epoch
+            dt = time.perf_counter() - t
+            epoch_times.append(dt)
+            step = int(state["step"])
+            train_record = {"step": step, "epoch": epoch, "split": "train",
+                            "loss": float(m["loss"]), "recon": float(m["recon"]), "kl": float(m["kl"]),
+                            "lr": float(learning_rate(state["opt_state"])),
+                            "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
+                            "elapsed_s": time.perf_counter() - t_start}
+            mlog.write(train_record)
+            if m["nonfinite_steps"] > 0 or not math.isfinite(train_record["loss"]):
+                bad = [t for t in ("recon", "kl") if not math.isfinite(train_record[t])] or ["loss"]
+                last = ckpts.steps()[-1] if ckpts.steps() else None
+                raise RunError(f"non-finite {' and '.join(bad)} in epoch {epoch} (steps {step - steps_per_epoch + 1}"
+                               f"..{step}); last good checkpoint: {last if last is not None else 'none'}")
+            info = f"loss {train_record['loss']:.2f}  {train_record['examples_per_s']:,.0f} ex/s"
+
+            last_epoch = epoch == cfg.train.epochs
+            if epoch % cfg.eval.every_epochs == 0 or last_epoch:
+                per = bounds.run(val_fn, state["params"], val_batches, n_val, cfg.seed)
+                s = bounds.summarize(per, int(np.prod(val_split.image_shape)))
+                val_record = {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"],
+                              "recon": s["recon"], "kl": s["kl"], "elbo": s["elbo"],
+                              "elapsed_s": time.perf_counter() - t_start}
+                mlog.write(val_record)
+                prior, recon = jax.device_get(pictures_fn(state["params"], prior_z, pic_x))
+                title = f"{path.name} step {step}"
+                pictures.save_grid(as_images(prior), path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
+                half = max(1, n_pic // 2)
+                both = as_images(np.concatenate([np.asarray(pic_x)[:half], recon[:half]]))
+                pictures.save_grid(both, path / "samples" / f"recon-step{step}.png",
+                                   f"{title} data (top) / reconstructions (bottom)")
+                info += f"  val ELBO {s['elbo']:.2f}"
+
+            if epoch % cfg.checkpoint.every_epochs == 0 or last_epoch:
+                ckpts.save(step, _host_copy(state), {"epoch": epoch, "train": train_record,
+                                                     "validation": val_record}, force=last_epoch)
+                summary["last_checkpoint_step"] = step
+            bar.epoch(epoch, info)
+        ckpts.wait()
+
+    steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
+    summary.update({
+        "status": "completed", "epochs": cfg.train.epochs, "steps": int(state["step"]),
+        "final_train": train_record, "final_validation": val_record,
+        "wall_s": time.perf_counter() - t_start, "compile_s": compile_s,
+        "epoch_s_median": statistics.median(steady), "epoch_s_first": epoch_times[0],
+    })
+    runs.write_json(path / "summary.json", summary)
+    bar.message(f"done: val ELBO {val_record['elbo']:.2f} nats, median epoch {summary['epoch_s_median']:.3f} s; "
+                f"run folder {path}")
+    return summary
