@@ -52,7 +52,7 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int):
             lse, log_px_sum = carry
             ids = c * k_chunk + jnp.arange(k_chunk)
             z = mean + jnp.exp(0.5 * logvar) * draw(ids)
-            log_w, log_px = obj.log_importance_weights(x, z, mean, logvar, vae.decoder)
+            log_w, log_px = obj.log_importance_weights(x, z, mean, logvar, vae.log_likelihood)
             valid = (ids < k)[:, None]
             log_w = jnp.where(valid, log_w, -jnp.inf)
             log_px = jnp.where(valid, log_px, 0.0)

@@ -72,7 +72,11 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def _write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]]) -> None:
+def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write {split: {"images": uint8 (N, H, W, C), "labels": ... or None}} as a dataset cache.
+
+    Used after TFDS preparation, and by tests (or users) to bring arrays of their own.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     index = {"format": CACHE_FORMAT, "splits": {}}
     for name, arrays in splits.items():
@@ -164,7 +168,8 @@ def _prepare_with_tfds(cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
     if not image_keys:
         raise DataError(f"dataset '{cfg.dataset}' has no image feature; vaecli trains on image datasets")
     image_key = image_keys[0]
-    label_feature = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
+    features = builder.info.features
+    label_feature = features["label"] if "label" in features.keys() else None
     has_labels = isinstance(label_feature, tfds.features.ClassLabel)
 
     if not _is_prepared(builder):
@@ -182,9 +187,18 @@ def _prepare_with_tfds(cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
                             f"{' '.join(str(e).split())[:300]}") from None
 
     out = {}
-    for name in builder.info.splits.keys():
-        arrays = tfds.as_numpy(builder.as_dataset(split=name, batch_size=-1))
-        images = np.asarray(arrays[image_key])
+    # Builders without recorded split metadata (e.g. under tfds.testing.mock_data) are asked
+    # for the usual split names.
+    names = [str(n) for n in builder.info.splits.keys()] or list(SPLITS)
+    for name in names:
+        try:
+            chunks = list(tfds.as_numpy(builder.as_dataset(split=name).batch(10_000)))
+        except (ValueError, KeyError):
+            if builder.info.splits:
+                raise
+            continue
+        arrays = {k: np.concatenate([c[k] for c in chunks]) for k in ([image_key] + ["label"] * has_labels)}
+        images = arrays[image_key]
         if images.dtype != np.uint8:
             raise DataError(f"dataset '{cfg.dataset}': images are {images.dtype}, expected uint8")
         if images.ndim == 3:
@@ -209,7 +223,7 @@ def prepare(cfg: DataConfig) -> dict:
     folder = cache_folder(cfg)
     index = _read_index(folder)
     if index is None:
-        _write_cache(folder, _prepare_with_tfds(cfg))
+        write_cache(folder, _prepare_with_tfds(cfg))
         index = _read_index(folder)
     return index
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vaecli import objectives
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 
@@ -71,10 +72,20 @@ class BernoulliMLPDecoder(nnx.Module):
 
 
 class VAE(nnx.Module):
+    """The interface every model offers the objectives: `encoder(x) -> (mean, logvar)`,
+    `decoder(z) -> logits` and `log_likelihood(x, z) -> log p(x|z)` summed over pixels."""
+
     def __init__(self, encoder: nnx.Module, decoder: nnx.Module, latent_dim: int):
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = latent_dim
+
+    def log_likelihood(self, x, z):
+        return objectives.bernoulli_log_prob(self.decoder(z), x)
+
+    def mean_image(self, z):
+        """E[x|z]: the Bernoulli means, what pictures show."""
+        return jax.nn.sigmoid(self.decoder(z))
 
 
 def _mlp(cfg: ModelConfig, image_shape, rngs) -> VAE:

@@ -56,11 +56,14 @@ def bernoulli_log_prob(logits, x):
     return -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
 
 
-def elbo_terms(encode, decode, x, key, samples: int = 1, kl: str = "analytic"):
-    """Per-example (recon, kl) with ELBO = −(recon + kl), from `samples` reparameterized draws."""
+def elbo_terms(encode, log_likelihood, x, key, samples: int = 1, kl: str = "analytic"):
+    """Per-example (recon, kl) with ELBO = −(recon + kl), from `samples` reparameterized draws.
+
+    `encode(x) -> (mean, logvar)` of q(z|x); `log_likelihood(x, z) -> log p(x|z)` per example.
+    """
     mean, logvar = encode(x)
     z = reparameterize(key, mean, logvar, samples)
-    recon = -jnp.mean(bernoulli_log_prob(decode(z), x), axis=0)
+    recon = -jnp.mean(log_likelihood(x, z), axis=0)
     if kl == "analytic":
         kl_value = kl_analytic(mean, logvar)
     elif kl == "mc":
@@ -70,18 +73,18 @@ def elbo_terms(encode, decode, x, key, samples: int = 1, kl: str = "analytic"):
     return recon, kl_value
 
 
-def log_importance_weights(x, z, mean, logvar, decode):
+def log_importance_weights(x, z, mean, logvar, log_likelihood):
     """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) for samples z of shape (K, B, D).
 
     Returns (log_w, log_px_given_z), both (K, B).
     """
-    log_px = bernoulli_log_prob(decode(z), x)
+    log_px = log_likelihood(x, z)
     return log_px + standard_normal_log_prob(z) - gaussian_log_prob(z, mean, logvar), log_px
 
 
-def iwae_bound(encode, decode, x, key, k: int):
+def iwae_bound(encode, log_likelihood, x, key, k: int):
     """The K-sample importance-weighted bound on log p(x), per example (one chunk, no memory care)."""
     mean, logvar = encode(x)
     z = reparameterize(key, mean, logvar, k)
-    log_w, _ = log_importance_weights(x, z, mean, logvar, decode)
+    log_w, _ = log_importance_weights(x, z, mean, logvar, log_likelihood)
     return jax.nn.logsumexp(log_w, axis=0) - math.log(k)

@@ -36,10 +36,15 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def create(runs_dir: str | Path, name: str) -> Path:
-    """Make a fresh, never-shared folder `<runs_dir>/<name>-<UTC timestamp>[-N]`."""
+def check_name(name: str) -> None:
+    """UsageError unless `name` can be the start of a run folder's name."""
     if not _NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and . _ + - (no slashes or spaces)")
+
+
+def create(runs_dir: str | Path, name: str) -> Path:
+    """Make a fresh, never-shared folder `<runs_dir>/<name>-<UTC timestamp>[-N]`."""
+    check_name(name)
     root = Path(runs_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)

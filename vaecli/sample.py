@@ -18,7 +18,7 @@ def sample(run_path: str | Path, n: int = 64, seed: int = 0, step=None, out: str
     import jax
 
     z = jax.random.normal(jax.random.key(seed), (n, run.config.model.latent_dim))
-    decode = jax.jit(lambda params, z: jax.nn.sigmoid(fn.bind(params).decoder(z)))
+    decode = jax.jit(lambda params, z: fn.bind(params).mean_image(z))
     means = np.asarray(jax.device_get(decode(state["params"], z))).reshape(n, *run.image_shape)
 
     out_dir = Path(out) if out is not None else run.path / "samples"

@@ -35,6 +35,13 @@ TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per r
 _SHUFFLE, _STEP, _PICTURES = 1, 2, 3
 
 
+def to_inputs(x_u8, key, scale: int, dynamic: bool):
+    """uint8 pixels -> float inputs: intensities in [0, 1], or with dynamic binarization a
+    fresh Bernoulli draw of them (each image is binarized anew every time it is seen)."""
+    x = x_u8.astype(jnp.float32) / scale
+    return jax.random.bernoulli(key, x).astype(jnp.float32) if dynamic else x
+
+
 def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int):
     """Compiled f(state, images) -> (state, epoch means): one epoch of steps in one call."""
     batch = cfg.train.batch_size
@@ -43,7 +50,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
 
     def loss_fn(params, x, key):
         vae = fn.bind(params)
-        recon, kl = objectives.elbo_terms(vae.encoder, vae.decoder, x, key,
+        recon, kl = objectives.elbo_terms(vae.encoder, vae.log_likelihood, x, key,
                                           cfg.objective.samples, cfg.objective.kl)
         recon, kl = jnp.mean(recon), jnp.mean(kl)
         return recon + kl, (recon, kl)
@@ -52,9 +59,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         base = jax.random.wrap_key_data(state["rng"])
         key = jax.random.fold_in(jax.random.fold_in(base, _STEP), state["step"])
         k_binarize, k_z = jax.random.split(key)
-        x = images[order].astype(jnp.float32) / scale
-        if dynamic:  # a fresh binarization of every image, every time it is seen
-            x = jax.random.bernoulli(k_binarize, x).astype(jnp.float32)
+        x = to_inputs(images[order], k_binarize, scale, dynamic)
         (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
@@ -82,7 +87,7 @@ def make_pictures_fn(fn):
     def pictures_fn(params, z, x):
         vae = fn.bind(params)
         mean, _ = vae.encoder(x)
-        return jax.nn.sigmoid(vae.decoder(z)), jax.nn.sigmoid(vae.decoder(mean))
+        return vae.mean_image(z), vae.mean_image(mean)
 
     return jax.jit(pictures_fn)
 
@@ -100,6 +105,7 @@ def _host_copy(tree):
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
     """Train a model as `cfg` says; return the run folder."""
     t_start = time.perf_counter()
+    runs.check_name(name)  # a bad --name is reported before any data is downloaded or prepared
     # Data first: a dataset that cannot be loaded leaves no run folder behind.
     train_split = data.load_split(cfg.data, "train")
     val_split = data.load_split(cfg.data, "validation")

@@ -1,0 +1,125 @@
+"""The data layer: TFDS preparation, vaecli's compact cache, splits and binarization."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vaecli import config, data
+from vaecli.errors import DataError
+
+
+def _cfg(**data_keys) -> config.DataConfig:
+    return config.load(None, [f"data.{k}={v}" for k, v in data_keys.items()]).data
+
+
+def test_cache_round_trip_binary_and_grayscale(tmp_path):
+    rng = np.random.default_rng(0)
+    binary = (rng.random((50, 5, 5, 1)) < 0.3).astype(np.uint8)
+    gray = rng.integers(0, 256, (40, 6, 6, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, 40)
+    data.write_cache(tmp_path / "bin", {"train": {"images": binary, "labels": None},
+                                        "test": {"images": binary[:7], "labels": None}})
+    data.write_cache(tmp_path / "gray", {"train": {"images": gray, "labels": labels}})
+
+    with np.load(tmp_path / "bin" / "train.npz") as z:
+        assert "bits" in z and z["bits"].shape == (50, 4)  # 25 pixels packed into 4 bytes
+    b = data.load_split(_cfg(dataset="bin", cache_dir=tmp_path, val_size=10), "train")
+    np.testing.assert_array_equal(b.images, binary[:40])  # the last 10 are the held-out validation
+    assert b.scale == 1 and b.labels is None
+    v = data.load_split(_cfg(dataset="bin", cache_dir=tmp_path, val_size=10), "validation")
+    np.testing.assert_array_equal(v.images, binary[40:])
+    t = data.load_split(_cfg(dataset="bin", cache_dir=tmp_path), "test")
+    np.testing.assert_array_equal(t.images, binary[:7])
+
+    g = data.load_split(_cfg(dataset="gray", cache_dir=tmp_path, binarize="none", val_size=5), "train")
+    np.testing.assert_array_equal(g.images, gray[:35])
+    np.testing.assert_array_equal(g.labels, labels[:35])
+    assert g.scale == 255 and g.flat.shape == (35, 36)
+
+
+def test_binarization_modes(tmp_path):
+    gray = np.random.default_rng(1).integers(0, 256, (400, 6, 6, 1), dtype=np.uint8)
+    data.write_cache(tmp_path / "g", {s: {"images": gray, "labels": None} for s in data.SPLITS})
+    load = lambda mode, split: data.load_split(_cfg(dataset="g", cache_dir=tmp_path, binarize=mode), split)
+
+    static = load("static", "train")
+    assert static.scale == 1 and set(np.unique(static.images)) <= {0, 1}
+    np.testing.assert_array_equal(static.images, load("static", "train").images)  # fixed, reproducible
+    # A Bernoulli sample of the intensities: its mean matches the mean intensity.
+    assert abs(static.images.mean() - gray.mean() / 255) < 0.01
+
+    dyn_train, dyn_test = load("dynamic", "train"), load("dynamic", "test")
+    assert dyn_train.scale == 255 and dyn_train.images.max() > 1  # resampled on the device
+    assert dyn_test.scale == 1  # evaluation data are binarized once, reproducibly
+    none = load("none", "test")
+    assert none.scale == 255
+    np.testing.assert_array_equal(none.images, gray)
+
+
+def test_unknown_split_and_damaged_cache(tmp_path):
+    data.write_cache(tmp_path / "d", {"train": {"images": np.zeros((20, 2, 2, 1), np.uint8), "labels": None}})
+    with pytest.raises(DataError, match="unknown split"):
+        data.load_split(_cfg(dataset="d", cache_dir=tmp_path, val_size=5), "dev")
+    with pytest.raises(DataError, match="no 'test' split"):
+        data.load_split(_cfg(dataset="d", cache_dir=tmp_path, val_size=5), "test")
+    with pytest.raises(DataError, match="val_size"):
+        data.load_split(_cfg(dataset="d", cache_dir=tmp_path, val_size=20), "train")
+    (tmp_path / "d" / "train.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="damaged"):
+        data.load_split(_cfg(dataset="d", cache_dir=tmp_path, val_size=5), "train")
+
+
+def test_offline_without_files_fails_fast_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    cfg = _cfg(dataset="binarized_mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds")
+    with pytest.raises(DataError, match="data.manual_dir"):
+        data.load_split(cfg, "train")
+    assert not (tmp_path / "c" / "binarized_mnist" / "index.json").exists()
+    with pytest.raises(DataError, match="not a folder"):
+        data.load_split(_cfg(dataset="binarized_mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds",
+                             manual_dir=tmp_path / "missing"), "train")
+
+
+def test_unknown_tfds_dataset(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset 'no_such_dataset_xyz'"):
+        data.load_split(_cfg(dataset="no_such_dataset_xyz", cache_dir=tmp_path), "train")
+
+
+def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
+    """Another TFDS dataset (mnist, grayscale with labels) through the real TFDS code path."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    cfg = _cfg(dataset="mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds", binarize="dynamic")
+    with tfds.testing.mock_data(num_examples=60):
+        train = data.load_split(cfg, "train")
+    assert train.images.shape == (60, 28, 28, 1) and train.scale == 255 and train.labels.shape == (60,)
+    # Later loads come from vaecli's cache, with no TFDS at all.
+    again = data.load_split(cfg, "train")
+    np.testing.assert_array_equal(again.images, train.images)
+    assert set(np.unique(data.load_split(cfg, "test").images)) <= {0, 1}
+
+
+def test_binarized_mnist_from_manual_dir(bmnist_cache):
+    cfg, _ = bmnist_cache
+    sizes = {s: len(data.load_split(cfg.data, s)) for s in data.SPLITS}
+    assert sizes == {"train": 50000, "validation": 10000, "test": 10000}
+    train = data.load_split(cfg.data, "train")
+    assert train.image_shape == (28, 28, 1) and train.scale == 1
+    assert set(np.unique(train.images)) == {0, 1}
+    assert 0.10 < train.images.mean() < 0.16  # about 13% of binarized MNIST pixels are on
+    folder = data.cache_folder(cfg.data)
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 8 * 2**20  # compact enough to carry
+
+
+def test_cached_data_loads_without_tensorflow(bmnist_cache):
+    cfg, _ = bmnist_cache
+    code = ("import sys; from vaecli import config, data; "
+            f"cfg = config.load(None, ['data.cache_dir={cfg.data.cache_dir}']); "
+            "s = data.load_split(cfg.data, 'train'); "
+            "print(len(s), 'tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["50000", "False", "False"]

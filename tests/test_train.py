@@ -1,0 +1,136 @@
+"""The trainer: real training runs, the run folder contract, compile-once, exact randomness."""
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from vaecli import bounds, config, evaluate, metrics, runs, sample, state as state_lib, train
+from vaecli.checkpoints import Checkpoints
+
+
+def _params(run_path, step=None):
+    run = runs.open_run(run_path)
+    _, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
+    return state, chosen
+
+
+def test_run_folder_contract(tiny_run, tiny_config):
+    run = runs.open_run(tiny_run)
+    assert run.config == tiny_config  # config.yaml is the resolved config
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    assert {"vaecli_version", "versions", "devices", "argv", "start_time", "data"} <= set(meta)
+    assert {"jax", "flax"} <= set(meta["versions"]) and meta["argv"] == ["pytest"]
+
+    recs = metrics.read(tiny_run)
+    tr = [r for r in recs if r["split"] == "train"]
+    va = [r for r in recs if r["split"] == "validation"]
+    assert [r["epoch"] for r in tr] == [1, 2, 3] and [r["epoch"] for r in va] == [1, 2, 3]
+    steps_per_epoch = 640 // 32
+    assert [r["step"] for r in tr] == [steps_per_epoch * e for e in (1, 2, 3)]
+    for r in tr:
+        assert {"loss", "recon", "kl", "examples_per_s", "elapsed_s"} <= set(r)
+        assert r["loss"] == pytest.approx(r["recon"] + r["kl"], rel=1e-5)
+    for r in va:
+        assert r["elbo"] == pytest.approx(-(r["recon"] + r["kl"]))
+    assert list(tiny_run.glob("events.out.tfevents.*")), "TensorBoard events are written"
+
+    with Checkpoints(run.checkpoint_dir, read_only=True) as ck:
+        assert ck.steps() == [steps_per_epoch * e for e in (1, 2, 3)]
+    pngs = sorted(p.name for p in (tiny_run / "samples").glob("*.png"))
+    assert pngs == sorted([f"{kind}-step{steps_per_epoch * e}.png" for kind in ("prior", "recon") for e in (1, 2, 3)])
+
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["last_checkpoint_step"] == 3 * steps_per_epoch
+    assert summary["compile_s"] > 0 and summary["epoch_s_median"] > 0
+    assert summary["final_validation"] == va[-1]
+
+
+def test_epoch_is_traced_once_per_run(tmp_path, tiny_config):
+    before = dict(train.TRACES), dict(bounds.TRACES)
+    cfg = config.replace(tiny_config, train={"epochs": 4})
+    train.train(cfg, tmp_path, "once", argv=[], progress="none")
+    assert train.TRACES["epoch"] - before[0]["epoch"] == 1
+    assert bounds.TRACES["bounds"] - before[1]["bounds"] == 1  # the validation program, reused each eval
+
+
+def test_same_seed_same_bits_other_seed_other_bits(tmp_path, tiny_config, tiny_run):
+    again = train.train(tiny_config, tmp_path, "again", argv=[], progress="none")
+    a, _ = _params(tiny_run)
+    b, _ = _params(again)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    other = train.train(config.replace(tiny_config, seed=1), tmp_path, "other", argv=[], progress="none")
+    c, _ = _params(other)
+    assert not np.array_equal(np.asarray(a["params"]["decoder"]["net"]["dense0"]["kernel"]),
+                              np.asarray(c["params"]["decoder"]["net"]["dense0"]["kernel"]))
+
+
+def test_continuing_from_a_checkpoint_reproduces_the_run_exactly(tiny_run):
+    """Randomness is a function of (seed, step): epoch 3 replayed from the epoch-2 checkpoint
+    lands on the bits of the uninterrupted run's final checkpoint."""
+    run = runs.open_run(tiny_run)
+    with Checkpoints(run.checkpoint_dir, read_only=True) as ck:
+        mid, final = ck.steps()[1], ck.steps()[2]
+    state, _ = _params(tiny_run, mid)
+    fn, tx, _ = state_lib.init_state(run.config, run.image_shape)
+    train_split = __import__("vaecli.data", fromlist=["x"]).load_split(run.config.data, "train")
+    epoch = train.make_epoch_fn(fn, tx, run.config, len(train_split), train_split.scale)
+    replayed, _ = epoch(state, jax.device_put(train_split.flat))
+    expected, _ = _params(tiny_run, final)
+    for x, y in zip(jax.tree.leaves(replayed), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_dynamic_binarization_resamples_on_the_device():
+    x = np.array([[0, 64, 128, 191, 255]], np.uint8).repeat(4000, axis=0)
+    a = np.asarray(train.to_inputs(x, jax.random.key(0), 255, True))
+    b = np.asarray(train.to_inputs(x, jax.random.key(1), 255, True))
+    assert set(np.unique(a)) == {0.0, 1.0} and not np.array_equal(a, b)
+    np.testing.assert_allclose(a.mean(0), x[0] / 255, atol=0.03)  # a Bernoulli draw of the intensities
+    np.testing.assert_array_equal(np.asarray(train.to_inputs(x, jax.random.key(0), 255, False)), x / np.float32(255))
+
+
+def test_dynamic_binarization_run(tmp_path, tiny_cache, tiny_config):
+    from vaecli import data
+
+    gray = (np.random.default_rng(3).random((256, 8, 8, 1)) * 255).astype(np.uint8)
+    data.write_cache(tiny_cache / "tiny_gray", {s: {"images": gray, "labels": None} for s in data.SPLITS})
+    cfg = config.replace(tiny_config, data={"dataset": "tiny_gray", "binarize": "dynamic"}, train={"epochs": 2})
+    path = train.train(cfg, tmp_path, "dyn", argv=[], progress="none")
+    assert json.loads((path / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((path / "meta.json").read_text())["data"]["train_scale"] == 255
+
+
+def test_sample_and_eval_need_only_the_run_folder(tiny_run, tmp_path):
+    res = sample.sample(tiny_run, n=10, seed=3, out=tmp_path)
+    arr = np.load(res["npy"])
+    assert arr.shape == (10, 8, 8, 1) and 0 <= arr.min() and arr.max() <= 1
+    np.testing.assert_array_equal(arr, np.load(sample.sample(tiny_run, n=10, seed=3, out=tmp_path / "b")["npy"]))
+
+    r1 = evaluate.evaluate(tiny_run, split="test", samples=1, seed=0)
+    r50 = evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)
+    assert r1["num_examples"] == r50["num_examples"] == 128
+    assert r50["log_likelihood"] > r1["log_likelihood"]  # the bound tightens with K
+    assert r50["log_likelihood"] > r50["elbo"]
+    saved = json.loads((tiny_run / "eval" / f"test-step{r50['protocol']['checkpoint_step']}-k50.json").read_text())
+    assert saved["log_likelihood"] == r50["log_likelihood"] and saved["protocol"]["samples"] == 50
+    assert evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)["log_likelihood"] == r50["log_likelihood"]
+
+
+def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
+    """Two real epochs of bmnist_mlp on binarized MNIST, then sample and eval on its run."""
+    cfg, _ = bmnist_cache
+    cfg = config.replace(cfg, train={"epochs": 2}, eval={"every_epochs": 1}, checkpoint={"every_epochs": 1})
+    path = train.train(cfg, tmp_path, "bmnist", argv=[], progress="none")
+    tr = [r for r in metrics.read(path) if r["split"] == "train"]
+    va = [r for r in metrics.read(path) if r["split"] == "validation"]
+    assert tr[1]["loss"] < tr[0]["loss"] < 200
+    assert va[1]["elbo"] > va[0]["elbo"] > -150  # the validation ELBO rises (nats)
+    res = evaluate.evaluate(path, split="test", samples=20, seed=0)
+    assert res["num_examples"] == 10000
+    assert res["log_likelihood"] > res["elbo"] and -150 < res["log_likelihood"] < -80
+    assert (path / "eval" / f"test-step{2 * (50000 // 128)}-k20.json").exists()
