@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "bench" / "reference_epoch.py"
 
 
-def reference_epoch(data: str, epochs: int) -> dict:
-    out = subprocess.run([sys.executable, str(REFERENCE), "--data", data, "--epochs", str(epochs)],
+def reference_epoch(data: str, epochs: int, reference: Path = REFERENCE) -> dict:
+    out = subprocess.run([sys.executable, str(reference), "--data", data, "--epochs", str(epochs)],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -30,6 +30,7 @@ def reference_epoch(data: str, epochs: int) -> dict:
 def vaecli_epoch(data: str, epochs: int, cache_dir: str) -> dict:
     code = f"""
 import json, sys
+sys.path.insert(0, {str(ROOT)!r})
 from vaecli import config, train
 cfg = config.load({str(ROOT / 'configs' / 'bmnist_mlp.yaml')!r}, ["data.manual_dir={data}",
       "data.cache_dir={cache_dir}", "train.epochs={epochs}", "eval.every_epochs={epochs}",
@@ -49,13 +50,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache-dir", default=None, help="vaecli data cache (default: a temporary folder)")
+    ap.add_argument("--reference", default=str(REFERENCE), help="path of reference_epoch.py")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache_dir or tmp
         vaecli_epoch(args.data, 1, cache)  # fill the data cache outside the timed rounds
         refs, ours = [], []
         for _ in range(args.rounds):
-            r = reference_epoch(args.data, args.epochs)
+            r = reference_epoch(args.data, args.epochs, Path(args.reference))
             refs.append(r["reference_epoch_s"])
             s = vaecli_epoch(args.data, args.epochs, cache)
             ours.append(s["epoch_s_median"])

@@ -160,7 +160,7 @@ def _build(cls, raw: Any, prefix: str):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        where = prefix or "the config"
+        where = prefix.rstrip(".") or "the config"
         raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}

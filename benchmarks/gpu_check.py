@@ -1,0 +1,81 @@
+"""The GPU checks of the first-run issue, in one script for one device call.
+
+    python benchmarks/gpu_check.py --cache-dir .cache/data --reference .gpu/reference_epoch.py --out $OUT
+
+Needs only vaecli's data cache (no TensorFlow/TFDS: GPU machines have none). It
+1. rebuilds the reference's .amat input from the cache and times reference_epoch.py and
+   vaecli's epoch alternately (benchmarks/epoch_time.py), on this device;
+2. trains the full 30-epoch bmnist_mlp and evaluates the test split with K=1 and K=5000,
+   reporting the evaluation time after compilation.
+Prints JSON lines; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def write_amat(cache_dir: str, folder: Path) -> None:
+    from vaecli import config, data
+
+    cfg = config.load(None, [f"data.cache_dir={cache_dir}"])
+    folder.mkdir(parents=True, exist_ok=True)
+    flat = data.load_split(cfg.data, "train").flat
+    chars = (flat + ord("0")).astype(np.uint8)
+    rows = np.full((len(flat), 784 * 2), ord(" "), np.uint8)
+    rows[:, 0::2] = chars
+    rows[:, -1] = ord("\n")
+    (folder / "binarized_mnist_train.amat").write_bytes(rows.tobytes())
+
+
+def vae(*args: str) -> str:
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "vaecli.cli", *args], check=True, capture_output=True,
+                         text=True, cwd=ROOT)
+    sys.stderr.write(out.stderr[-3000:])
+    print(json.dumps({"command": " ".join(args[:2]), "wall_s": round(time.perf_counter() - t, 2)}), flush=True)
+    return out.stdout
+
+
+if __name__ == "__main__":
+    import numpy as np
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache-dir", required=True)
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    out = Path(args.out)
+    amat = Path("/tmp/vaecli_amat")
+    write_amat(args.cache_dir, amat)
+
+    import epoch_time
+
+    refs, ours = [], []
+    for _ in range(args.rounds):
+        refs.append(epoch_time.reference_epoch(str(amat), 5, Path(args.reference)))
+        ours.append(epoch_time.vaecli_epoch(str(amat), 10, args.cache_dir)["epoch_s_median"])
+    print(json.dumps({"check": "epoch_time", "reference": refs, "vaecli_epoch_s": ours}), flush=True)
+
+    runs_dir = out / "runs"
+    run = vae("train", "--config", "configs/bmnist_mlp.yaml", "--set", f"data.cache_dir={args.cache_dir}",
+              "--set", "log.tensorboard=false", "--runs-dir", str(runs_dir)).strip().splitlines()[-1]
+    summary = json.loads((Path(run) / "summary.json").read_text())
+    print(json.dumps({"check": "train_30_epochs", **{k: summary[k] for k in
+                      ("epoch_s_median", "epoch_s_first", "compile_s", "wall_s", "final_validation")}}), flush=True)
+    for k in ("1", "5000"):
+        res = json.loads(vae("eval-elbo", run, "--split", "test", "--samples", k, "--json"))
+        print(json.dumps({"check": f"eval_k{k}", **{f: res[f] for f in
+                          ("elbo", "recon", "kl", "log_likelihood", "log_likelihood_stderr", "nll", "num_examples")},
+                          "timing": res["timing"], "chunk": res["protocol"]["sample_chunk"]}), flush=True)

@@ -1,0 +1,339 @@
+"""The `vae` command line: exit codes, one-line errors on stderr, nothing half-written, and
+train -> sample -> eval-elbo end to end on the tiny synthetic dataset.
+
+End-to-end checks run the real program in a subprocess (real exit codes, stdout and stderr
+apart, no traceback); the many small error cases use typer's CliRunner in-process, where
+an error that escaped as a Python exception shows up as `result.exception`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import vaecli
+from vaecli.cli import app
+
+from conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "bmnist_mlp.yaml"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Out:
+    code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None = None  # in-process only: what the command raised
+
+
+def vae(*args, timeout: float = 120) -> Out:
+    """Run `python -m vaecli.cli ARGS` as a separate process."""
+    p = subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=timeout)
+    return Out(p.returncode, p.stdout, p.stderr)
+
+
+def vae_inproc(*args) -> Out:
+    """Run the same command in this process (no interpreter start, JAX imported once)."""
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return Out(r.exit_code, r.stdout, r.stderr, r.exception)
+
+
+def assert_error(out: Out, code: int, *needles: str, only_line: bool = True) -> str:
+    """Exit `code`, exactly one `error:` line on stderr naming every needle, no traceback,
+    nothing on stdout. `only_line`: stderr holds nothing else (False where TensorFlow,
+    imported to prepare data, prints its own start-up notes)."""
+    assert out.code == code, (out.code, out.stderr)
+    assert "Traceback" not in out.stderr
+    if out.exception is not None:  # in-process: it ended through typer.Exit, not an exception
+        assert isinstance(out.exception, SystemExit), repr(out.exception)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr
+    if only_line:
+        assert out.stderr.strip() == errors[0]
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    assert out.stdout == ""
+    return errors[0]
+
+
+def run_folders(runs_dir: Path) -> list[Path]:
+    return sorted(runs_dir.iterdir()) if runs_dir.exists() else []
+
+
+def sets(overrides) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+@pytest.fixture
+def offline(tmp_path) -> list[str]:
+    """Overrides pointing at empty data folders: any data access fails (there is no network),
+    and nothing is written to ~/.cache or ~/tensorflow_datasets."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "tfds").mkdir()
+    return sets(["data.dataset=binarized_mnist", f"data.cache_dir={tmp_path / 'cache'}",
+                 f"data.data_dir={tmp_path / 'tfds'}"])
+
+
+def tiny_train_args(cache: Path, runs_dir: Path, name: str) -> list[str]:
+    return ["train", "--config", CONFIG, *sets(tiny_overrides(cache)), "--set", "train.epochs=2",
+            "--name", name, "--runs-dir", runs_dir]
+
+
+# ---------------------------------------------------------------------- version, help
+
+
+def test_version():
+    out = vae("--version")
+    assert out.code == 0, out.stderr
+    assert out.stdout.strip() == f"vaecli {vaecli.__version__}"
+
+
+def test_help_lists_commands():
+    out = vae("--help")
+    assert out.code == 0, out.stderr
+    for command in ("train", "sample", "eval-elbo"):
+        assert command in out.stdout
+
+
+def test_cli_module_does_not_import_jax():
+    p = subprocess.run([sys.executable, "-c", "import vaecli.cli, sys; print('jax' in sys.modules)"],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- config and usage: exit 2
+
+
+def _bad_yaml(tmp_path: Path) -> Path:
+    p = tmp_path / "bad.yaml"
+    p.write_text("model:\n  hidden: [500\n  latent_dim: 20\n")
+    return p
+
+
+CONFIG_ERRORS = {
+    # id: (config path given tmp_path, extra args, words the error line must contain)
+    "missing-config": (lambda t: t / "nope.yaml", [], ["config file not found", "nope.yaml"]),
+    "config-is-folder": (lambda t: t, [], ["is a folder"]),
+    "invalid-yaml": (_bad_yaml, [], ["bad.yaml", "not valid YAML"]),
+    "unknown-key": (lambda t: CONFIG, ["--set", "optim.lrr=1"], ["unknown config key", "optim.lrr"]),
+    "wrong-type": (lambda t: CONFIG, ["--set", "train.batch_size=abc"], ["train.batch_size", "expected int", "abc"]),
+    "impossible-value": (lambda t: CONFIG, ["--set", "model.latent_dim=0"], ["model.latent_dim", "must be > 0"]),
+    "bad-set-syntax": (lambda t: CONFIG, ["--set", "nonsense"], ["--set", "nonsense", "dotted.key=value"]),
+    # Checked before any data is looked at: with the data unreachable, a late check would
+    # report the missing data (exit 1) instead.
+    "bad-name": (lambda t: CONFIG, ["--name", "a/b"], ["--name", "a/b"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_ERRORS), ids=list(CONFIG_ERRORS))
+def test_train_config_errors_exit_2_and_create_nothing(case, tmp_path, offline):
+    config_of, extra, needles = CONFIG_ERRORS[case]
+    runs_dir = tmp_path / "runs"
+    out = vae_inproc("train", "--config", config_of(tmp_path), *offline, *extra, "--runs-dir", runs_dir)
+    assert_error(out, 2, *needles)
+    assert run_folders(runs_dir) == []
+    assert list((tmp_path / "cache").iterdir()) == []  # no data was prepared either
+
+
+def test_config_error_in_a_real_process(tmp_path, offline):
+    runs_dir = tmp_path / "runs"
+    out = vae("train", "--config", CONFIG, *offline, "--set", "optim.lrr=1", "--runs-dir", runs_dir)
+    assert_error(out, 2, "optim.lrr")
+    assert run_folders(runs_dir) == []
+
+
+def test_runs_dir_that_is_a_file_exits_2(tiny_cache, tmp_path):
+    not_a_folder = tmp_path / "runs"
+    not_a_folder.write_text("")
+    out = vae_inproc(*tiny_train_args(tiny_cache, not_a_folder, "x"))
+    assert_error(out, 2, "--runs-dir", str(not_a_folder))
+
+
+def test_batch_larger_than_data_exits_1_and_creates_nothing(tiny_cache, tmp_path):
+    runs_dir = tmp_path / "runs"
+    out = vae_inproc(*tiny_train_args(tiny_cache, runs_dir, "x"), "--set", "train.batch_size=100000")
+    assert_error(out, 1, "train.batch_size=100000")
+    assert run_folders(runs_dir) == []
+
+
+# ------------------------------------------------------------------------ data: exit 1
+
+
+def test_unknown_dataset_exits_1(tmp_path):
+    runs_dir = tmp_path / "runs"
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "tfds").mkdir()
+    out = vae("train", "--config", CONFIG, "--set", "data.dataset=no_such_dataset_xyz",
+              "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"data.data_dir={tmp_path / 'tfds'}",
+              "--runs-dir", runs_dir)
+    assert_error(out, 1, "unknown dataset", "no_such_dataset_xyz", only_line=False)
+    assert run_folders(runs_dir) == []
+
+
+def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
+    runs_dir = tmp_path / "runs"
+    t = time.monotonic()
+    out = vae("train", "--config", CONFIG, *offline, "--runs-dir", runs_dir)
+    elapsed = time.monotonic() - t
+    assert_error(out, 1, "binarized_mnist", "data.manual_dir", only_line=False)
+    assert elapsed < 60  # TFDS alone would retry its download for minutes
+    assert run_folders(runs_dir) == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# ------------------------------------------------------------ sample / eval-elbo errors
+
+
+@pytest.fixture
+def no_checkpoint_run(tiny_run, tmp_path) -> Path:
+    """A folder that looks like a run (config.yaml, meta.json) but saved no checkpoint."""
+    run = tmp_path / "fresh-run"
+    run.mkdir()
+    for name in ("config.yaml", "meta.json"):
+        shutil.copy(tiny_run / name, run / name)
+    return run
+
+
+@pytest.mark.parametrize("command", ["sample", "eval-elbo"])
+def test_run_folder_errors(command, tmp_path, no_checkpoint_run):
+    missing = tmp_path / "no-such-run"
+    assert_error(vae_inproc(command, missing), 1, "run folder not found", str(missing))
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert_error(vae_inproc(command, plain), 1, str(plain), "is not a run folder")
+
+    assert_error(vae_inproc(command, no_checkpoint_run), 1, "no checkpoint")
+    assert sorted(p.name for p in no_checkpoint_run.iterdir()) == ["config.yaml", "meta.json"]  # untouched
+
+
+@pytest.mark.parametrize("command", ["sample", "eval-elbo"])
+def test_bad_step(command, tiny_run):
+    steps = sorted(int(p.name) for p in (tiny_run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps  # the fixture's run saved checkpoints
+    available = ", ".join(map(str, steps))
+    line = assert_error(vae_inproc(command, tiny_run, "--step", "999999"), 1, "999999", available)
+    assert "available" in line
+    assert_error(vae_inproc(command, tiny_run, "--step", "abc"), 1, "--step", "abc", available)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["eval-elbo", "--samples", "0"], "--samples 0"),
+    (["sample", "--n", "0"], "--n 0"),
+    (["eval-elbo", "--split", "nope"], "nope"),
+], ids=["samples-0", "n-0", "split-nope"])
+def test_bad_arguments_exit_2(args, needle, tiny_run):
+    command, *rest = args
+    assert_error(vae_inproc(command, tiny_run, *rest), 2, needle)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    out = vae("--debug", "train", "--config", tmp_path / "nope.yaml", "--runs-dir", tmp_path / "runs")
+    assert out.code != 0
+    assert "Traceback" in out.stderr
+    assert "ConfigError" in out.stderr and "nope.yaml" in out.stderr
+    assert run_folders(tmp_path / "runs") == []
+
+
+# ------------------------------------------------------------------ end to end, tiny data
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_cache, tmp_path_factory) -> Path:
+    """`vae train` through the command line; its stdout is the run folder and nothing else."""
+    runs_dir = tmp_path_factory.mktemp("cli-runs")
+    out = vae(*tiny_train_args(tiny_cache, runs_dir, "clitest"))
+    assert out.code == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1, out.stdout
+    run = Path(lines[-1])
+    assert run.is_dir() and run.parent == runs_dir and run.name.startswith("clitest-")
+    assert run_folders(runs_dir) == [run]
+    return run
+
+
+def test_train_writes_a_complete_run(cli_run):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["steps"] == 2 * (640 // 32)
+    assert (cli_run / "config.yaml").is_file() and (cli_run / "meta.json").is_file()
+
+
+def test_sample(cli_run, tmp_path):
+    from PIL import Image
+
+    out = vae("sample", cli_run, "--n", 9, "--seed", 1)
+    assert out.code == 0, out.stderr
+    png, npy = (Path(line) for line in out.stdout.splitlines())
+    assert png.parent == npy.parent == cli_run / "samples"
+    with Image.open(png) as img:
+        img.load()
+        assert img.format == "PNG" and img.mode == "RGB"
+        assert img.width >= 3 * 8 and img.height >= 3 * 8  # a 3x3 grid of 8x8 images, at least
+        lo, hi = img.convert("L").getextrema()
+        assert lo < hi  # not a blank picture
+    means = np.load(npy)
+    assert means.shape == (9, 8, 8, 1)
+    assert np.issubdtype(means.dtype, np.floating)
+    assert np.all((means >= 0) & (means <= 1))
+
+
+def test_eval_elbo_json(cli_run):
+    out = vae("eval-elbo", cli_run, "--split", "test", "--samples", 10, "--json")
+    assert out.code == 0, out.stderr
+    doc = json.loads(out.stdout)  # one JSON document and nothing else on stdout
+    for key in ("elbo", "recon", "kl", "log_likelihood", "log_likelihood_stderr", "bits_per_dim"):
+        assert isinstance(doc[key], float) and math.isfinite(doc[key]), key
+    assert doc["num_examples"] == 128
+    assert doc["samples"] == 10
+    assert doc["elbo"] == pytest.approx(-(doc["recon"] + doc["kl"]))
+    assert doc["bits_per_dim"] == pytest.approx(-doc["log_likelihood"] / (8 * 8 * math.log(2)))
+    step = doc["protocol"]["checkpoint_step"]
+    assert step == 2 * (640 // 32)  # "latest"
+    written = cli_run / "eval" / f"test-step{step}-k10.json"
+    assert written.is_file()
+    saved = json.loads(written.read_text())
+    assert saved["log_likelihood"] == doc["log_likelihood"] and saved["num_examples"] == 128
+
+
+def test_eval_elbo_table(cli_run):
+    out = vae_inproc("eval-elbo", cli_run, "--split", "test", "--samples", 10)
+    assert out.code == 0, out.stderr
+    assert "tiny_bars test (128 images)" in out.stdout
+    assert "ELBO" in out.stdout and "log p(x) (K=10)" in out.stdout and "bits/dim" in out.stdout
+    assert f"written to {cli_run / 'eval' / 'test-step40-k10.json'}" in out.stdout
+
+
+def test_two_trainings_started_together_get_their_own_folders(tiny_cache, tmp_path):
+    runs_dir = tmp_path / "runs"
+    args = [*tiny_train_args(tiny_cache, runs_dir, "race"), "--set", "train.epochs=1"]
+    cmd = [sys.executable, "-m", "vaecli.cli", *map(str, args)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    folders = [Path(stdout.strip()) for stdout, _ in results]
+    assert folders[0] != folders[1]
+    assert run_folders(runs_dir) == sorted(folders)
+    for folder in folders:
+        assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
