@@ -82,9 +82,10 @@ def train(
 
     def go():
         from vaecli import config as config_lib
+
+        cfg = config_lib.load(config, set_ or [])  # config errors come before JAX is imported
         from vaecli.train import train as train_fn
 
-        cfg = config_lib.load(config, set_ or [])
         path = train_fn(cfg, runs_dir, name or config.stem, argv=sys.argv, progress=cfg.log.progress)
         typer.echo(str(path))
 

@@ -36,20 +36,25 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def check_name(name: str) -> None:
-    """UsageError unless `name` can be the start of a run folder's name."""
+def check_target(runs_dir: str | Path, name: str) -> None:
+    """UsageError unless `name` can start a run folder's name and `runs_dir` can hold one.
+
+    Called before any data work, so these mistakes are reported at once."""
     if not _NAME.match(name):
         raise UsageError(f"--name {name!r}: use letters, digits and . _ + - (no slashes or spaces)")
-
-
-def create(runs_dir: str | Path, name: str) -> Path:
-    """Make a fresh, never-shared folder `<runs_dir>/<name>-<UTC timestamp>[-N]`."""
-    check_name(name)
     root = Path(runs_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--runs-dir {root}: cannot create it ({e.strerror})") from None
+    if not os.access(root, os.W_OK):
+        raise UsageError(f"--runs-dir {root}: not writable; choose another folder")
+
+
+def create(runs_dir: str | Path, name: str) -> Path:
+    """Make a fresh, never-shared folder `<runs_dir>/<name>-<UTC timestamp>[-N]`."""
+    check_target(runs_dir, name)
+    root = Path(runs_dir)
     base = f"{name}-{utc_now():%Y%m%dT%H%M%SZ}"
     for i in range(1, 1000):
         path = root / (base if i == 1 else f"{base}-{i}")

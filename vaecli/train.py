@@ -105,7 +105,7 @@ def _host_copy(tree):
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
     """Train a model as `cfg` says; return the run folder."""
     t_start = time.perf_counter()
-    runs.check_name(name)  # a bad --name is reported before any data is downloaded or prepared
+    runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
     # Data first: a dataset that cannot be loaded leaves no run folder behind.
     train_split = data.load_split(cfg.data, "train")
     val_split = data.load_split(cfg.data, "validation")
