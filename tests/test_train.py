@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vaecli import bounds, config, evaluate, metrics, runs, sample, state as state_lib, train
+from vaecli import bounds, config, data, evaluate, metrics, runs, sample, state as state_lib, train
 from vaecli.checkpoints import Checkpoints
 
 
@@ -77,7 +77,7 @@ def test_continuing_from_a_checkpoint_reproduces_the_run_exactly(tiny_run):
         mid, final = ck.steps()[1], ck.steps()[2]
     state, _ = _params(tiny_run, mid)
     fn, tx, _ = state_lib.init_state(run.config, run.image_shape)
-    train_split = __import__("vaecli.data", fromlist=["x"]).load_split(run.config.data, "train")
+    train_split = data.load_split(run.config.data, "train")
     epoch = train.make_epoch_fn(fn, tx, run.config, len(train_split), train_split.scale)
     replayed, _ = epoch(state, jax.device_put(train_split.flat))
     expected, _ = _params(tiny_run, final)
@@ -95,8 +95,6 @@ def test_dynamic_binarization_resamples_on_the_device():
 
 
 def test_dynamic_binarization_run(tmp_path, tiny_cache, tiny_config):
-    from vaecli import data
-
     gray = (np.random.default_rng(3).random((256, 8, 8, 1)) * 255).astype(np.uint8)
     data.write_cache(tiny_cache / "tiny_gray", {s: {"images": gray, "labels": None} for s in data.SPLITS})
     cfg = config.replace(tiny_config, data={"dataset": "tiny_gray", "binarize": "dynamic"}, train={"epochs": 2})

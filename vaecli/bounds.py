@@ -88,19 +88,30 @@ def batch_split(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
     return padded.reshape(nb, bsz, *images.shape[1:]), n
 
 
-def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, seed: int,
-                batch_size: int, max_rows: int | None = None) -> dict[str, np.ndarray]:
-    """Per-example recon, KL and K-sample log p̂(x) over `images` (host uint8)."""
+def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k: int, batch_size: int,
+                      max_rows: int | None = None):
+    """Put `images` on the device and compile the estimator for them, ahead of time.
+
+    Returns (estimate, k_chunk): `estimate(params, seed)` gives per-example recon, KL and the
+    K-sample log p̂(x) as host arrays, running the one compiled program.
+    """
     batches, n = batch_split(images, batch_size)
     k_chunk = chunk_size(k, batches.shape[1], max_rows or default_max_rows())
-    compiled = make_bounds_fn(fn, k, k_chunk, scale)
-    return run(compiled, params, jnp.asarray(batches), n, seed)
+    batches = jax.device_put(batches)
+    compiled = make_bounds_fn(fn, k, k_chunk, scale).lower(params, batches, jax.random.key(0)).compile()
+
+    def estimate(params, seed: int) -> dict[str, np.ndarray]:
+        out = jax.device_get(compiled(params, batches, jax.random.key(seed)))
+        return {name: np.asarray(v).reshape(-1)[:n] for name, v in out.items()}
+
+    return estimate, k_chunk
 
 
-def run(compiled, params, batches, n: int, seed: int) -> dict[str, np.ndarray]:
-    """Call a function from `make_bounds_fn` and bring its per-example results to the host."""
-    out = jax.device_get(compiled(params, batches, jax.random.key(seed)))
-    return {name: np.asarray(v).reshape(-1)[:n] for name, v in out.items()}
+def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, seed: int,
+                batch_size: int, max_rows: int | None = None) -> dict[str, np.ndarray]:
+    """Per-example recon, KL and K-sample log p̂(x) over `images` (host uint8 or float)."""
+    estimate, _ = compile_estimator(fn, params, images, scale, k, batch_size, max_rows)
+    return estimate(params, seed)
 
 
 def summarize(values: dict[str, np.ndarray], num_pixels: int) -> dict:

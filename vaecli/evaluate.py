@@ -24,27 +24,26 @@ def evaluate(run_path: str | Path, split: str = "test", samples: int = 1000, ste
     images = data.load_split(run.config.data, split)
 
     import jax
-    import jax.numpy as jnp
 
-    batches, n = bounds.batch_split(images.images, batch_size)
-    k_chunk = bounds.chunk_size(samples, batches.shape[1], max_rows or bounds.default_max_rows())
-    compiled_fn = bounds.make_bounds_fn(fn, samples, k_chunk, images.scale)
-    batches = jax.device_put(batches)
     t0 = time.perf_counter()
-    compiled = compiled_fn.lower(state["params"], batches, jax.random.key(seed)).compile()
+    estimate, k_chunk = bounds.compile_estimator(fn, state["params"], images.images, images.scale, samples,
+                                                 batch_size, max_rows)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    per = bounds.run(compiled, state["params"], batches, n, seed)
+    per = estimate(state["params"], seed)
     eval_s = time.perf_counter() - t0
 
     result = bounds.summarize(per, int(np.prod(images.image_shape)))
     result.update({
         "samples": samples,
-        "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": n,
+        "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": len(images),
                      "binarize": run.config.data.binarize, "samples": samples, "seed": seed,
                      "checkpoint_step": chosen, "estimator": "importance sampling with q(z|x) as proposal "
                      "(the K-sample IWAE bound)", "batch_size": batch_size, "sample_chunk": k_chunk},
-        "timing": {"compile_s": compile_s, "eval_s": eval_s, "device": str(jax.devices()[0])},
+        # JAX's default matmul precision uses TF32 on NVIDIA GPUs: on an H100, K=5000 on the
+        # binarized-MNIST test split moved log p(x) by 3e-4 nats against "highest" (3.5x slower).
+        "timing": {"compile_s": compile_s, "eval_s": eval_s, "device": str(jax.devices()[0]),
+                   "matmul_precision": jax.config.jax_default_matmul_precision or "default"},
         "run": str(run.path),
     })
     if write:

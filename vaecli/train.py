@@ -145,10 +145,8 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
 
     t0 = time.perf_counter()
     epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale).lower(state, images).compile()
-    val_batches, n_val = bounds.batch_split(val_split.images, cfg.eval.batch_size)
-    val_batches = jax.device_put(val_batches)
-    val_fn = bounds.make_bounds_fn(fn, 1, 1, val_split.scale).lower(
-        state["params"], val_batches, jax.random.key(0)).compile()
+    val_estimate, _ = bounds.compile_estimator(fn, state["params"], val_split.images, val_split.scale, 1,
+                                               cfg.eval.batch_size)
     compile_s = time.perf_counter() - t0
 
     n_pic = min(cfg.eval.grid, len(val_split))
@@ -183,7 +181,7 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
 
             last_epoch = epoch == cfg.train.epochs
             if epoch % cfg.eval.every_epochs == 0 or last_epoch:
-                per = bounds.run(val_fn, state["params"], val_batches, n_val, cfg.seed)
+                per = val_estimate(state["params"], cfg.seed)
                 s = bounds.summarize(per, int(np.prod(val_split.image_shape)))
                 val_record = {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"],
                               "recon": s["recon"], "kl": s["kl"], "elbo": s["elbo"],
