@@ -337,3 +337,37 @@ def test_two_trainings_started_together_get_their_own_folders(tiny_cache, tmp_pa
     assert run_folders(runs_dir) == sorted(folders)
     for folder in folders:
         assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, signame, code):
+    import signal
+
+    from vaecli import metrics
+    from vaecli.checkpoints import Checkpoints
+
+    runs_dir = tmp_path / "runs"
+    args = tiny_train_args(tiny_cache, runs_dir, "sig") + ["--set", "train.epochs=100000",
+                                                           "--set", "checkpoint.every_epochs=1000"]
+    p = subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:  # wait until training is under way
+            folders = run_folders(runs_dir)
+            if folders and (folders[0] / "metrics.jsonl").exists() and (folders[0] / "metrics.jsonl").read_text():
+                break
+            time.sleep(0.2)
+        p.send_signal(getattr(signal, signame))
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == code, err
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: {signame}")
+    run = run_folders(runs_dir)[0]
+    summary = json.loads((run / "summary.json").read_text())
+    last_step = [r for r in metrics.read(run) if r["split"] == "train"][-1]["step"]
+    assert summary["status"] == "interrupted" and summary["last_checkpoint_step"] == last_step
+    with Checkpoints(run / "checkpoints", read_only=True) as ck:
+        assert ck.steps() == [last_step]  # saved on the way out, though none was due

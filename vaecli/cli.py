@@ -50,11 +50,14 @@ def _quiet_libraries() -> None:
 
 def _run(fn):
     """Call fn(); turn library errors into one line and an exit code."""
-    from vaecli.errors import VaeError
+    from vaecli.errors import Interrupted, VaeError
 
     _quiet_libraries()
     try:
         return fn()
+    except Interrupted as e:
+        typer.secho(f"interrupted: {e}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(e.exit_code)
     except VaeError as e:
         if _STATE["debug"]:
             raise

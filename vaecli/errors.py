@@ -25,3 +25,11 @@ class DataError(VaeError):
 
 class RunError(VaeError):
     """A run folder is missing, malformed, or lacks what the command needs (exit 1)."""
+
+
+class Interrupted(VaeError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint (exit 130 / 143)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

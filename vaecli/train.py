@@ -12,8 +12,9 @@ Speed is designed in here:
 from __future__ import annotations
 
 import math
+import signal
 import statistics
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import optax
 from vaecli import bounds, data, objectives, pictures, runs, state as state_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
-from vaecli.errors import RunError
+from vaecli.errors import Interrupted, RunError
 from vaecli.metrics import MetricsLog
 from vaecli.progress import Progress
 
@@ -125,9 +126,10 @@ def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progres
     bar = Progress(cfg.train.epochs, cfg.log.progress)
     bar.message(f"run folder: {path}")
     try:
-        summary = _loop(cfg, run, train_split, val_split, bar, summary, t_start)
+        with _StopOnSignal() as stop:
+            summary = _loop(cfg, run, train_split, val_split, bar, summary, t_start, stop)
     except BaseException as e:
-        summary["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        summary["status"] = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         summary["error"] = str(e) or type(e).__name__
         runs.write_json(path / "summary.json", summary)
         raise
@@ -136,7 +138,32 @@ def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progres
     return path
 
 
-def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, summary: dict, t_start: float):
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the loop to stop after the epoch in flight (which then saves a
+    checkpoint); a second signal interrupts at once. Only the main thread can install it."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, summary: dict, t_start: float,
+          stop: _StopOnSignal):
     path = run.path
     fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
     images = jax.device_put(train_split.flat)  # the whole training split, on the device, uint8
@@ -196,11 +223,17 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
                                    f"{title} data (top) / reconstructions (bottom)")
                 info += f"  val ELBO {s['elbo']:.2f}"
 
-            if epoch % cfg.checkpoint.every_epochs == 0 or last_epoch:
+            stopping = stop.signum is not None
+            if epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping:
                 ckpts.save(step, _host_copy(state), {"epoch": epoch, "train": train_record,
-                                                     "validation": val_record}, force=last_epoch)
+                                                     "validation": val_record}, force=last_epoch or stopping)
                 summary["last_checkpoint_step"] = step
             bar.epoch(epoch, info)
+            if stopping:
+                ckpts.wait()
+                name = signal.Signals(stop.signum).name
+                raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step {step} "
+                                  f"in {run.checkpoint_dir}", 128 + stop.signum)
         ckpts.wait()
 
     steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
