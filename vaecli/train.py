@@ -77,7 +77,8 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         state, per_step = jax.lax.scan(lambda s, o: train_step(s, o, images), state, order)
         means = jnp.mean(per_step, axis=0)
         return state, {"loss": means[0], "recon": means[1], "kl": means[2],
-                       "nonfinite_steps": jnp.sum(~jnp.isfinite(per_step[:, 0]))}
+                       "nonfinite_steps": jnp.sum(~jnp.isfinite(per_step[:, 0])),
+                       "step": state["step"], "lr": learning_rate(state["opt_state"])}
 
     return jax.jit(epoch, donate_argnums=0)
 
@@ -192,10 +193,10 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
             m = jax.device_get(m)  # the log point: the only host sync of the epoch
             dt = time.perf_counter() - t
             epoch_times.append(dt)
-            step = int(state["step"])
+            step = int(m["step"])
             train_record = {"step": step, "epoch": epoch, "split": "train",
                             "loss": float(m["loss"]), "recon": float(m["recon"]), "kl": float(m["kl"]),
-                            "lr": float(learning_rate(state["opt_state"])),
+                            "lr": float(m["lr"]),
                             "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
                             "elapsed_s": time.perf_counter() - t_start}
             mlog.write(train_record)
@@ -238,7 +239,7 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
 
     steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
     summary.update({
-        "status": "completed", "epochs": cfg.train.epochs, "steps": int(state["step"]),
+        "status": "completed", "epochs": cfg.train.epochs, "steps": train_record["step"],
         "final_train": train_record, "final_validation": val_record,
         "wall_s": time.perf_counter() - t_start, "compile_s": compile_s,
         "epoch_s_median": statistics.median(steady), "epoch_s_first": epoch_times[0],
