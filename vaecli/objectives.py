@@ -80,11 +80,3 @@ def log_importance_weights(x, z, mean, logvar, log_likelihood):
     """
     log_px = log_likelihood(x, z)
     return log_px + standard_normal_log_prob(z) - gaussian_log_prob(z, mean, logvar), log_px
-
-
-def iwae_bound(encode, log_likelihood, x, key, k: int):
-    """The K-sample importance-weighted bound on log p(x), per example (one chunk, no memory care)."""
-    mean, logvar = encode(x)
-    z = reparameterize(key, mean, logvar, k)
-    log_w, _ = log_importance_weights(x, z, mean, logvar, log_likelihood)
-    return jax.nn.logsumexp(log_w, axis=0) - math.log(k)

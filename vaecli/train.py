@@ -180,7 +180,8 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
     n_pic = min(cfg.eval.grid, len(val_split))
     pic_key = jax.random.fold_in(jax.random.key(cfg.seed), _PICTURES)
     prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
-    pic_x = jnp.asarray(val_split.flat[:n_pic], jnp.float32) / val_split.scale
+    pic_host = val_split.flat[:n_pic].astype(np.float32) / val_split.scale  # kept for the grids
+    pic_x = jnp.asarray(pic_host)
     as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
     pictures_fn = make_pictures_fn(fn)
 
@@ -202,9 +203,9 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
             mlog.write(train_record)
             if m["nonfinite_steps"] > 0 or not math.isfinite(train_record["loss"]):
                 bad = [t for t in ("recon", "kl") if not math.isfinite(train_record[t])] or ["loss"]
-                last = ckpts.steps()[-1] if ckpts.steps() else None
+                saved = ckpts.steps()
                 raise RunError(f"non-finite {' and '.join(bad)} in epoch {epoch} (steps {step - steps_per_epoch + 1}"
-                               f"..{step}); last good checkpoint: {last if last is not None else 'none'}")
+                               f"..{step}); last good checkpoint: {saved[-1] if saved else 'none'}")
             info = f"loss {train_record['loss']:.2f}  {train_record['examples_per_s']:,.0f} ex/s"
 
             last_epoch = epoch == cfg.train.epochs
@@ -219,7 +220,7 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
                 title = f"{path.name} step {step}"
                 pictures.save_grid(as_images(prior), path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
                 half = max(1, n_pic // 2)
-                both = as_images(np.concatenate([np.asarray(pic_x)[:half], recon[:half]]))
+                both = as_images(np.concatenate([pic_host[:half], recon[:half]]))
                 pictures.save_grid(both, path / "samples" / f"recon-step{step}.png",
                                    f"{title} data (top) / reconstructions (bottom)")
                 info += f"  val ELBO {s['elbo']:.2f}"
