@@ -27,18 +27,24 @@ def reference_epoch(data: str, epochs: int, reference: Path = REFERENCE) -> dict
     return json.loads(out.strip().splitlines()[-1])
 
 
-def vaecli_epoch(data: str, epochs: int, cache_dir: str) -> dict:
+def vaecli_epoch(data: str, epochs: int, cache_dir: str, overrides: tuple[str, ...] = ()) -> dict:
+    """A bmnist_mlp run in a fresh process: its summary.json, plus `loop_s`, the wall time
+    between consecutive epochs' log points (so evaluation and checkpointing are included)."""
+    sets = [f"data.manual_dir={data}", f"data.cache_dir={cache_dir}", f"train.epochs={epochs}",
+            f"eval.every_epochs={epochs}", f"checkpoint.every_epochs={epochs}", "log.progress=none",
+            "log.tensorboard=false", *overrides]
     code = f"""
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
-from vaecli import config, train
-cfg = config.load({str(ROOT / 'configs' / 'bmnist_mlp.yaml')!r}, ["data.manual_dir={data}",
-      "data.cache_dir={cache_dir}", "train.epochs={epochs}", "eval.every_epochs={epochs}",
-      "checkpoint.every_epochs={epochs}", "log.progress=none", "log.tensorboard=false"])
+from vaecli import config, metrics, train
+cfg = config.load({str(ROOT / 'configs' / 'bmnist_mlp.yaml')!r}, {sets!r})
 import tempfile
 with tempfile.TemporaryDirectory() as d:
     path = train.train(cfg, d, "bench", argv=sys.argv, progress="none")
-    print(json.dumps(json.loads((path / "summary.json").read_text())))
+    summary = json.loads((path / "summary.json").read_text())
+    t = [r["elapsed_s"] for r in metrics.read(path) if r["split"] == "train"]
+    summary["loop_s"] = [b - a for a, b in zip(t, t[1:])]
+    print(json.dumps(summary))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

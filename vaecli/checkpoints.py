@@ -1,30 +1,59 @@
 """The only module that talks to Orbax.
 
 A checkpoint holds the whole training state (parameters, optimizer state, step, the
-run's base PRNG key data) plus a small JSON record (epoch, metrics at save time). Orbax
-writes each step into a temporary folder and renames it when complete, so a crash in
-the middle of a save leaves no checkpoint that could be mistaken for a complete one.
+run's base PRNG key data, the count of skipped updates) plus a small JSON record (epoch,
+metrics at save time) and, as Orbax metrics, the validation ELBO that ranks checkpoints
+for `--step best`.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a crash
+(even `kill -9`) in the middle of a save leaves a `*.orbax-checkpoint-tmp-*` folder that
+is never listed as a step, never loaded, and removed when the run is resumed.
 """
 from __future__ import annotations
 
+import math
+import zlib
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
 
 from vaecli.errors import RunError
+
+BEST_METRIC = "validation_elbo"
+
+
+def _metric(metrics: dict) -> float:
+    value = metrics.get(BEST_METRIC)
+    return value if value is not None and math.isfinite(value) else -math.inf
 
 
 class Checkpoints:
     """A CheckpointManager over `<run>/checkpoints`. Use as a context manager: every exit
-    path waits for the asynchronous save in flight and closes the manager."""
+    path waits for the asynchronous save in flight and closes the manager.
 
-    def __init__(self, directory: Path, keep: int | None = None, read_only: bool = False):
+    Kept: the latest `keep` steps, and with `keep_best` also the step with the highest
+    validation ELBO (each save passes it as the checkpoint's metric)."""
+
+    def __init__(self, directory: Path, keep: int | None = None, keep_best: bool = True, read_only: bool = False):
         self.directory = Path(directory).absolute()  # Orbax needs absolute paths
+        preserve = None
+        if not read_only:
+            keep_policies = [policies.LatestN(n=keep)]
+            if keep_best:
+                keep_policies.append(policies.BestN(get_metric_fn=_metric, n=1, keep_checkpoints_without_metrics=False))
+            preserve = policies.AnyPreservationPolicy(keep_policies)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only,
-            enable_async_checkpointing=not read_only)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+            create=not read_only, read_only=read_only, enable_async_checkpointing=not read_only,
+            best_fn=_metric, best_mode="max", preservation_policy=preserve,
+            cleanup_tmp_directories=not read_only)
+        try:
+            self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+                "state": ocp.StandardCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
+        except Exception as e:
+            raise RunError(f"cannot open checkpoints in {self.directory} ({_short(e)})") from None
 
     def __enter__(self):
         return self
@@ -37,24 +66,80 @@ class Checkpoints:
         self.manager.close()
 
     def steps(self) -> list[int]:
+        """Complete checkpoints only: folders still being written are not steps."""
         return sorted(self.manager.all_steps())
 
-    def save(self, step: int, state, record: dict, force: bool = False) -> None:
-        """Start an asynchronous save; the arrays are copied before this returns."""
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def saving(self) -> bool:
+        return self.manager.is_saving_in_progress()
+
+    def save(self, step: int, state, record: dict, validation_elbo: float | None = None, force: bool = False) -> None:
+        """Start an asynchronous save; `state` must be a host copy the caller will not touch.
+
+        The record carries a CRC32 of the state's bytes: Orbax stores raw array bytes without
+        a checksum, so an edited or bit-rotten array would otherwise load silently."""
+        record = {**record, "state_crc32": checksum(state)}
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=force)
+            state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
+            metrics={BEST_METRIC: validation_elbo}, force=force)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def restore(self, step: int, like):
-        """The state saved at `step`, shaped like the pytree `like` (arrays or ShapeDtypeStructs)."""
+        """(state, record) saved at `step`, checked against the pytree `like` (what the run's
+        config.yaml builds): a checkpoint of another shape is refused, never reshaped."""
+        where = f"checkpoint step {step} in {self.directory}"
+        try:
+            saved = self.manager.item_metadata(step)["state"]
+        except Exception as e:
+            raise RunError(f"{where} is damaged: its metadata cannot be read ({_short(e)}); "
+                           f"delete that step's folder to resume from an earlier one") from None
+        _check_shapes(saved, like, where)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             out = self.manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
         except Exception as e:  # Orbax raises many kinds; all mean the same to the user
-            msg = " ".join(str(e).split())[:300]
-            raise RunError(f"checkpoint step {step} in {self.directory} cannot be restored "
-                           f"({type(e).__name__}: {msg})") from None
+            raise RunError(f"{where} cannot be restored, it is damaged ({_short(e)}); "
+                           f"delete that step's folder to use an earlier one") from None
+        expected = out.record.get("state_crc32") if isinstance(out.record, dict) else None
+        if expected is None or checksum(out.state) != expected:
+            raise RunError(f"{where} is damaged: its arrays do not match the checksum written when it was saved "
+                           f"(edited or corrupted on disk); delete that step's folder to use an earlier one")
         return out.state, out.record
+
+
+def checksum(state) -> int:
+    """CRC32 over every array's bytes, in pytree order (a few ms for a 10 MB state)."""
+    crc = 0
+    for leaf in jax.tree.leaves(state):
+        crc = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).tobytes(), crc)
+    return crc
+
+
+def _short(e: Exception) -> str:
+    text = " ".join(str(e).split()).split(" See full TensorStore details")[0]
+    return f"{type(e).__name__}: {text[:160]}"
+
+
+def _check_shapes(saved, like, where: str) -> None:
+    """RunError naming the first array whose shape differs between checkpoint and config."""
+    saved_leaves = dict(jax.tree_util.tree_flatten_with_path(saved)[0])
+    like_leaves = dict(jax.tree_util.tree_flatten_with_path(like)[0])
+    name = lambda path: jax.tree_util.keystr(path, simple=True, separator=".")
+    if set(map(name, saved_leaves)) != set(map(name, like_leaves)):
+        missing = sorted(set(map(name, like_leaves)) - set(map(name, saved_leaves)))
+        extra = sorted(set(map(name, saved_leaves)) - set(map(name, like_leaves)))
+        what = f"config.yaml needs {missing[0]}" if missing else f"the checkpoint has {extra[0]}"
+        raise RunError(f"{where} does not match the run's config.yaml ({what}, the other does not): "
+                       f"restore the config.yaml the run was trained with")
+    saved_by_name = {name(p): v for p, v in saved_leaves.items()}
+    for path, leaf in like_leaves.items():
+        shape = tuple(getattr(saved_by_name[name(path)], "shape", ()))
+        if shape != tuple(np.shape(leaf)):
+            raise RunError(f"{where} does not match the run's config.yaml: {name(path)} has shape {shape} in the "
+                           f"checkpoint but {tuple(np.shape(leaf))} from config.yaml; restore the config.yaml "
+                           f"the run was trained with")

@@ -70,22 +70,42 @@ def _run(fn):
         raise typer.Exit(130)
 
 
-StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint step: a number or 'latest'.")]
+StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number.")]
 
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a config key: --set optim.lr=3e-4 (repeatable; values are YAML).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the config file's stem).")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")] = Path("runs"),
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
+                         "(--set may change only train.epochs, train.skip_nonfinite, eval.*, checkpoint.*, "
+                         "log.* and data paths).")] = None,
 ):
-    """Train a VAE; prints the run folder on stdout when done."""
+    """Train a VAE (or resume one); prints the run folder on stdout when done."""
 
     def go():
         from vaecli import config as config_lib
+        from vaecli.errors import UsageError
 
+        if resume is not None:
+            if config is not None or name is not None or runs_dir != Path("runs"):
+                raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name "
+                                 "and --runs-dir (change allowed keys with --set)")
+            from vaecli import train as train_lib
+
+            try:
+                path = train_lib.resume(resume, set_ or [], argv=sys.argv)
+            except train_lib.AlreadyDone as e:
+                typer.echo(f"nothing to do: {e}", err=True)
+                path = resume
+            typer.echo(str(path))
+            return
+        if config is None:
+            raise UsageError("give --config FILE for a new run, or --resume RUN to continue one")
         cfg = config_lib.load(config, set_ or [])  # config errors come before JAX is imported
         from vaecli.train import train as train_fn
 

@@ -50,6 +50,9 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = field(default=30, metadata=_POSITIVE)
     batch_size: int = field(default=128, metadata=_POSITIVE)
+    # Drop up to this many updates whose loss or update is NaN/Inf (counted over the whole
+    # run, inside the compiled step) before failing; 0 fails at the first one.
+    skip_nonfinite: int = field(default=0, metadata=_NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class CheckpointConfig:
     every_epochs: int = field(default=5, metadata=_POSITIVE)
-    keep: int = field(default=3, metadata=_POSITIVE)
+    keep: int = field(default=3, metadata=_POSITIVE)  # the latest `keep` checkpoints are kept
+    keep_best: bool = True  # also keep the checkpoint with the best validation ELBO (--step best)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,30 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read YAML (or start from defaults when `path` is None), apply overrides, validate."""
     raw = read_yaml(path) if path is not None else {}
     return from_dict(apply_overrides(raw, list(overrides)))
+
+
+# Keys `vae train --resume RUN --set ...` may change: they decide how long to train, what
+# to log and where the data lives, never what a step computes. A prefix ending in "."
+# covers a whole section.
+RESUMABLE = ("train.epochs", "train.skip_nonfinite", "eval.", "checkpoint.", "log.",
+             "data.data_dir", "data.manual_dir", "data.cache_dir")
+
+
+def resumable(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE)
+
+
+def apply_resume_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """`cfg` with `overrides` applied, or ConfigError if one would change what training computes."""
+    for text in overrides:
+        path, _ = parse_override(text)
+        key = ".".join(path)
+        if not resumable(key):
+            raise ConfigError(
+                f"--set {key}: cannot change on --resume (the resumed run would no longer be the experiment its "
+                f"config.yaml describes); keys that may change: {', '.join(k + ('*' if k.endswith('.') else '') for k in RESUMABLE)}; "
+                f"to try another value, start a new run")
+    return from_dict(apply_overrides(to_dict(cfg), overrides))
 
 
 def to_dict(cfg: Config) -> dict:

@@ -15,7 +15,9 @@ class MetricsLog:
     """Appends one JSON object per log point; mirrors numeric fields to TensorBoard as
     `<split>/<name>` scalars when tensorboardX is available."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, tensorboard: bool = True, purge_after: int | None = None):
+        """`purge_after`: on resume, the checkpoint step; TensorBoard then discards the events
+        an earlier process wrote after it (metrics.jsonl is truncated by the caller)."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self._file = open(self.path, "a", buffering=1)
         self._tb = None
@@ -26,7 +28,8 @@ class MetricsLog:
                 log.warning("tensorboardX is not installed: TensorBoard events are not written "
                             "(metrics.jsonl has the same numbers)")
             else:
-                self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30)
+                purge = None if purge_after is None else purge_after + 1
+                self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30, purge_step=purge)
 
     def write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

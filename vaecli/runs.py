@@ -8,20 +8,29 @@
       checkpoints/     Orbax checkpoints, one folder per step
       samples/         PNG grids written at each evaluation
       eval/            one JSON per `vae eval-elbo` protocol
-      summary.json     status, final metrics, timings
+      summary.json     status (running | completed | interrupted | failed), last checkpoint
+                       step, final metrics, timings; rewritten atomically at every epoch
+      train.lock       held (flock) by the process training the run; the OS releases it
+                       when that process dies, however it dies
+
+`meta.json` records RUN_FORMAT: a folder written by a newer vaecli with a newer layout
+is refused instead of misread.
 """
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from vaecli import config as config_lib
 from vaecli.errors import ConfigError, RunError, UsageError
 
+RUN_FORMAT = 1  # bump when the run folder layout or the checkpointed state changes
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -29,11 +38,25 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically: readers (and a later resume) see the old file or the new
+    one, never half of one, whenever the writer is killed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON file's object, or None when it is missing or unreadable."""
+    try:
+        out = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
 
 
 def check_target(runs_dir: str | Path, name: str) -> None:
@@ -82,7 +105,7 @@ class Run:
 
 
 def write_start(path: Path, cfg: config_lib.Config, meta: dict) -> Run:
-    (path / "config.yaml").write_text(config_lib.dump_yaml(cfg))
+    write_text(path / "config.yaml", config_lib.dump_yaml(cfg))
     write_json(path / "meta.json", meta)
     return Run(path, cfg, meta)
 
@@ -103,7 +126,77 @@ def open_run(path: str | Path) -> Run:
         meta["data"]["image_shape"]
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{p}/meta.json is damaged ({e.__class__.__name__}: {e})") from None
+    fmt = meta.get("run_format", 1)
+    if not isinstance(fmt, int) or fmt > RUN_FORMAT:
+        raise RunError(f"{p} was written by vaecli {meta.get('vaecli_version', '?')} (run format {fmt}); this "
+                       f"vaecli {_own_version()} reads run format {RUN_FORMAT} or older: upgrade vaecli")
     return Run(p, cfg, meta)
+
+
+def _own_version() -> str:
+    import vaecli
+
+    return vaecli.__version__
+
+
+class Lock:
+    """`<run>/train.lock`: one training process per run folder.
+
+    An advisory `flock` on the file, which the kernel releases when the holder exits in
+    any way (`kill -9` included), so a lock left by a dead process is never mistaken for a
+    live one. The file's text (pid, host, start time) only serves the error message."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "train.lock"
+        self._fd = None
+
+    def acquire(self) -> "Lock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(f"{self.path.parent} is being trained by {holder}; wait for it to finish or stop it "
+                           f"(Ctrl-C / kill PID), then resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {utc_now():%Y-%m-%d %H:%M:%SZ}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> int:
+    """Drop metrics.jsonl records after `last_step` (written after the checkpoint a resumed
+    run restarts from), atomically; return how many were dropped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            dropped += 1  # a line cut short by a kill
+            continue
+        if step <= last_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+        else:
+            dropped += 1
+    write_text(path, "".join(kept))
+    return dropped
 
 
 def environment_meta(argv: list[str]) -> dict:
@@ -116,6 +209,7 @@ def environment_meta(argv: list[str]) -> dict:
 
     return {
         "vaecli_version": vaecli.__version__,
+        "run_format": RUN_FORMAT,
         "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                      "orbax_checkpoint": getattr(orbax.checkpoint, "__version__", "?")},
         "backend": jax.default_backend(),

@@ -48,6 +48,7 @@ def init_state(cfg: Config, image_shape) -> tuple[models.Functional, optax.Gradi
         "opt_state": tx.init(fn.params),
         "step": jnp.zeros((), jnp.int32),
         "rng": jax.random.key_data(jax.random.key(cfg.seed)),
+        "skipped": jnp.zeros((), jnp.int32),  # non-finite updates dropped so far (train.skip_nonfinite)
     }
     return fn, tx, state
 
@@ -58,10 +59,16 @@ def resolve_step(ckpts: Checkpoints, step: str | int | None) -> int:
         raise RunError(f"no checkpoint in {ckpts.directory} (the run saved none yet; train it first)")
     if step is None or step == "latest":
         return steps[-1]
+    if step == "best":
+        best = ckpts.best_step()
+        if best is None or best not in steps:
+            raise RunError(f"--step best: no checkpoint carries a validation ELBO in {ckpts.directory}; "
+                           f"use --step latest or one of {_list(steps)}")
+        return best
     try:
         wanted = int(step)
     except (TypeError, ValueError):
-        raise RunError(f"--step {step!r}: expected 'latest' or a step number ({_list(steps)})") from None
+        raise RunError(f"--step {step!r}: expected 'best', 'latest' or a step number ({_list(steps)})") from None
     if wanted not in steps:
         raise RunError(f"--step {wanted}: no checkpoint at that step (available: {_list(steps)})")
     return wanted
