@@ -5,8 +5,8 @@
 Three settings run alternately, `--rounds` times each, each in a fresh process:
   end       one checkpoint, after the last epoch (the baseline)
   every     a checkpoint every epoch, checkpoint.keep_best=false
-  every+best  a checkpoint every epoch with keep_best (the default): each save also
-            computes the validation ELBO that ranks it
+  every+best  a checkpoint every epoch with keep_best (the default), which ranks only the
+            checkpoints of evaluation epochs, so it should cost the same as `every`
 The figure is the wall time from one epoch's log point to the next (so the host copy,
 the checksum, the asynchronous Orbax write and the validation pass all count), median
 over the E-1 periods of each run and over rounds. Prints one JSON line; nothing is asserted.

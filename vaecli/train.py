@@ -336,13 +336,13 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, start: _Start, bar
                 last_epoch = epoch == cfg.train.epochs
                 stopping = stop.signum is not None
                 saving = epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping
-                if epoch % cfg.eval.every_epochs == 0 or last_epoch or (saving and cfg.checkpoint.keep_best):
+                if epoch % cfg.eval.every_epochs == 0 or last_epoch:
                     val_record = validate(step, epoch)
                     mlog.write(val_record)
                     info += f"  val ELBO {val_record['elbo']:.2f}"
-                if epoch % cfg.eval.every_epochs == 0 or last_epoch:
                     draw(step)
                 if saving:
+                    # ranked for keep_best only when validated at this very step (no extra pass)
                     fresh_val = val_record is not None and val_record["step"] == step
                     ckpts.save(step, _host_copy(state), {"epoch": epoch, "train": train_record, "validation": val_record},
                                validation_elbo=val_record["elbo"] if fresh_val else None, force=last_epoch or stopping)
