@@ -93,10 +93,18 @@ def train(
         "--max-replicas-per-program", help="Split the replicas into programs of at most this many.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (run folders and their "
                                                           "summaries) on stdout, nothing else.")] = False,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Join a multi-process job (jax.distributed: Slurm/Open MPI/TPU detected, or "
+                              "VAECLI_COORDINATOR, VAECLI_NUM_PROCESSES, VAECLI_PROCESS_ID); process 0 writes.")] = False,
 ):
     """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
 
     def report(paths):
+        if distributed:
+            from vaecli import devices
+
+            if not devices.is_primary():
+                return  # one answer per job, from process 0
         if as_json:
             typer.echo(json.dumps({"runs": [{"run": str(p), "summary": _read_summary(p)} for p in paths]}, indent=2))
         else:
@@ -106,6 +114,11 @@ def train(
     def go():
         from vaecli import config as config_lib, sweep as sweep_lib
         from vaecli.errors import UsageError
+
+        if distributed:
+            from vaecli import devices
+
+            devices.distributed_init()  # before any other JAX call
 
         if resume is not None:
             if config is not None or name is not None or runs_dir != Path("runs") or seeds or sweep:

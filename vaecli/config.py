@@ -53,6 +53,8 @@ class TrainConfig:
     # Drop up to this many updates whose loss or update is NaN/Inf (counted over the whole
     # run, inside the compiled step) before failing; 0 fails at the first one.
     skip_nonfinite: int = field(default=0, metadata=_NON_NEGATIVE)
+    # Devices of the data-parallel mesh (batch_size is the global batch); 0: all of them.
+    devices: int = field(default=0, metadata=_NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
 # Keys `vae train --resume RUN --set ...` may change: they decide how long to train, what
 # to log and where the data lives, never what a step computes. A prefix ending in "."
 # covers a whole section.
-RESUMABLE = ("train.epochs", "train.skip_nonfinite", "eval.", "checkpoint.", "log.",
+RESUMABLE = ("train.epochs", "train.skip_nonfinite", "train.devices", "eval.", "checkpoint.", "log.",
              "data.data_dir", "data.manual_dir", "data.cache_dir")
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vaecli import bounds, data, objectives, pictures, runs, state as state_lib
+from vaecli import bounds, data, devices, objectives, pictures, runs, state as state_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.errors import Interrupted, RunError, UsageError
@@ -45,7 +45,8 @@ def to_inputs(x_u8, key, scale: int, dynamic: bool):
     return jax.random.bernoulli(key, x).astype(jnp.float32) if dynamic else x
 
 
-def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int, replicas: int = 1):
+def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int, replicas: int = 1,
+                  batch_sharding=None):
     """Compiled f(state, images) -> (state, epoch metrics): one epoch of steps in one call.
 
     Every step checks that recon, KL and the update are finite. With
@@ -56,6 +57,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
 
     With `replicas` > 1 the state carries a leading replica axis (one slice per seed /
     learning rate / weight decay) and the same program advances all of them.
+    With `batch_sharding` (several devices) each step's batch is split over the mesh.
     """
     batch = cfg.train.batch_size
     steps_per_epoch = n_train // batch
@@ -73,7 +75,10 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         base = jax.random.wrap_key_data(state["rng"])
         key = jax.random.fold_in(jax.random.fold_in(base, _STEP), state["step"])
         k_binarize, k_z = jax.random.split(key)
-        x = to_inputs(images[order], k_binarize, scale, dynamic)
+        batch_u8 = images[order]
+        if batch_sharding is not None:  # data parallel: each device gets a slice of the batch
+            batch_u8 = jax.lax.with_sharding_constraint(batch_u8, batch_sharding)
+        x = to_inputs(batch_u8, k_binarize, scale, dynamic)
         (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -133,12 +138,6 @@ def learning_rate(opt_state) -> jax.Array:
     return optax.tree_utils.tree_get(opt_state, "learning_rate")  # held by inject_hyperparams
 
 
-def _host_copy(tree):
-    # An owned host copy: the device buffers are donated to the next epoch while Orbax
-    # is still writing asynchronously.
-    return jax.tree.map(lambda a: np.array(a, copy=True), tree)
-
-
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
     """Train a model as `cfg` says in a new run folder; return the folder."""
     return train_replicas([cfg], runs_dir, [name], argv)[0]
@@ -149,22 +148,27 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
     weight decay) as ONE compiled program with a leading replica axis; each replica writes an
     ordinary run folder. One config is an ordinary run (no replica axis)."""
     t_start = time.perf_counter()
-    for name in names:
-        runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
+    primary = devices.is_primary()  # in a multi-process job only process 0 writes files
+    if primary:
+        for name in names:
+            runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
     # Data first: a dataset that cannot be loaded leaves no run folder behind.
     train_split, val_split = _load_data(cfgs[0])
-    paths = [runs.create(runs_dir, name) for name in names]
+    paths = devices.share_paths([runs.create(runs_dir, name) for name in names] if primary else None)
     with contextlib.ExitStack() as locks:
         starts, run_list = [], []
         for i, (cfg, path) in enumerate(zip(cfgs, paths)):
-            locks.enter_context(runs.Lock(path))
             meta = runs.environment_meta(argv)
             meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
                             "num_train": len(train_split), "num_validation": len(val_split),
                             "binarize": cfg.data.binarize, "train_scale": train_split.scale}
             if len(cfgs) > 1:
                 meta["replica"] = {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}
-            run_list.append(runs.write_start(path, cfg, meta))
+            if primary:
+                locks.enter_context(runs.Lock(path))
+                run_list.append(runs.write_start(path, cfg, meta))
+            else:
+                run_list.append(runs.Run(path, cfg, meta))
             fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
             starts.append(_Start(fn, tx, state, epoch=0, record=None, summary={}))
         _session(run_list, train_split, val_split, starts, t_start)
@@ -182,7 +186,8 @@ def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
     t_start = time.perf_counter()
     run = runs.open_run(run_path)
     cfg = config_lib.apply_resume_overrides(run.config, overrides)
-    with runs.Lock(run.path):
+    primary = devices.is_primary()
+    with runs.Lock(run.path) if primary else contextlib.nullcontext():
         old_summary = runs.read_json(run.path / "summary.json") or {}
         train_split, val_split = _load_data(cfg)
         if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
@@ -204,17 +209,18 @@ def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
         # From here on the run folder changes: metrics after the checkpoint are dropped (they
         # will be recomputed, bit for bit), config.yaml takes the allowed overrides.
         step = int(state["step"])
-        runs.truncate_metrics(run.path, step)
-        if cfg != run.config:
-            runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
         meta = dict(run.meta)
         meta.setdefault("resumes", []).append({
             "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
             "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": runs.environment_meta(argv)["vaecli_version"]})
-        runs.write_json(run.path / "meta.json", meta)
+        if primary:
+            runs.truncate_metrics(run.path, step)
+            if cfg != run.config:
+                runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
+            runs.write_json(run.path / "meta.json", meta)
         run = runs.Run(run.path, cfg, meta)
         before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
-        start = _Start(fn, tx, jax.device_put(state), epoch=epoch, record=record, summary=before)
+        start = _Start(fn, tx, state, epoch=epoch, record=record, summary=before)
         _session([run], train_split, val_split, [start], t_start)
         return run.path
 
@@ -242,11 +248,25 @@ def _load_data(cfg: Config):
     return train_split, val_split
 
 
+class _NoLog:
+    """What processes other than 0 log: nothing."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
 class _Slot:
     """One run folder of the program: its config, summary, metrics log and checkpoints."""
 
     def __init__(self, run: runs.Run, start: _Start, stack: contextlib.ExitStack):
         self.run, self.cfg, self.path = run, run.config, run.path
+        self.primary = devices.is_primary()
         step = int(start.state["step"])
         self.summary = {"status": "running", "run": str(run.path), "epochs": self.cfg.train.epochs,
                         "epochs_done": start.epoch, "step": step,
@@ -257,12 +277,14 @@ class _Slot:
         self.active = True  # False once failed: the others go on
         self.write_summary()
         self.mlog = stack.enter_context(MetricsLog(
-            run.path, tensorboard=self.cfg.log.tensorboard, purge_after=step if start.epoch else None))
+            run.path, tensorboard=self.cfg.log.tensorboard, purge_after=step if start.epoch else None)
+            if self.primary else _NoLog())
         self.ckpts = stack.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
                                                      keep_best=self.cfg.checkpoint.keep_best))
 
     def write_summary(self) -> None:
-        runs.write_json(self.path / "summary.json", self.summary)
+        if self.primary:
+            runs.write_json(self.path / "summary.json", self.summary)
 
     def finish_saves(self) -> None:
         self.ckpts.wait()
@@ -282,7 +304,7 @@ def _session(run_list: list[runs.Run], train_split, val_split, starts: list[_Sta
     summary.json's status true on every exit path."""
     cfg = run_list[0].config
     first = starts[0]
-    bar = Progress(cfg.train.epochs, cfg.log.progress, first_epoch=first.epoch)
+    bar = Progress(cfg.train.epochs, cfg.log.progress if devices.is_primary() else "none", first_epoch=first.epoch)
     for run, start in zip(run_list, starts):
         bar.message(f"run folder: {run.path}" + (f" (resuming after epoch {start.epoch}, step {int(start.state['step'])})"
                                                  if start.record or start.epoch else ""))
@@ -330,17 +352,22 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
     cfg = slots[0].cfg  # the replicas differ only in values their states carry
     n_rep = len(slots)
     fn, tx = starts[0].fn, starts[0].tx
-    state = starts[0].state if n_rep == 1 else jax.tree.map(lambda *a: jnp.stack(a), *[s.state for s in starts])
+    mesh = devices.make_mesh(cfg.train.devices)
+    devices.check_batch(cfg.train.batch_size, mesh)
+    state = starts[0].state if n_rep == 1 else jax.tree.map(lambda *a: np.stack(a), *[s.state for s in starts])
+    state = devices.replicate(state, mesh)
     replica = (lambda tree, r: tree) if n_rep == 1 else (lambda tree, r: jax.tree.map(lambda a: a[r], tree))
-    images = jax.device_put(train_split.flat)  # the whole training split, on the device, uint8
+    # the whole training split, on every device, uint8
+    images = devices.replicate(train_split.flat, mesh)
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     examples_per_epoch = steps_per_epoch * cfg.train.batch_size
 
     t0 = time.perf_counter()
-    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale, replicas=n_rep)
+    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale, replicas=n_rep,
+                             batch_sharding=devices.batch_sharding(mesh))
     epoch_fn = epoch_fn.lower(state, images).compile()
-    val_estimate, _ = bounds.compile_estimator(fn, replica(state["params"], 0), val_split.images, val_split.scale, 1,
-                                               cfg.eval.batch_size)
+    val_estimate, _ = bounds.compile_estimator(fn, devices.local(replica(state["params"], 0)), val_split.images,
+                                               val_split.scale, 1, cfg.eval.batch_size)
     compile_s = time.perf_counter() - t0
 
     n_pic = min(cfg.eval.grid, len(val_split))
@@ -370,7 +397,7 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
         for epoch in range(starts[0].epoch + 1, cfg.train.epochs + 1):
             t = time.perf_counter()
             state, m = epoch_fn(state, images)
-            m = jax.device_get(m)  # the log point: the only host sync of the epoch
+            m = devices.to_host(m)  # the log point: the only host sync of the epoch
             dt = time.perf_counter() - t
             epoch_times.append(dt)
             if n_rep == 1:
@@ -379,7 +406,7 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
             stopping = stop.signum is not None
             evaluating = epoch % cfg.eval.every_epochs == 0 or last_epoch
             saving = epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping
-            host = _host_copy(state) if saving else None
+            host = devices.to_host(state) if saving else None
             for r, slot in enumerate(slots):
                 if not slot.active:
                     continue
@@ -402,10 +429,11 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
                     bar.message(f"replica {slot.path.name} failed: {message}")
                     continue
                 if evaluating:
-                    params = replica(state["params"], r)
+                    params = devices.local(replica(state["params"], r))
                     slot.val_record = validate(slot, params, step, epoch)
                     slot.mlog.write(slot.val_record)
-                    draw(slot, params, step)
+                    if slot.primary:
+                        draw(slot, params, step)
                 if saving:
                     # ranked for keep_best only when validated at this very step (no extra pass)
                     fresh_val = slot.val_record is not None and slot.val_record["step"] == step
