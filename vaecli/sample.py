@@ -112,7 +112,8 @@ def _traverse(model, ctx, n, steps, temperature):
     z[np.arange(len(order)), :, order] = values
     rows = model.decode(z)  # (dims, steps, H, W, C)
     labels = [f"z{d} KL {kl[d]:.2f}" for d in order]
-    return rows, {"tiles": rows.reshape(-1, *rows.shape[2:]), "cols": steps, "row_labels": labels}, \
+    return rows, {"tiles": rows.reshape(-1, *rows.shape[2:]), "cols": steps, "row_labels": labels,
+                  "dims": [int(d) for d in order], "dim_kl": [float(kl[d]) for d in order]}, \
         f"each dimension from {values[0]:g} to {values[-1]:g} prior sd, rows by KL (nats)"
 
 
@@ -205,6 +206,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     np.save(npy, array)
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
               "shape": list(array.shape)}
+    if "dims" in draw:  # traverse: which dimension each row sweeps, and its mean KL
+        result.update(dims=draw["dims"], dim_kl=draw["dim_kl"])
     if draw.get("labels") is not None:
         labels_npy = out_dir / f"{stem}-labels.npy"
         np.save(labels_npy, draw["labels"])
