@@ -2,6 +2,7 @@
 layout implies, with a title strip, and its array beside it holds finite values."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,20 @@ H = W = 8  # tiny_bars images
 SCALE = 2  # pictures.save_grid's default enlargement
 
 
-def grid_png_size(rows: int, cols: int, labels: bool = False) -> tuple[int, int]:
+def grid_png_size(rows: int, cols: int, title: str, labels: bool = False) -> tuple[int, int]:
     """Width and height of a grid PNG: 8x8 tiles, 2-pixel gutters, ×2, a 16-pixel title strip
-    and, with row labels, a 64-pixel label strip."""
+    and, with row labels, a 64-pixel label strip; widened to the title's length (Pillow's
+    default font) plus 8 pixels when the grid is narrower."""
+    from PIL import ImageDraw
+
+    text = math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title)) + 8
     width = (cols * (W + 2) + 2) * SCALE + (64 if labels else 0)
     height = (rows * (H + 2) + 2) * SCALE + 16
-    return width, height
+    return max(width, text), height
+
+
+def check_title(res: dict, run: Path) -> None:
+    assert res["title"].startswith(f"{run.name} step {res['step']} {res['mode']}")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,8 @@ def test_grid_modes(tiny_run, tmp_path, mode, options, shape, layout, labels):
     array = np.load(res["npy"])
     assert array.shape == shape
     assert np.all(np.isfinite(array)) and array.min() >= 0 and array.max() <= 1
-    check_png(res["png"], grid_png_size(*layout, labels))
+    check_png(res["png"], grid_png_size(*layout, res["title"], labels))
+    check_title(res, tiny_run)
 
 
 def test_recon_pairs_data_with_reconstructions_of_the_same_images(tiny_run, tmp_path):
@@ -112,7 +122,8 @@ def test_manifold_on_a_2d_latent_space(labelled_2d_run, tmp_path):
     res = sample.sample(labelled_2d_run, mode="manifold", steps=4, out=tmp_path)
     array = np.load(res["npy"])
     assert array.shape == (4, 4, H, W, 1) and np.all(np.isfinite(array))
-    check_png(res["png"], grid_png_size(4, 4))
+    check_png(res["png"], grid_png_size(4, 4, res["title"]))
+    check_title(res, labelled_2d_run)
 
 
 def test_latents_scatter_coloured_by_label(labelled_2d_run, tmp_path):
@@ -121,6 +132,7 @@ def test_latents_scatter_coloured_by_label(labelled_2d_run, tmp_path):
     assert points.shape == (96, 2) and np.all(np.isfinite(points)) and labels.shape == (96,)
     assert set(labels) <= set(range(8))
     check_png(res["png"], (600, 600))  # figsize 6x6 inches at 100 dpi
+    check_title(res, labelled_2d_run)
 
 
 def test_latents_pca_without_labels(tiny_run, tmp_path):

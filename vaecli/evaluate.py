@@ -144,9 +144,10 @@ def format_table(report: dict) -> str:
         if "kl_mc" in first else ""))
     lines.append(f"  active units: {first['active_units']} of {first['latent_dim']} "
                  f"(Var_x E[z_d|x] > {first['active_unit_threshold']})")
-    order = np.argsort(first["kl_per_dim"])[::-1]
-    cells = [f"{'z' + str(d) + ('*' if first['active'][d] else ''):<6}{first['kl_per_dim'][d]:6.3f}" for d in order]
-    lines.append("  KL per dimension, largest first (* active):")
+    order = np.argsort(first["kl_per_dim"], kind="stable")[::-1]
+    shown = order if len(order) <= 40 else order[:20]  # a wide latent space: its top 20 (all in the JSON)
+    cells = [f"{'z' + str(d) + ('*' if first['active'][d] else ''):<6}{first['kl_per_dim'][d]:6.3f}" for d in shown]
+    lines.append(f"  KL per dimension, largest first (* active){'' if len(shown) == len(order) else ', top 20'}:")
     lines += ["    " + "  ".join(cells[i:i + 5]) for i in range(0, len(cells), 5)]
     for r in res:
         if "written_to" in r:

@@ -40,7 +40,9 @@ def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None 
     left = LABEL_WIDTH if row_labels else 0
     top = TITLE_STRIP if title else 0
     if left or top:
-        canvas = Image.new("RGB", (img.width + left, img.height + top), "white")
+        # A narrow grid gets a wider canvas rather than a cut-off title.
+        title_w = math.ceil(ImageDraw.Draw(img).textlength(title)) + 8 if title else 0
+        canvas = Image.new("RGB", (max(img.width + left, title_w), img.height + top), "white")
         canvas.paste(img, (left, top))
         draw = ImageDraw.Draw(canvas)
         if title:

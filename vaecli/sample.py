@@ -205,7 +205,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     npy = out_dir / f"{stem}.npy"
     np.save(npy, array)
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
-              "shape": list(array.shape)}
+              "shape": list(array.shape), "title": title}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and its mean KL
         result.update(dims=draw["dims"], dim_kl=draw["dim_kl"])
     if draw.get("labels") is not None:
