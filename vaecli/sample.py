@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vaecli import data, pictures, runs, state as state_lib
+from vaecli.objectives import kl_per_dim
 from vaecli.errors import UsageError
 
 MODES = ("prior", "recon", "interpolate", "traverse", "manifold", "latents")
@@ -104,7 +105,7 @@ def _interpolate(model, ctx, n, steps, temperature):
 def _traverse(model, ctx, n, steps, temperature):
     split = ctx["split"]()
     mean, logvar = model.encode(split.images.astype(np.float32) / split.scale)
-    kl = (0.5 * (np.exp(logvar) + mean**2 - 1.0 - logvar)).mean(0)  # KL(q‖p) per dimension, mean over x
+    kl = np.asarray(kl_per_dim(mean, logvar)).mean(0)  # KL(q‖p) per dimension, mean over the split
     order = np.argsort(-kl, kind="stable")[: n or ctx["latent_dim"]]
     base = mean[np.random.default_rng(ctx["seed"]).integers(len(mean))]
     values = np.linspace(-TRAVERSE_RANGE, TRAVERSE_RANGE, steps, dtype=np.float32)
