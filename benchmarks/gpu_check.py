@@ -74,8 +74,9 @@ if __name__ == "__main__":
     summary = json.loads((Path(run) / "summary.json").read_text())
     print(json.dumps({"check": "train_30_epochs", **{k: summary[k] for k in
                       ("epoch_s_median", "epoch_s_first", "compile_s", "wall_s", "final_validation")}}), flush=True)
-    for k in ("1", "5000"):
-        res = json.loads(vae("eval-elbo", run, "--split", "test", "--samples", k, "--json"))
-        print(json.dumps({"check": f"eval_k{k}", **{f: res[f] for f in
-                          ("elbo", "recon", "kl", "log_likelihood", "log_likelihood_stderr", "nll", "num_examples")},
+    report = json.loads(vae("eval-elbo", run, "--split", "test", "--samples", "1,50,5000", "--json"))
+    for res in report["results"]:
+        print(json.dumps({"check": f"eval_k{res['samples']}", **{f: res[f] for f in
+                          ("elbo", "recon", "kl", "kl_mc", "kl_mc_stderr", "log_likelihood", "log_likelihood_stderr",
+                           "nll", "num_examples", "active_units")},
                           "timing": res["timing"], "chunk": res["protocol"]["sample_chunk"]}), flush=True)

@@ -108,7 +108,7 @@ def test_version():
 def test_help_lists_commands():
     out = vae("--help")
     assert out.code == 0, out.stderr
-    for command in ("train", "sample", "eval-elbo"):
+    for command in ("train", "sample", "eval-elbo", "plot"):
         assert command in out.stdout
 
 
@@ -237,9 +237,17 @@ def test_bad_step(command, tiny_run):
 
 @pytest.mark.parametrize("args, needle", [
     (["eval-elbo", "--samples", "0"], "--samples 0"),
+    (["eval-elbo", "--samples", "1,x"], "--samples 1,x"),
+    (["eval-elbo", "--kl-mc-samples", "-1"], "--kl-mc-samples -1"),
+    (["eval-elbo", "--per-example", "/no/such/folder/x.npz"], "/no/such/folder"),
+    (["sample", "--mode", "nope"], "--mode 'nope'"),
+    (["sample", "--mode", "manifold"], "model.latent_dim=4"),
+    (["sample", "--temperature", "0"], "--temperature"),
+    (["sample", "--mode", "interpolate", "--steps", "1"], "--steps 1"),
     (["sample", "--n", "0"], "--n 0"),
     (["eval-elbo", "--split", "nope"], "nope"),
-], ids=["samples-0", "n-0", "split-nope"])
+], ids=["samples-0", "samples-not-int", "kl-mc-negative", "per-example-folder", "sample-mode",
+        "manifold-needs-2d", "temperature-0", "steps-1", "n-0", "split-nope"])
 def test_bad_arguments_exit_2(args, needle, tiny_run):
     command, *rest = args
     assert_error(vae_inproc(command, tiny_run, *rest), 2, needle)
@@ -297,30 +305,77 @@ def test_sample(cli_run, tmp_path):
     assert np.all((means >= 0) & (means <= 1))
 
 
-def test_eval_elbo_json(cli_run):
-    out = vae("eval-elbo", cli_run, "--split", "test", "--samples", 10, "--json")
+PROTOCOL_FIELDS = ("dataset", "split", "num_examples", "binarize", "samples", "seed", "checkpoint_step",
+                   "estimator", "batch_size", "sample_chunk", "kl_mc_samples", "active_unit")
+
+
+def test_eval_elbo_json(cli_run, tmp_path):
+    npz = tmp_path / "per-example.npz"
+    out = vae("eval-elbo", cli_run, "--split", "test", "--samples", "5,1", "--kl-mc-samples", 20,
+              "--per-example", npz, "--json")
     assert out.code == 0, out.stderr
-    doc = json.loads(out.stdout)  # one JSON document and nothing else on stdout
-    for key in ("elbo", "recon", "kl", "log_likelihood", "log_likelihood_stderr", "bits_per_dim"):
-        assert isinstance(doc[key], float) and math.isfinite(doc[key]), key
-    assert doc["num_examples"] == 128
-    assert doc["samples"] == 10
-    assert doc["elbo"] == pytest.approx(-(doc["recon"] + doc["kl"]))
-    assert doc["bits_per_dim"] == pytest.approx(-doc["log_likelihood"] / (8 * 8 * math.log(2)))
-    step = doc["protocol"]["checkpoint_step"]
+    report = json.loads(out.stdout)  # one JSON document and nothing else on stdout
+    step = report["checkpoint_step"]
     assert step == 2 * (640 // 32)  # "latest"
-    written = cli_run / "eval" / f"test-step{step}-k10.json"
-    assert written.is_file()
-    saved = json.loads(written.read_text())
-    assert saved["log_likelihood"] == doc["log_likelihood"] and saved["num_examples"] == 128
+    assert [doc["samples"] for doc in report["results"]] == [1, 5]  # sorted
+    for doc in report["results"]:
+        k = doc["samples"]
+        for key in ("elbo", "recon", "kl", "kl_mc", "kl_mc_stderr", "log_likelihood", "log_likelihood_stderr",
+                    "bits_per_dim"):
+            assert isinstance(doc[key], float) and math.isfinite(doc[key]), key
+        assert doc["num_examples"] == 128
+        assert doc["elbo"] == pytest.approx(-(doc["recon"] + doc["kl"]))
+        assert doc["bits_per_dim"] == pytest.approx(-doc["log_likelihood"] / (8 * 8 * math.log(2)))
+        for field in PROTOCOL_FIELDS:
+            assert field in doc["protocol"], field
+        p = doc["protocol"]
+        assert (p["split"], p["samples"], p["seed"], p["checkpoint_step"], p["kl_mc_samples"]) == ("test", k, 0, step, 20)
+        assert len(doc["kl_per_dim"]) == len(doc["active"]) == doc["latent_dim"] == 4
+        assert doc["active_units"] == sum(doc["active"])
+        assert sum(doc["kl_per_dim"]) == pytest.approx(doc["kl"], rel=1e-5)
+        written = cli_run / "eval" / f"test-step{step}-k{k}.json"
+        assert doc["written_to"] == str(written)
+        saved = json.loads(written.read_text())
+        assert saved["log_likelihood"] == doc["log_likelihood"] and saved["num_examples"] == 128
+    # the K-independent figures agree between the K's; a larger K tightens the bound on average
+    k1, k5 = report["results"]
+    assert (k1["kl"], k1["kl_mc"], k1["active"]) == (k5["kl"], k5["kl_mc"], k5["active"])
+    assert k5["log_likelihood"] > k1["log_likelihood"]
+
+    arrays = np.load(npz)
+    assert report["per_example"] == str(npz)
+    for name in ("log_likelihood_k1", "log_likelihood_k5", "elbo_k1", "elbo_k5", "kl", "kl_mc", "index"):
+        assert arrays[name].shape == (128,), name
+    assert arrays["log_likelihood_k5"].mean() == pytest.approx(k5["log_likelihood"], rel=1e-5)
+    assert arrays["elbo_k1"].mean() == pytest.approx(k1["elbo"], rel=1e-5)
+    assert list(arrays["samples"]) == [1, 5] and int(arrays["checkpoint_step"]) == step
+
+
+def test_eval_elbo_is_deterministic_and_each_k_stands_alone(cli_run):
+    """Same run, step, split, K and seed: the same numbers, whether K comes alone or with others."""
+    from vaecli.evaluate import evaluate
+
+    together = evaluate(cli_run, samples=[3, 7], seed=4, kl_mc_samples=5, write=False)["results"]
+    alone = evaluate(cli_run, samples=7, seed=4, kl_mc_samples=5, batch_size=33, write=False)["results"]
+    assert together[1]["log_likelihood"] == pytest.approx(alone[0]["log_likelihood"], rel=1e-6)
+    again = evaluate(cli_run, samples=[3, 7], seed=4, kl_mc_samples=5, write=False)["results"]
+    for a, b in zip(together, again):
+        assert (a["log_likelihood"], a["elbo"], a["kl_mc"]) == (b["log_likelihood"], b["elbo"], b["kl_mc"])
+    other_seed = evaluate(cli_run, samples=7, seed=5, kl_mc_samples=5, write=False)["results"][0]
+    assert other_seed["log_likelihood"] != alone[0]["log_likelihood"]
 
 
 def test_eval_elbo_table(cli_run):
-    out = vae_inproc("eval-elbo", cli_run, "--split", "test", "--samples", 10)
+    out = vae_inproc("eval-elbo", cli_run, "--split", "test", "--samples", "1,10")
     assert out.code == 0, out.stderr
     assert "tiny_bars test (128 images)" in out.stdout
-    assert "ELBO" in out.stdout and "log p(x) (K=10)" in out.stdout and "bits/dim" in out.stdout
-    assert f"written to {cli_run / 'eval' / 'test-step40-k10.json'}" in out.stdout
+    header = next(line for line in out.stdout.splitlines() if "K=1" in line)
+    assert header.split() == ["K=1", "K=10"]
+    for row in ("log p(x)", "standard error", "ELBO", "bits/dim", "KL(q‖p) analytic", "Monte Carlo (100 draws)",
+                "active units:", "KL per dimension"):
+        assert row in out.stdout, row
+    for k in (1, 10):
+        assert f"written to {cli_run / 'eval' / f'test-step40-k{k}.json'}" in out.stdout
 
 
 def test_two_trainings_started_together_get_their_own_folders(tiny_cache, tmp_path):

@@ -370,4 +370,4 @@ def test_step_best_in_the_commands(tiny_run):
     best = max(recs, key=lambda r: r["elbo"])["step"]
     out = vae_inproc("eval-elbo", tiny_run, "--step", "best", "--samples", "1", "--json")
     assert out.code == 0, out.stderr
-    assert json.loads(out.stdout)["protocol"]["checkpoint_step"] == best
+    assert json.loads(out.stdout)["checkpoint_step"] == best

@@ -82,7 +82,7 @@ def test_replica_folders_are_ordinary_runs(replica_runs):
     path = replica_runs[0][0]
     out = vae_inproc("eval-elbo", path, "--samples", "2", "--json")
     assert out.code == 0, out.stderr
-    assert json.loads(out.stdout)["protocol"]["checkpoint_step"] == 40
+    assert json.loads(out.stdout)["checkpoint_step"] == 40
 
 
 def test_resume_a_replica_as_a_single_run(replica_runs, tiny_config, tmp_path):

@@ -109,14 +109,14 @@ def test_sample_and_eval_need_only_the_run_folder(tiny_run, tmp_path):
     assert arr.shape == (10, 8, 8, 1) and 0 <= arr.min() and arr.max() <= 1
     np.testing.assert_array_equal(arr, np.load(sample.sample(tiny_run, n=10, seed=3, out=tmp_path / "b")["npy"]))
 
-    r1 = evaluate.evaluate(tiny_run, split="test", samples=1, seed=0)
-    r50 = evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)
+    r1 = evaluate.evaluate(tiny_run, split="test", samples=1, seed=0)["results"][0]
+    r50 = evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)["results"][0]
     assert r1["num_examples"] == r50["num_examples"] == 128
     assert r50["log_likelihood"] > r1["log_likelihood"]  # the bound tightens with K
     assert r50["log_likelihood"] > r50["elbo"]
     saved = json.loads((tiny_run / "eval" / f"test-step{r50['protocol']['checkpoint_step']}-k50.json").read_text())
     assert saved["log_likelihood"] == r50["log_likelihood"] and saved["protocol"]["samples"] == 50
-    assert evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)["log_likelihood"] == r50["log_likelihood"]
+    assert evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)["results"][0]["log_likelihood"] == r50["log_likelihood"]
 
 
 def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
@@ -128,7 +128,7 @@ def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
     va = [r for r in metrics.read(path) if r["split"] == "validation"]
     assert tr[1]["loss"] < tr[0]["loss"] < 200
     assert va[1]["elbo"] > va[0]["elbo"] > -150  # the validation ELBO rises (nats)
-    res = evaluate.evaluate(path, split="test", samples=20, seed=0)
+    res = evaluate.evaluate(path, split="test", samples=20, seed=0)["results"][0]
     assert res["num_examples"] == 10000
     assert res["log_likelihood"] > res["elbo"] and -150 < res["log_likelihood"] < -80
     assert (path / "eval" / f"test-step{2 * (50000 // 128)}-k20.json").exists()

@@ -3,6 +3,10 @@
 One compiled program covers a whole split: a `lax.scan` over batches of examples, and
 inside it a `lax.scan` over chunks of the K samples, so memory is bounded by
 batch_size × chunk rows whatever K is, and nothing returns to the host until the end.
+The chunk is chosen automatically (`compile_estimator`): as many rows as the backend's
+default allows, halved until XLA's account of the program's scratch memory fits the
+memory budget. The same pass gives the analytic KL per latent dimension, the encoder
+means (for active units) and, optionally, a Monte Carlo KL from draws of its own.
 
 Randomness is per (example, sample index): the numbers do not depend on the batch size,
 the chunk size or the device, only on (seed, split, K) and the checkpoint.
@@ -27,41 +31,87 @@ def chunk_size(k: int, batch_size: int, max_rows: int) -> int:
 
 
 def default_max_rows() -> int:
-    # Rows of (batch × samples) decoded at once. 2^16 rows of a 784-pixel MLP decoder is
-    # ~0.5 GB of activations on the CPU; a GPU wants bigger chunks to stay busy.
+    # Rows of (batch × samples) decoded at once. 2^16 rows of the 784-500-20 MLP decoder
+    # take 0.6 GB of scratch memory on the CPU (XLA's memory analysis); a GPU wants bigger
+    # chunks to stay busy (2^19 rows: 4.5 GB).
     return 2**16 if jax.default_backend() == "cpu" else 2**19
 
 
-def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int):
-    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B)."""
-    n_chunks = math.ceil(k / k_chunk)
+def memory_budget() -> int:
+    """Scratch bytes one evaluation program may use: half the accelerator's memory, or 4 GiB
+    of host RAM on the CPU (the machine is usually shared)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) // 2
+    return 4 * 2**30
+
+
+def _scratch_bytes(compiled) -> int | None:
+    try:
+        return int(compiled.memory_analysis().temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (IWAE): unit d is active if Var_x(E_q[z_d|x]) > 0.01
+_KL_STREAM = 0x4B4C  # the Monte Carlo KL draws: a key stream apart from the importance samples
+
+
+def _draws(example_keys, sample_ids, d: int):
+    """eps[s, b] ~ N(0, I_d) from key (example b, sample s): independent of batching and chunking."""
+    per_sample = lambda s: jax.vmap(lambda kb: jax.random.normal(jax.random.fold_in(kb, s), (d,)))(example_keys)
+    return jax.vmap(per_sample)(sample_ids)
+
+
+def _chunked(total: int, chunk: int, step, init):
+    """Fold `step(carry, sample_ids, valid)` over sample indices 0..total-1 in chunks of `chunk`
+    (a `lax.scan`: one chunk of rows is alive at a time, whatever `total` is)."""
+
+    def body(carry, c):
+        ids = c * chunk + jnp.arange(chunk)
+        return step(carry, ids, (ids < total)[:, None]), None
+
+    out, _ = jax.lax.scan(body, init, jnp.arange(math.ceil(total / chunk)))
+    return out
+
+
+def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0):
+    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent])."""
 
     def one_batch(params, x_u8, first_index, key):
         vae = fn.bind(params)
         x = x_u8.astype(jnp.float32) / scale
         mean, logvar = vae.encoder(x)
         b, d = mean.shape
-        example_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, first_index + jnp.arange(b))
+        index = first_index + jnp.arange(b)
+        example_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
+        sd = jnp.exp(0.5 * logvar)
 
-        def draw(sample_ids):  # eps[s, b] from key (example b, sample s): layout-independent
-            per_example = lambda s: jax.vmap(lambda kb: jax.random.normal(jax.random.fold_in(kb, s), (d,)))(
-                example_keys)
-            return jax.vmap(per_example)(sample_ids)
-
-        def body(carry, c):
+        def importance(carry, ids, valid):
             lse, log_px_sum = carry
-            ids = c * k_chunk + jnp.arange(k_chunk)
-            z = mean + jnp.exp(0.5 * logvar) * draw(ids)
+            z = mean + sd * _draws(example_keys, ids, d)
             log_w, log_px = obj.log_importance_weights(x, z, mean, logvar, vae.log_likelihood)
-            valid = (ids < k)[:, None]
             log_w = jnp.where(valid, log_w, -jnp.inf)
             log_px = jnp.where(valid, log_px, 0.0)
-            return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)), log_px_sum + log_px.sum(0)), None
+            return jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)), log_px_sum + log_px.sum(0)
 
-        init = (jnp.full((b,), -jnp.inf), jnp.zeros((b,)))
-        (lse, log_px_sum), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
-        return {"recon": -log_px_sum / k, "kl": obj.kl_analytic(mean, logvar),
-                "log_likelihood": lse - math.log(k)}
+        lse, log_px_sum = _chunked(k, k_chunk, importance, (jnp.full((b,), -jnp.inf), jnp.zeros((b,))))
+        kl_dims = obj.kl_per_dim(mean, logvar)
+        out = {"recon": -log_px_sum / k, "kl": kl_dims.sum(-1), "log_likelihood": lse - math.log(k),
+               "encoder_mean": mean, "kl_per_dim": kl_dims}
+        if kl_mc_samples:
+            # log q(z|x) − log p(z) at M fresh z ~ q: no decoder, so a row costs a few latent-sized
+            # vectors; chunks of at least 4096 rows keep the scan short even when K is 1.
+            kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
+
+            def monte_carlo(total, ids, valid):
+                z = mean + sd * _draws(kl_keys, ids, d)
+                return total + jnp.where(valid, obj.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
+
+            kl_chunk = chunk_size(kl_mc_samples, b, max(k_chunk * b, 4096))
+            out["kl_mc"] = _chunked(kl_mc_samples, kl_chunk, monte_carlo, jnp.zeros((b,))) / kl_mc_samples
+        return out
 
     def run(params, batches, key):
         TRACES["bounds"] += 1
@@ -89,45 +139,90 @@ def batch_split(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 
 
 def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k: int, batch_size: int,
-                      max_rows: int | None = None):
+                      max_rows: int | None = None, kl_mc_samples: int = 0):
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
-    Returns (estimate, k_chunk): `estimate(params, seed)` gives per-example recon, KL and the
-    K-sample log p̂(x) as host arrays, running the one compiled program.
+    Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
+    `estimate(params, seed)` runs the one compiled program and
+    gives host arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
+    (when kl_mc_samples > 0), and per example and latent dimension encoder_mean and
+    kl_per_dim (N·latent floats: small next to the images, and it saves a second pass).
     """
     batches, n = batch_split(images, batch_size)
-    k_chunk = chunk_size(k, batches.shape[1], max_rows or default_max_rows())
     batches = jax.device_put(batches)
-    compiled = make_bounds_fn(fn, k, k_chunk, scale).lower(params, batches, jax.random.key(0)).compile()
+    bsz = batches.shape[1]
+    rows = max_rows or default_max_rows()
+    budget = memory_budget()
+    while True:
+        # Automatic chunking: a bigger model gets smaller chunks of the K samples, until XLA's
+        # own account of the program's scratch memory fits the budget (one sample at a time is
+        # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
+        k_chunk = chunk_size(k, bsz, rows)
+        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples).lower(
+            params, batches, jax.random.key(0)).compile()
+        scratch = _scratch_bytes(compiled)
+        if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
+            break
+        rows = k_chunk * bsz // 2
+    plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget}
 
     def estimate(params, seed: int) -> dict[str, np.ndarray]:
         out = jax.device_get(compiled(params, batches, jax.random.key(seed)))
-        return {name: np.asarray(v).reshape(-1)[:n] for name, v in out.items()}
+        return {name: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for name, v in out.items()}
 
-    return estimate, k_chunk
+    return estimate, plan
 
 
 def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, seed: int,
-                batch_size: int, max_rows: int | None = None) -> dict[str, np.ndarray]:
-    """Per-example recon, KL and K-sample log p̂(x) over `images` (host uint8 or float)."""
-    estimate, _ = compile_estimator(fn, params, images, scale, k, batch_size, max_rows)
+                batch_size: int, max_rows: int | None = None, kl_mc_samples: int = 0) -> dict[str, np.ndarray]:
+    """Per-example estimates over `images` (host uint8 or float); see `compile_estimator`."""
+    estimate, _ = compile_estimator(fn, params, images, scale, k, batch_size, max_rows, kl_mc_samples)
     return estimate(params, seed)
 
 
+def _stderr(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def summarize(values: dict[str, np.ndarray], num_pixels: int) -> dict:
-    """Means over examples, the standard error of log p̂(x), and bits per dimension."""
+    """Means over examples, the standard error of log p̂(x), and bits per dimension.
+
+    With `kl_mc`: its mean and the standard error of its Monte Carlo noise, from the paired
+    differences kl_mc − kl (the analytic KL is each example's exact expectation, so their
+    spread over examples is the sampling noise alone).
+    """
     n = len(values["log_likelihood"])
     ll = values["log_likelihood"].astype(np.float64)
     recon = float(values["recon"].astype(np.float64).mean())
-    kl = float(values["kl"].astype(np.float64).mean())
+    kl = values["kl"].astype(np.float64)
     mean_ll = float(ll.mean())
-    return {
-        "elbo": -(recon + kl),
+    out = {
+        "elbo": -(recon + float(kl.mean())),
         "recon": recon,
-        "kl": kl,
+        "kl": float(kl.mean()),
         "log_likelihood": mean_ll,
-        "log_likelihood_stderr": float(ll.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "log_likelihood_stderr": _stderr(ll),
         "nll": -mean_ll,
         "bits_per_dim": -mean_ll / (num_pixels * math.log(2)),
         "num_examples": n,
+    }
+    if "kl_mc" in values:
+        kl_mc = values["kl_mc"].astype(np.float64)
+        out["kl_mc"] = float(kl_mc.mean())
+        out["kl_mc_stderr"] = _stderr(kl_mc - kl)
+    return out
+
+
+def latent_units(values: dict[str, np.ndarray]) -> dict:
+    """Per latent dimension: mean KL over examples, Var_x of the encoder mean, and whether the
+    unit is active (that variance > ACTIVE_UNIT_THRESHOLD); and the count of active units."""
+    variance = values["encoder_mean"].astype(np.float64).var(axis=0)
+    active = variance > ACTIVE_UNIT_THRESHOLD
+    return {
+        "active_units": int(active.sum()),
+        "latent_dim": int(len(active)),
+        "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+        "kl_per_dim": values["kl_per_dim"].astype(np.float64).mean(axis=0).tolist(),
+        "encoder_mean_variance": variance.tolist(),
+        "active": active.tolist(),
     }

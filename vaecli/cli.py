@@ -162,19 +162,30 @@ def _read_summary(path: Path) -> dict:
 @app.command()
 def sample(
     run: Annotated[Path, typer.Argument(help="Run folder written by `vae train`.")],
-    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
+    mode: Annotated[str, typer.Option(
+        help="prior, recon, interpolate, traverse, manifold (2-D latents) or latents.")] = "prior",
+    n: Annotated[Optional[int], typer.Option(
+        "--n", help="prior: samples (64); recon: images (32); interpolate: pairs (8); "
+                    "traverse: dimensions shown (all); latents: images encoded (the whole split).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Points per interpolation (10) or traversal (11) row; manifold grid side (20).")] = None,
+    temperature: Annotated[float, typer.Option(help="prior: z ~ N(0, T²I).")] = 1.0,
+    split: Annotated[str, typer.Option(help="Where test images come from (recon, interpolate, traverse, "
+                                            "latents).")] = "test",
+    seed: Annotated[int, typer.Option(help="Seed of the prior draws and of the images picked.")] = 0,
     step: StepOpt = "latest",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
 ):
-    """Decode samples from the prior: a PNG grid and the .npy array of Bernoulli means."""
+    """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
 
     def go():
         from vaecli.sample import sample as sample_fn
 
-        res = sample_fn(run, n=n, seed=seed, step=step, out=out)
-        typer.echo(res["png"])
-        typer.echo(res["npy"])
+        res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
+                        split=split, steps=steps)
+        for key in ("png", "npy", "labels_npy"):
+            if key in res:
+                typer.echo(res[key])
 
     _run(go)
 
@@ -183,32 +194,43 @@ def sample(
 def eval_elbo(
     run: Annotated[Path, typer.Argument(help="Run folder written by `vae train`.")],
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
-    samples: Annotated[int, typer.Option("--samples", "-k", help="K importance samples per example.")] = 1000,
+    samples: Annotated[str, typer.Option(
+        "--samples", "-k", help="K importance samples per example, or several: 1,50,5000.")] = "1000",
     step: StepOpt = "latest",
     seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per compiled batch.")] = 100,
+    kl_mc_samples: Annotated[int, typer.Option(
+        "--kl-mc-samples", help="Draws per example of the Monte Carlo KL shown beside the analytic one (0: off).")] = 100,
+    per_example: Annotated[Optional[Path], typer.Option(
+        "--per-example", help="Also write per-image ELBO, log p̂(x), recon and KL to this .npz.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")] = False,
 ):
-    """ELBO, reconstruction, KL and the K-sample importance-sampled log p(x) on a split."""
+    """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
 
     def go():
-        from vaecli.evaluate import evaluate
+        from vaecli.evaluate import evaluate, format_table
 
-        res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size)
-        if as_json:
-            typer.echo(json.dumps(res, indent=2))
-            return
-        p = res["protocol"]
-        typer.echo(f"{p['dataset']} {split} ({p['num_examples']} images), step {p['checkpoint_step']}, "
-                   f"K={samples}, seed {seed}")
-        rows = [("ELBO", res["elbo"]), ("  reconstruction −E[log p(x|z)]", res["recon"]), ("  KL(q‖p)", res["kl"]),
-                (f"log p(x) (K={samples})", res["log_likelihood"]),
-                ("  standard error", res["log_likelihood_stderr"]), ("NLL", res["nll"]),
-                ("bits/dim", res["bits_per_dim"])]
-        for label, value in rows:
-            typer.echo(f"  {label:<34} {value:>10.3f}")
-        typer.echo(f"  {'time (after compile)':<34} {res['timing']['eval_s']:>9.2f}s")
-        typer.echo(f"written to {res['written_to']}")
+        res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
+                       kl_mc_samples=kl_mc_samples, per_example=per_example)
+        typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
+
+    _run(go)
+
+
+@app.command()
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="PNG to write (default with one run: RUN/plots/curves-step<S>.png; required with several).")] = None,
+):
+    """Training and validation curves (loss, recon, KL, examples/s) of one or more runs, as a PNG."""
+
+    def go():
+        from vaecli.plot import plot_curves
+
+        res = plot_curves(runs, out)
+        typer.echo(res["png"])
+        typer.echo(res["npy"])
 
     _run(go)
 

@@ -6,15 +6,21 @@ from pathlib import Path
 
 import numpy as np
 
+PAD = 2  # gutter between tiles, pixels before scaling
+TITLE_STRIP = 16  # pixels of title above the grid (after scaling)
+LABEL_WIDTH = 64  # pixels of row labels left of the grid (after scaling), when there are labels
 
-def grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, H, W, C) in [0, 1] -> one (rows·H, cols·W, C) uint8 mosaic with white gutters."""
+
+def grid(images: np.ndarray, cols: int | None = None, pad: int = PAD) -> np.ndarray:
+    """(N, H, W, C) in [0, 1] -> one (rows·H, cols·W, C) uint8 mosaic with white gutters.
+
+    A tile that is all NaN is left blank (white): it pads a row of a layout."""
     images = np.asarray(images, np.float32)
     n, h, w, c = images.shape
     cols = cols or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
-    tiles = (np.clip(images, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    tiles = (np.clip(np.nan_to_num(images, nan=1.0), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     for i in range(n):
         r, q = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + q * (w + pad)
@@ -23,17 +29,28 @@ def grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarra
 
 
 def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None = None,
-              scale: int = 2) -> Path:
+              scale: int = 2, row_labels: list[str] | None = None) -> Path:
+    """Write the grid of `images` as an RGB PNG, `scale`× enlarged, with `title` on a strip
+    above it and, when given, one label per row on a strip to its left."""
     from PIL import Image, ImageDraw
 
     mosaic = grid(images, cols)
     img = Image.fromarray(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST).convert("RGB")
-    if title:
-        strip = 16
-        canvas = Image.new("RGB", (img.width, img.height + strip), "white")
-        canvas.paste(img, (0, strip))
-        ImageDraw.Draw(canvas).text((4, 2), title, fill="black")
+    left = LABEL_WIDTH if row_labels else 0
+    top = TITLE_STRIP if title else 0
+    if left or top:
+        # A narrow grid gets a wider canvas rather than a cut-off title.
+        title_w = math.ceil(ImageDraw.Draw(img).textlength(title)) + 8 if title else 0
+        canvas = Image.new("RGB", (max(img.width + left, title_w), img.height + top), "white")
+        canvas.paste(img, (left, top))
+        draw = ImageDraw.Draw(canvas)
+        if title:
+            draw.text((4, 2), title, fill="black")
+        if row_labels:
+            tile_h = (images.shape[1] + PAD) * scale
+            for r, label in enumerate(row_labels):
+                draw.text((4, top + PAD * scale + r * tile_h + tile_h // 2 - 6), label, fill="black")
         img = canvas
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,197 @@
+"""`vae sample` modes and `vae plot` on tiny trained runs: every picture is a PNG of the size its
+layout implies, with a title strip, and its array beside it holds finite values."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaecli import config, data, pictures, plot, sample, train
+from vaecli.errors import RunError, UsageError
+
+from conftest import make_bars, tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+H = W = 8  # tiny_bars images
+SCALE = 2  # pictures.save_grid's default enlargement
+
+
+def grid_png_size(rows: int, cols: int, title: str, labels: bool = False) -> tuple[int, int]:
+    """Width and height of a grid PNG: 8x8 tiles, 2-pixel gutters, ×2, a 16-pixel title strip
+    and, with row labels, a 64-pixel label strip; widened to the title's length (Pillow's
+    default font) plus 8 pixels when the grid is narrower."""
+    from PIL import ImageDraw
+
+    text = math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title)) + 8
+    width = (cols * (W + 2) + 2) * SCALE + (64 if labels else 0)
+    height = (rows * (H + 2) + 2) * SCALE + 16
+    return max(width, text), height
+
+
+def check_title(res: dict, run: Path) -> None:
+    assert res["title"].startswith(f"{run.name} step {res['step']} {res['mode']}")
+
+
+@pytest.fixture(scope="module")
+def labelled_2d_run(tmp_path_factory) -> Path:
+    """A run with a 2-D latent space on bars whose label is the row of the horizontal bar."""
+    root = tmp_path_factory.mktemp("labelled")
+    splits = {}
+    for name, n, seed in (("train", 320, 0), ("validation", 64, 1), ("test", 96, 2)):
+        images = make_bars(n, seed)
+        splits[name] = {"images": images, "labels": images[:, :, :, 0].all(axis=2).argmax(axis=1).astype(np.int64)}
+    data.write_cache(root / "cache" / "tiny_bars_labelled", splits)
+    cfg = config.load(None, tiny_overrides(root / "cache") + ["data.dataset=tiny_bars_labelled",
+                                                              "model.latent_dim=2", "train.epochs=1"])
+    return train.train(cfg, root / "runs", "twod", argv=["pytest"], progress="none")
+
+
+def check_png(path: str, size: tuple[int, int] | None = None) -> None:
+    with Image.open(path) as img:
+        img.load()
+        assert img.format == "PNG"
+        if size is not None:
+            assert img.size == size
+        grey = np.asarray(img.convert("L"))
+    assert grey.min() < grey.max()  # not blank
+    assert grey[:16].min() < 128  # the title strip holds dark text
+
+
+# (mode, options, array shape, (rows, cols) of the grid, row labels?)
+GRID_CASES = [
+    ("prior", {"n": 9, "temperature": 0.5}, (9, H, W, 1), (3, 3), False),
+    ("recon", {"n": 5}, (2, 5, H, W, 1), (2, 5), False),  # data row over reconstruction row
+    ("recon", {"n": 10}, (2, 10, H, W, 1), (4, 8), False),  # 8 a row: two blocks, the second padded
+    ("interpolate", {"n": 2, "steps": 4}, (2, 6, H, W, 1), (2, 6), False),  # data at both ends
+    ("traverse", {"steps": 5}, (4, 5, H, W, 1), (4, 5), True),  # one row per latent dimension
+    ("traverse", {"steps": 3, "n": 2}, (2, 3, H, W, 1), (2, 3), True),
+]
+
+
+@pytest.mark.parametrize("mode, options, shape, layout, labels", GRID_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(GRID_CASES)])
+def test_grid_modes(tiny_run, tmp_path, mode, options, shape, layout, labels):
+    res = sample.sample(tiny_run, mode=mode, out=tmp_path, seed=1, **options)
+    assert res["mode"] == mode and Path(res["png"]).parent == tmp_path
+    array = np.load(res["npy"])
+    assert array.shape == shape
+    assert np.all(np.isfinite(array)) and array.min() >= 0 and array.max() <= 1
+    check_png(res["png"], grid_png_size(*layout, res["title"], labels))
+    check_title(res, tiny_run)
+
+
+def test_recon_pairs_data_with_reconstructions_of_the_same_images(tiny_run, tmp_path):
+    res = sample.sample(tiny_run, mode="recon", n=6, out=tmp_path, seed=2)
+    x, recon = np.load(res["npy"])
+    assert set(np.unique(x)) <= {0.0, 1.0}  # the test images themselves
+    test_images = data.load_split(config.load(tiny_run / "config.yaml").data, "test").images.astype(np.float32)
+    assert all(any(np.array_equal(img, t) for t in test_images) for img in x)
+    assert np.mean(np.abs(recon - x)) < np.mean(np.abs(recon - x[::-1]))  # each under its own image
+
+
+def test_traverse_rows_follow_kl_and_sweep_one_dimension(tiny_run, tmp_path):
+    from vaecli import bounds, state as state_lib, runs
+
+    res = sample.sample(tiny_run, mode="traverse", steps=5, out=tmp_path)
+    rows = np.load(res["npy"])
+    # Rows ordered by the mean KL over the test split, as the estimator computes it.
+    run = runs.open_run(tiny_run)
+    fn, state, _, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
+    test = data.load_split(run.config.data, "test")
+    kl = bounds.latent_units(bounds.per_example(fn, state["params"], test.images, test.scale, 1, 0, 64))["kl_per_dim"]
+    assert res["dims"] == list(np.argsort(kl)[::-1])
+    np.testing.assert_allclose(res["dim_kl"], np.sort(kl)[::-1], rtol=1e-4)
+    # A row varies along the sweep (the decoder depends on that dimension) in at least one dimension.
+    assert max(np.abs(r[0] - r[-1]).max() for r in rows) > 0.01
+
+
+def test_prior_temperature_scales_the_draws(tiny_run, tmp_path):
+    cold = np.load(sample.sample(tiny_run, n=16, temperature=1e-4, out=tmp_path)["npy"])
+    # At T→0 every draw decodes z ≈ 0: the samples are all the same picture.
+    assert np.abs(cold - cold[0]).max() < 1e-2
+    warm = np.load(sample.sample(tiny_run, n=16, temperature=1.0, out=tmp_path)["npy"])
+    assert np.abs(warm - warm[0]).max() > 0.05
+
+
+def test_manifold_on_a_2d_latent_space(labelled_2d_run, tmp_path):
+    res = sample.sample(labelled_2d_run, mode="manifold", steps=4, out=tmp_path)
+    array = np.load(res["npy"])
+    assert array.shape == (4, 4, H, W, 1) and np.all(np.isfinite(array))
+    check_png(res["png"], grid_png_size(4, 4, res["title"]))
+    check_title(res, labelled_2d_run)
+
+
+def test_latents_scatter_coloured_by_label(labelled_2d_run, tmp_path):
+    res = sample.sample(labelled_2d_run, mode="latents", out=tmp_path)
+    points, labels = np.load(res["npy"]), np.load(res["labels_npy"])
+    assert points.shape == (96, 2) and np.all(np.isfinite(points)) and labels.shape == (96,)
+    assert set(labels) <= set(range(8))
+    check_png(res["png"], (600, 600))  # figsize 6x6 inches at 100 dpi
+    check_title(res, labelled_2d_run)
+
+
+def test_latents_pca_without_labels(tiny_run, tmp_path):
+    res = sample.sample(tiny_run, mode="latents", n=50, out=tmp_path)
+    points = np.load(res["npy"])
+    assert points.shape == (50, 2) and np.all(np.isfinite(points)) and "labels_npy" not in res
+    assert points[:, 0].var() >= points[:, 1].var()  # first principal component first
+    np.testing.assert_allclose(points.mean(0), 0, atol=1e-5)  # centred
+    check_png(res["png"], (600, 600))
+
+
+def test_blank_tiles_pad_a_grid_white():
+    tiles = np.zeros((3, 2, 2, 1), np.float32)
+    tiles[2] = np.nan
+    mosaic = pictures.grid(tiles, cols=3, pad=1)
+    assert mosaic[1:3, 1:3].max() == 0 and mosaic[1:3, 7:9].min() == 255
+
+
+# -------------------------------------------------------------------------------- vae plot
+
+
+def test_plot_two_runs_on_one_figure(tiny_run, labelled_2d_run, tmp_path):
+    res = plot.plot_curves([tiny_run, labelled_2d_run], tmp_path / "both.png")
+    with Image.open(res["png"]) as img:
+        assert img.format == "PNG" and img.size == (1200, 800)  # 12x8 inches at 100 dpi
+    table = np.load(res["npy"])
+    assert table.shape[1] == len(plot.COLUMNS)
+    for i, run in enumerate((tiny_run, labelled_2d_run)):
+        lines = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        assert np.sum(table[:, 0] == i) == len(lines)  # every log point of every run is plotted
+    train_rows = table[table[:, 1] == 0]
+    assert np.all(np.isfinite(train_rows[:, 3:])) and np.all(train_rows[:, -1] > 0)  # examples/s
+    assert np.all(np.isnan(table[table[:, 1] == 1][:, -1]))  # validation has no throughput
+
+
+def test_plot_one_run_defaults_into_the_run_folder(tiny_run):
+    res = plot.plot_curves([tiny_run])
+    assert Path(res["png"]).parent == tiny_run / "plots" and Path(res["png"]).is_file()
+    assert Path(res["npy"]).is_file()
+
+
+def test_plot_errors(tiny_run, tmp_path):
+    with pytest.raises(UsageError, match="--out"):
+        plot.plot_curves([tiny_run, tiny_run])
+    with pytest.raises(UsageError, match="ending in .png"):
+        plot.plot_curves([tiny_run], tmp_path / "x.jpg")
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    for name in ("config.yaml", "meta.json"):
+        (empty / name).write_text((tiny_run / name).read_text())
+    with pytest.raises(RunError, match="no metrics.jsonl"):
+        plot.plot_curves([empty], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plotting_needs_no_display(tiny_run, tmp_path):
+    """A headless process (no DISPLAY, no MPLBACKEND) draws the figure."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    p = subprocess.run([sys.executable, "-m", "vaecli.cli", "plot", str(tiny_run), "--out", str(tmp_path / "c.png")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [str(tmp_path / "c.png"), str(tmp_path / "c.npy")]
