@@ -223,8 +223,12 @@ def test_runs_bad_keys_exit_2(sweep, args, needles):
     assert_error(vae_inproc("runs", sweep[1], *args), 2, *needles)
 
 
-def test_runs_missing_folder_exits_2(tmp_path):
+def test_runs_missing_or_empty_folder(tmp_path):
     assert_error(vae_inproc("runs", tmp_path / "nowhere"), 2, str(tmp_path / "nowhere"), "no such folder")
+    (tmp_path / "empty" / "not-a-run").mkdir(parents=True)
+    out = vae_inproc("runs", tmp_path / "empty")
+    assert (out.code, out.stdout) == (0, "") and out.stderr.startswith("no runs under")
+    assert runs_json(tmp_path / "empty") == []
 
 
 def test_runs_in_a_real_process_does_not_import_jax(sweep):

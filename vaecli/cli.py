@@ -213,8 +213,10 @@ def runs_table(
                            "count, and mean ± standard deviation of the numeric columns.")] = None,
     fmt: Annotated[TableFormat, typer.Option("--format", help="Output: aligned text, CSV, or one JSON list.")] = TableFormat.table,
 ):
-    """Compare runs: one row per run folder (name, status, the config keys that differ, epochs,
-    best validation ELBO, latest test log p(x) with its K, wall time)."""
+    """Compare runs: one row per run folder under FOLDER (or per group of runs).
+
+    Columns: name, status, the config keys that differ between the listed runs, epochs,
+    best validation ELBO, the latest test log p(x) with its K, wall time."""
 
     def go():
         from vaecli import runs_table as rt

@@ -104,7 +104,7 @@ def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
     for _, k, name in found:
         doc = read_json(run_dir / "eval" / name)
         ll = doc.get("log_likelihood") if doc else None
-        if isinstance(ll, (int, float)):
+        if isinstance(ll, (int, float)) and math.isfinite(ll):
             return float(ll), k
     return None, None
 
@@ -136,7 +136,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     row["val_elbo"] = best_validation_elbo(run_dir)
     row["test_ll"], row["test_k"] = latest_test(run_dir)
     wall = summary.get("wall_s")
-    row["wall_s"] = float(wall) if isinstance(wall, (int, float)) else None
+    row["wall_s"] = float(wall) if isinstance(wall, (int, float)) and math.isfinite(wall) else None
     return row
 
 
