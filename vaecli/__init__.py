@@ -3,4 +3,4 @@
 Importing this package is cheap: no JAX, TensorFlow or dataset work happens here.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -104,17 +104,33 @@ def train(
         "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
                          "(--set may change only train.epochs, train.skip_nonfinite, eval.*, checkpoint.*, "
                          "log.* and data paths).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="Train these seeds as replicas of one compiled program: 0-7, 1,3,5.")] = None,
+    sweep: Annotated[Optional[list[str]], typer.Option(
+        "--sweep", help="Replicas over values: --sweep optim.lr=1e-3,3e-4 (repeatable, cartesian product; "
+                        "seed, optim.lr, optim.weight_decay).")] = None,
+    max_replicas: Annotated[int, typer.Option(
+        "--max-replicas-per-program", help="Split the replicas into programs of at most this many.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (run folders and their "
+                                                          "summaries) on stdout, nothing else.")] = False,
 ):
-    """Train a VAE (or resume one); prints the run folder on stdout when done."""
+    """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
+
+    def report(paths):
+        if as_json:
+            typer.echo(json.dumps({"runs": [{"run": str(p), "summary": _read_summary(p)} for p in paths]}, indent=2))
+        else:
+            for p in paths:
+                typer.echo(str(p))
 
     def go():
-        from vaecli import config as config_lib
+        from vaecli import config as config_lib, sweep as sweep_lib
         from vaecli.errors import UsageError
 
         if resume is not None:
-            if config is not None or name is not None or runs_dir != Path("runs"):
-                raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name "
-                                 "and --runs-dir (change allowed keys with --set)")
+            if config is not None or name is not None or runs_dir != Path("runs") or seeds or sweep:
+                raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name, "
+                                 "--runs-dir, --seeds and --sweep (change allowed keys with --set)")
             _use_compile_cache()
             from vaecli import train as train_lib
 
@@ -123,18 +139,33 @@ def train(
             except train_lib.AlreadyDone as e:
                 typer.echo(f"nothing to do: {e}", err=True)
                 path = resume
-            typer.echo(str(path))
+            report([path])
             return
         if config is None:
             raise UsageError("give --config FILE for a new run, or --resume RUN to continue one")
-        cfg = config_lib.load(config, set_ or [])  # config errors come before JAX is imported
+        # config errors come before JAX is imported
+        raw = config_lib.apply_overrides(config_lib.read_yaml(config), set_ or [])
+        cfg = config_lib.from_dict(raw)
+        base = name or config.stem
+        items = sweep_lib.expand(raw, sweep_lib.parse_seeds(seeds) if seeds else None, sweep or [], base) \
+            if (seeds or sweep) else [(base, cfg)]
+        programs = sweep_lib.groups(items, max_replicas)
         _use_compile_cache()
-        from vaecli.train import train as train_fn
+        from vaecli.train import train_replicas
 
-        path = train_fn(cfg, runs_dir, name or config.stem, argv=sys.argv, progress=cfg.log.progress)
-        typer.echo(str(path))
+        paths = []
+        for group in programs:
+            paths += train_replicas([c for _, c in group], runs_dir, [n for n, _ in group], argv=sys.argv)
+        report(paths)
 
     _run(go)
+
+
+def _read_summary(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @app.command()

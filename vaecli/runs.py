@@ -30,7 +30,9 @@ from pathlib import Path
 from vaecli import config as config_lib
 from vaecli.errors import ConfigError, RunError, UsageError
 
-RUN_FORMAT = 1  # bump when the run folder layout or the checkpointed state changes
+# Bump when the run folder layout or the checkpointed state changes. 2 (vaecli 0.2): the
+# state gained the skipped-update counter and the weight-decay stage; 1 (0.1) had no field.
+RUN_FORMAT = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -129,7 +131,11 @@ def open_run(path: str | Path) -> Run:
     fmt = meta.get("run_format", 1)
     if not isinstance(fmt, int) or fmt > RUN_FORMAT:
         raise RunError(f"{p} was written by vaecli {meta.get('vaecli_version', '?')} (run format {fmt}); this "
-                       f"vaecli {_own_version()} reads run format {RUN_FORMAT} or older: upgrade vaecli")
+                       f"vaecli {_own_version()} reads run format {RUN_FORMAT}: upgrade vaecli")
+    if fmt < RUN_FORMAT:
+        raise RunError(f"{p} was written by vaecli {meta.get('vaecli_version', '?')} (run format {fmt}), whose "
+                       f"checkpoints this vaecli {_own_version()} (format {RUN_FORMAT}) cannot read: use "
+                       f"vaecli {meta.get('vaecli_version', '?')} for it, or train it again")
     return Run(p, cfg, meta)
 
 

@@ -25,8 +25,8 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     `weight_decay` > 0 adds weight_decay·θ to the gradient of the per-example loss, i.e.
     a Gaussian prior N(0, 1/weight_decay) on every weight per example (MAP); 0 is MLE.
     For `adamw` it is AdamW's decoupled decay instead. The learning rate is an injected
-    hyperparameter, so it lives in the optimizer state and can be logged (and, later, vary
-    along a replica axis).
+    hyperparameter, as is the weight decay: both live in the optimizer state, so they can
+    be logged and can differ between replicas of one compiled program.
     """
     if cfg.name == "adamw":
         core = optax.inject_hyperparams(optax.adamw)(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
@@ -35,8 +35,8 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     parts = []
     if cfg.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
-    if cfg.weight_decay > 0 and cfg.name != "adamw":
-        parts.append(optax.add_decayed_weights(cfg.weight_decay))
+    if cfg.name != "adamw":  # present even at 0 (adds exactly 0), so replicas can differ in it
+        parts.append(optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=cfg.weight_decay))
     return optax.chain(*parts, core)
 
 

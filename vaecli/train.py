@@ -11,6 +11,7 @@ Speed is designed in here:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import statistics
@@ -44,7 +45,7 @@ def to_inputs(x_u8, key, scale: int, dynamic: bool):
     return jax.random.bernoulli(key, x).astype(jnp.float32) if dynamic else x
 
 
-def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int):
+def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int, replicas: int = 1):
     """Compiled f(state, images) -> (state, epoch metrics): one epoch of steps in one call.
 
     Every step checks that recon, KL and the update are finite. With
@@ -52,6 +53,9 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     optimizer state stay as they were) while fewer than N have been dropped in the run;
     otherwise it is applied, and the host stops the run at the log point, naming the first
     bad step and term.
+
+    With `replicas` > 1 the state carries a leading replica axis (one slice per seed /
+    learning rate / weight decay) and the same program advances all of them.
     """
     batch = cfg.train.batch_size
     steps_per_epoch = n_train // batch
@@ -105,6 +109,8 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
                        "skipped_total": state["skipped"],
                        "step": state["step"], "lr": learning_rate(state["opt_state"])}
 
+    if replicas > 1:  # states stacked on a leading axis, the data shared
+        return jax.jit(jax.vmap(epoch, in_axes=(0, None)), donate_argnums=0)
     return jax.jit(epoch, donate_argnums=0)
 
 
@@ -135,20 +141,34 @@ def _host_copy(tree):
 
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
     """Train a model as `cfg` says in a new run folder; return the folder."""
+    return train_replicas([cfg], runs_dir, [name], argv)[0]
+
+
+def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], argv: list[str]) -> list[Path]:
+    """Train several configs that differ only in `sweep.REPLICA_KEYS` (seed, learning rate,
+    weight decay) as ONE compiled program with a leading replica axis; each replica writes an
+    ordinary run folder. One config is an ordinary run (no replica axis)."""
     t_start = time.perf_counter()
-    runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
+    for name in names:
+        runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
     # Data first: a dataset that cannot be loaded leaves no run folder behind.
-    train_split, val_split = _load_data(cfg)
-    path = runs.create(runs_dir, name)
-    with runs.Lock(path):
-        meta = runs.environment_meta(argv)
-        meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
-                        "num_train": len(train_split), "num_validation": len(val_split),
-                        "binarize": cfg.data.binarize, "train_scale": train_split.scale}
-        run = runs.write_start(path, cfg, meta)
-        fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
-        start = _Start(fn, tx, state, epoch=0, record=None, summary={})
-        return _session(cfg, run, train_split, val_split, start, t_start)
+    train_split, val_split = _load_data(cfgs[0])
+    paths = [runs.create(runs_dir, name) for name in names]
+    with contextlib.ExitStack() as locks:
+        starts, run_list = [], []
+        for i, (cfg, path) in enumerate(zip(cfgs, paths)):
+            locks.enter_context(runs.Lock(path))
+            meta = runs.environment_meta(argv)
+            meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+                            "num_train": len(train_split), "num_validation": len(val_split),
+                            "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+            if len(cfgs) > 1:
+                meta["replica"] = {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}
+            run_list.append(runs.write_start(path, cfg, meta))
+            fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
+            starts.append(_Start(fn, tx, state, epoch=0, record=None, summary={}))
+        _session(run_list, train_split, val_split, starts, t_start)
+    return paths
 
 
 def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
@@ -195,7 +215,8 @@ def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
         run = runs.Run(run.path, cfg, meta)
         before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
         start = _Start(fn, tx, jax.device_put(state), epoch=epoch, record=record, summary=before)
-        return _session(cfg, run, train_split, val_split, start, t_start)
+        _session([run], train_split, val_split, [start], t_start)
+        return run.path
 
 
 class AlreadyDone(Exception):
@@ -221,28 +242,63 @@ def _load_data(cfg: Config):
     return train_split, val_split
 
 
-def _session(cfg: Config, run: runs.Run, train_split, val_split, start: _Start, t_start: float) -> Path:
-    """Run the epochs from `start` to `cfg.train.epochs`, keeping summary.json's status true
-    on every exit path."""
-    path = run.path
-    summary = {"status": "running", "run": str(path), "epochs": cfg.train.epochs, "epochs_done": start.epoch,
-               "step": int(start.state["step"]), "last_checkpoint_step": int(start.state["step"]) if start.record else None,
-               **start.summary}
-    runs.write_json(path / "summary.json", summary)
-    bar = Progress(cfg.train.epochs, cfg.log.progress, first_epoch=start.epoch)
-    bar.message(f"run folder: {path}" + (f" (resuming after epoch {start.epoch}, step {summary['step']})"
-                                          if start.record or start.epoch else ""))
+class _Slot:
+    """One run folder of the program: its config, summary, metrics log and checkpoints."""
+
+    def __init__(self, run: runs.Run, start: _Start, stack: contextlib.ExitStack):
+        self.run, self.cfg, self.path = run, run.config, run.path
+        step = int(start.state["step"])
+        self.summary = {"status": "running", "run": str(run.path), "epochs": self.cfg.train.epochs,
+                        "epochs_done": start.epoch, "step": step,
+                        "last_checkpoint_step": step if start.record else None, **start.summary}
+        record = start.record or {}
+        self.train_record, self.val_record = record.get("train"), record.get("validation")
+        self.pending = None  # step of the save in flight
+        self.active = True  # False once failed: the others go on
+        self.write_summary()
+        self.mlog = stack.enter_context(MetricsLog(
+            run.path, tensorboard=self.cfg.log.tensorboard, purge_after=step if start.epoch else None))
+        self.ckpts = stack.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
+                                                     keep_best=self.cfg.checkpoint.keep_best))
+
+    def write_summary(self) -> None:
+        runs.write_json(self.path / "summary.json", self.summary)
+
+    def finish_saves(self) -> None:
+        self.ckpts.wait()
+        if self.pending is not None:
+            self.summary["last_checkpoint_step"], self.pending = self.pending, None
+
+    def end(self, status: str, error: str | None = None) -> None:
+        self.summary["status"] = status
+        if error is not None:
+            self.summary["error"] = error
+        self.write_summary()
+        self.active = False
+
+
+def _session(run_list: list[runs.Run], train_split, val_split, starts: list[_Start], t_start: float) -> None:
+    """Run the epochs of every replica from its start to its `train.epochs`, keeping each
+    summary.json's status true on every exit path."""
+    cfg = run_list[0].config
+    first = starts[0]
+    bar = Progress(cfg.train.epochs, cfg.log.progress, first_epoch=first.epoch)
+    for run, start in zip(run_list, starts):
+        bar.message(f"run folder: {run.path}" + (f" (resuming after epoch {start.epoch}, step {int(start.state['step'])})"
+                                                 if start.record or start.epoch else ""))
+    slots = []
     try:
-        with _StopOnSignal() as stop:
-            _loop(cfg, run, train_split, val_split, start, bar, summary, t_start, stop)
+        with contextlib.ExitStack() as stack, _StopOnSignal() as stop:
+            slots = [_Slot(run, start, stack) for run, start in zip(run_list, starts)]
+            _loop(slots, train_split, val_split, starts, bar, t_start, stop)
     except BaseException as e:
-        summary["status"] = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
-        summary["error"] = str(e) or type(e).__name__
-        runs.write_json(path / "summary.json", summary)
+        status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
+        for slot in slots:
+            if slot.active:
+                slot.end(status, str(e) or type(e).__name__)
         raise
     finally:
         bar.close()
-    return path
 
 
 class _StopOnSignal:
@@ -269,110 +325,148 @@ class _StopOnSignal:
             signal.signal(sig, old)
 
 
-def _loop(cfg: Config, run: runs.Run, train_split, val_split, start: _Start, bar: Progress, summary: dict,
-          t_start: float, stop: _StopOnSignal) -> None:
-    path = run.path
-    fn, tx, state = start.fn, start.tx, start.state
+def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar: Progress, t_start: float,
+          stop: _StopOnSignal) -> None:
+    cfg = slots[0].cfg  # the replicas differ only in values their states carry
+    n_rep = len(slots)
+    fn, tx = starts[0].fn, starts[0].tx
+    state = starts[0].state if n_rep == 1 else jax.tree.map(lambda *a: jnp.stack(a), *[s.state for s in starts])
+    replica = (lambda tree, r: tree) if n_rep == 1 else (lambda tree, r: jax.tree.map(lambda a: a[r], tree))
     images = jax.device_put(train_split.flat)  # the whole training split, on the device, uint8
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     examples_per_epoch = steps_per_epoch * cfg.train.batch_size
 
     t0 = time.perf_counter()
-    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale).lower(state, images).compile()
-    val_estimate, _ = bounds.compile_estimator(fn, state["params"], val_split.images, val_split.scale, 1,
+    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale, replicas=n_rep)
+    epoch_fn = epoch_fn.lower(state, images).compile()
+    val_estimate, _ = bounds.compile_estimator(fn, replica(state["params"], 0), val_split.images, val_split.scale, 1,
                                                cfg.eval.batch_size)
     compile_s = time.perf_counter() - t0
 
     n_pic = min(cfg.eval.grid, len(val_split))
-    pic_key = jax.random.fold_in(jax.random.key(cfg.seed), _PICTURES)
-    prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
     pic_host = val_split.flat[:n_pic].astype(np.float32) / val_split.scale  # kept for the grids
     pic_x = jnp.asarray(pic_host)
     as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
     pictures_fn = make_pictures_fn(fn)
 
-    def validate(step, epoch):
-        s = bounds.summarize(val_estimate(state["params"], cfg.seed), int(np.prod(val_split.image_shape)))
+    def validate(slot, params, step, epoch):
+        s = bounds.summarize(val_estimate(params, slot.cfg.seed), int(np.prod(val_split.image_shape)))
         return {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"], "recon": s["recon"],
                 "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start}
 
-    def draw(step):
-        prior, recon = jax.device_get(pictures_fn(state["params"], prior_z, pic_x))
-        title = f"{path.name} step {step}"
-        pictures.save_grid(as_images(prior), path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
+    def draw(slot, params, step):
+        pic_key = jax.random.fold_in(jax.random.key(slot.cfg.seed), _PICTURES)
+        prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
+        prior, recon = jax.device_get(pictures_fn(params, prior_z, pic_x))
+        title = f"{slot.path.name} step {step}"
+        pictures.save_grid(as_images(prior), slot.path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
         half = max(1, n_pic // 2)
         both = as_images(np.concatenate([pic_host[:half], recon[:half]]))
-        pictures.save_grid(both, path / "samples" / f"recon-step{step}.png",
+        pictures.save_grid(both, slot.path / "samples" / f"recon-step{step}.png",
                            f"{title} data (top) / reconstructions (bottom)")
 
-    record = start.record or {}
-    train_record, val_record = record.get("train"), record.get("validation")
-    epoch_times, pending = [], None
-    with MetricsLog(path, tensorboard=cfg.log.tensorboard, purge_after=summary["step"] if start.epoch else None) as mlog, \
-            Checkpoints(run.checkpoint_dir, keep=cfg.checkpoint.keep, keep_best=cfg.checkpoint.keep_best) as ckpts:
-        try:
-            for epoch in range(start.epoch + 1, cfg.train.epochs + 1):
-                t = time.perf_counter()
-                state, m = epoch_fn(state, images)
-                m = jax.device_get(m)  # the log point: the only host sync of the epoch
-                dt = time.perf_counter() - t
-                epoch_times.append(dt)
-                step = int(m["step"])
-                train_record = {"step": step, "epoch": epoch, "split": "train",
-                                "loss": float(m["loss"]), "recon": float(m["recon"]), "kl": float(m["kl"]),
-                                "lr": float(m["lr"]), "skipped_steps": int(m["skipped_steps"]),
-                                "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
-                                "elapsed_s": time.perf_counter() - t_start}
-                mlog.write(train_record)
-                if pending is not None and not ckpts.saving():
-                    summary["last_checkpoint_step"], pending = pending, None
-                if m["bad_step"] >= 0:
-                    ckpts.wait()  # the message names the last complete checkpoint
-                    raise RunError(_nonfinite_message(cfg, m, epoch, ckpts.steps()))
-
-                info = f"loss {train_record['loss']:.2f}  {train_record['examples_per_s']:,.0f} ex/s"
-                if m["skipped_steps"]:
-                    info += f"  skipped {int(m['skipped_steps'])} non-finite updates ({int(m['skipped_total'])} in the run)"
-                last_epoch = epoch == cfg.train.epochs
-                stopping = stop.signum is not None
-                saving = epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping
-                if epoch % cfg.eval.every_epochs == 0 or last_epoch:
-                    val_record = validate(step, epoch)
-                    mlog.write(val_record)
-                    info += f"  val ELBO {val_record['elbo']:.2f}"
-                    draw(step)
+    epoch_times = []
+    try:
+        for epoch in range(starts[0].epoch + 1, cfg.train.epochs + 1):
+            t = time.perf_counter()
+            state, m = epoch_fn(state, images)
+            m = jax.device_get(m)  # the log point: the only host sync of the epoch
+            dt = time.perf_counter() - t
+            epoch_times.append(dt)
+            if n_rep == 1:
+                m = {k: np.asarray(v)[None] for k, v in m.items()}
+            last_epoch = epoch == cfg.train.epochs
+            stopping = stop.signum is not None
+            evaluating = epoch % cfg.eval.every_epochs == 0 or last_epoch
+            saving = epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping
+            host = _host_copy(state) if saving else None
+            for r, slot in enumerate(slots):
+                if not slot.active:
+                    continue
+                mr = {k: v[r] for k, v in m.items()}
+                step = int(mr["step"])
+                slot.train_record = {"step": step, "epoch": epoch, "split": "train",
+                                     "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
+                                     "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
+                                     "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
+                                     "elapsed_s": time.perf_counter() - t_start}
+                slot.mlog.write(slot.train_record)
+                if slot.pending is not None and not slot.ckpts.saving():
+                    slot.summary["last_checkpoint_step"], slot.pending = slot.pending, None
+                if mr["bad_step"] >= 0:
+                    slot.finish_saves()  # the message names the last complete checkpoint
+                    message = _nonfinite_message(slot.cfg, mr, epoch, slot.ckpts.steps())
+                    if n_rep == 1:
+                        raise RunError(message)
+                    slot.end("failed", message)
+                    bar.message(f"replica {slot.path.name} failed: {message}")
+                    continue
+                if evaluating:
+                    params = replica(state["params"], r)
+                    slot.val_record = validate(slot, params, step, epoch)
+                    slot.mlog.write(slot.val_record)
+                    draw(slot, params, step)
                 if saving:
                     # ranked for keep_best only when validated at this very step (no extra pass)
-                    fresh_val = val_record is not None and val_record["step"] == step
-                    ckpts.save(step, _host_copy(state), {"epoch": epoch, "train": train_record, "validation": val_record},
-                               validation_elbo=val_record["elbo"] if fresh_val else None, force=last_epoch or stopping)
-                    pending = step
-                summary.update({"epochs_done": epoch, "step": step, "skipped_updates": int(m["skipped_total"]),
-                                "wall_s": summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start})
-                runs.write_json(path / "summary.json", summary)
-                bar.epoch(epoch, info)
-                if stopping:
-                    name = signal.Signals(stop.signum).name
-                    raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step {step} "
-                                      f"in {run.checkpoint_dir}", 128 + stop.signum)
-        finally:  # every exit path: the save in flight completes, the summary names it
-            ckpts.wait()
-            if pending is not None:
-                summary["last_checkpoint_step"] = pending
+                    fresh_val = slot.val_record is not None and slot.val_record["step"] == step
+                    slot.ckpts.save(step, replica(host, r),
+                                    {"epoch": epoch, "train": slot.train_record, "validation": slot.val_record},
+                                    validation_elbo=slot.val_record["elbo"] if fresh_val else None,
+                                    force=last_epoch or stopping)
+                    slot.pending = step
+                slot.summary.update({"epochs_done": epoch, "step": step, "skipped_updates": int(mr["skipped_total"]),
+                                     "wall_s": slot.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start})
+                slot.write_summary()
+            bar.epoch(epoch, _progress_info(slots, m, examples_per_epoch / dt))
+            if not any(slot.active for slot in slots):
+                raise RunError(f"all {n_rep} replicas failed; see each run's summary.json")
+            if stopping:
+                name = signal.Signals(stop.signum).name
+                where = slots[0].run.checkpoint_dir if n_rep == 1 else f"each of the {n_rep} run folders"
+                raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step "
+                                  f"{int(m['step'][0])} in {where}", 128 + stop.signum)
+    finally:  # every exit path: the saves in flight complete, the summaries name them
+        for slot in slots:
+            slot.finish_saves()
 
     steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
-    summary.update({
-        "status": "completed", "epochs_done": cfg.train.epochs, "steps": train_record["step"] if train_record else 0,
-        "final_train": train_record, "final_validation": val_record,
-        "wall_s": summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, "compile_s": compile_s,
-        "epoch_s_median": statistics.median(steady) if steady else None,
-        "epoch_s_first": epoch_times[0] if epoch_times else None,
-    })
-    runs.write_json(path / "summary.json", summary)
-    done = f"val ELBO {val_record['elbo']:.2f} nats, " if val_record else ""
+    for slot in slots:
+        if not slot.active:
+            continue
+        slot.summary.update({
+            "status": "completed", "epochs_done": cfg.train.epochs,
+            "steps": slot.train_record["step"] if slot.train_record else 0,
+            "final_train": slot.train_record, "final_validation": slot.val_record,
+            "wall_s": slot.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, "compile_s": compile_s,
+            "epoch_s_median": statistics.median(steady) if steady else None,
+            "epoch_s_first": epoch_times[0] if epoch_times else None, "replicas_in_program": n_rep,
+        })
+        slot.end("completed")
+    failed = [slot.path.name for slot in slots if slot.summary["status"] == "failed"]
+    done = ""
+    if n_rep == 1 and slots[0].val_record:
+        done = f"val ELBO {slots[0].val_record['elbo']:.2f} nats, "
     if steady:
-        done += f"median epoch {summary['epoch_s_median']:.3f} s; "
-    bar.message(f"done: {done}run folder {path}")
+        done += f"median epoch {statistics.median(steady):.3f} s; "
+    bar.message(f"done: {done}" + (f"run folder {slots[0].path}" if n_rep == 1 else f"{n_rep - len(failed)} of {n_rep} replicas completed"))
+    if failed:
+        raise RunError(f"{len(failed)} of {n_rep} replicas failed (non-finite loss): {', '.join(failed)}; "
+                       f"the others completed")
+
+
+def _progress_info(slots: list[_Slot], m: dict, examples_per_s: float) -> str:
+    losses = [float(m["loss"][r]) for r, slot in enumerate(slots) if slot.active]
+    rate = f"{examples_per_s * len(slots):,.0f} ex/s"
+    if not losses:
+        return rate
+    if len(slots) == 1:
+        info = f"loss {losses[0]:.2f}  {rate}"
+        if slots[0].val_record and slots[0].val_record["epoch"] == slots[0].train_record["epoch"]:
+            info += f"  val ELBO {slots[0].val_record['elbo']:.2f}"
+        if int(m["skipped_steps"][0]):
+            info += f"  skipped {int(m['skipped_steps'][0])} non-finite updates ({int(m['skipped_total'][0])} in the run)"
+        return info
+    return f"loss {min(losses):.2f}..{max(losses):.2f} over {len(losses)} replicas  {rate}"
 
 
 def _nonfinite_message(cfg: Config, m: dict, epoch: int, saved: list[int]) -> str:

@@ -1,0 +1,85 @@
+"""Replicas in one compiled program vs one run after another.
+
+    python benchmarks/replicas.py --cache-dir .cache/data [--seeds 8] [--epochs 2]
+    python benchmarks/replicas.py --cache-dir .cache/data --throughput 1,8,64 [--epochs 3]
+
+Default: `--seeds` runs of bmnist_mlp for `--epochs` epochs, first as a shell loop would
+start them (one `vae train` process per seed, one after another), then as one
+`vae train --seeds 0-N` process; prints the wall time of each whole and their ratio.
+
+`--throughput R1,R2,...`: in one process, the steady epoch time of a program of R replicas
+(compile excluded, median over epochs 2..E) and seed-epochs per second. One JSON line
+each; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "bmnist_mlp.yaml"
+
+
+def vae_train(args: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "vaecli.cli", "train", "--config", str(CONFIG), *args], check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def sequential_vs_program(cache: str, data: str, seeds: int, epochs: int) -> dict:
+    sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+                        "log.progress=none") for a in ("--set", o)]
+    with tempfile.TemporaryDirectory() as runs_dir:
+        vae_train([*sets, "--set", "train.epochs=1", "--runs-dir", runs_dir])  # fill the data cache, warm the disk
+        each = [vae_train([*sets, "--set", f"seed={s}", "--runs-dir", runs_dir]) for s in range(seeds)]
+        one = vae_train([*sets, "--seeds", f"0-{seeds - 1}", "--runs-dir", runs_dir])
+    return {"seeds": seeds, "epochs": epochs, "sequential_s": round(sum(each), 2),
+            "sequential_each_s": [round(x, 2) for x in each], "one_program_s": round(one, 2),
+            "ratio_program_over_sequential": round(one / sum(each), 3)}
+
+
+def throughput(cache: str, data: str, replicas: list[int], epochs: int) -> list[dict]:
+    sys.path.insert(0, str(ROOT))
+    import statistics
+
+    from vaecli import config, metrics, train
+
+    out = []
+    for n in replicas:
+        cfg = config.load(CONFIG, [f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+                                   f"eval.every_epochs={epochs}", f"checkpoint.every_epochs={epochs}",
+                                   "log.progress=none", "log.tensorboard=false"])
+        cfgs = [config.replace(cfg, seed=s) for s in range(n)]
+        with tempfile.TemporaryDirectory() as d:
+            paths = train.train_replicas(cfgs, d, [f"r{s}" for s in range(n)], argv=["bench"])
+            recs = [r for r in metrics.read(paths[0]) if r["split"] == "train"]
+            epoch_s = statistics.median(r["epoch_s"] for r in recs[1:])
+            compile_s = json.loads((paths[0] / "summary.json").read_text())["compile_s"]
+        out.append({"replicas": n, "epoch_s": round(epoch_s, 4), "per_seed_epoch_s": round(epoch_s / n, 5),
+                    "seed_epochs_per_s": round(n / epoch_s, 2), "compile_s": round(compile_s, 2)})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "binarized_mnist"))
+    ap.add_argument("--cache-dir", required=True, help="vaecli data cache")
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--throughput", default=None, help="replica counts, e.g. 1,8,64")
+    args = ap.parse_args()
+    if args.throughput:
+        throughput(args.cache_dir, args.data, [int(x) for x in args.throughput.split(",")], max(args.epochs, 3))
+    else:
+        print(json.dumps(sequential_vs_program(args.cache_dir, args.data, args.seeds, args.epochs)))
+
+
+if __name__ == "__main__":
+    main()
