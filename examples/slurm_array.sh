@@ -30,6 +30,10 @@ if [ -z "$SWEEP_FILE" ] || [ ! -f "$SWEEP_FILE" ]; then
   exit 2
 fi
 TASK=${SLURM_ARRAY_TASK_ID:?run under sbatch --array=1-N, or set SLURM_ARRAY_TASK_ID}
+if ! [[ "$TASK" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: SLURM_ARRAY_TASK_ID=$TASK: task ids are line numbers of $SWEEP_FILE, from 1 (--array=1-N)" >&2
+  exit 2
+fi
 CONFIG=${CONFIG:-configs/bmnist_mlp.yaml}
 RUNS_DIR=${RUNS_DIR:-runs/sweep}
 NAME="$(basename "${SWEEP_FILE%.*}")-$TASK"

@@ -270,7 +270,9 @@ def test_slurm_array_script(tiny_cache, tmp_path):
     assert [(r["seed"], r["optim.lr"], r["model.hidden"]) for r in rows] == [(1, 3e-3, [32]), (2, 1e-3, [16, 8])]
     assert all(r["status"] == "completed" for r in rows)
 
-    # A task id past the end of the file: one line, exit 2, nothing started.
+    # A task id past the end of the file, or not a line number: one line, exit 2, nothing started.
     p = bash("slurm_array.sh", lines, env={**env, "SLURM_ARRAY_TASK_ID": "3"})
     assert p.returncode == 2 and p.stderr.startswith("error:") and "no line 3" in p.stderr
+    p = bash("slurm_array.sh", lines, env={**env, "SLURM_ARRAY_TASK_ID": "0"})
+    assert p.returncode == 2 and p.stderr.startswith("error:") and "from 1" in p.stderr
     assert sorted(runs_dir.iterdir()) == [one, two]
