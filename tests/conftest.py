@@ -2,6 +2,10 @@
 and the shared binarized MNIST files (tests that need them skip when ../shared is absent)."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,13 @@ from vaecli import config, data
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BMNIST = SHARED / "data" / "binarized_mnist"
 TINY = "tiny_bars"  # a dataset name that exists only in the tests' cache
+
+# Tests never write to the user's JAX compile cache (~/.cache/vaecli/jax): one temporary
+# cache for the session, read by the commands run in-process and by the subprocesses
+# (they inherit os.environ), which then skip recompiling the tiny programs they share.
+COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="vaecli-test-jax-cache-"))
+os.environ["VAECLI_COMPILE_CACHE"] = str(COMPILE_CACHE)
+atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
 
 
 def make_bars(n: int, seed: int, size: int = 8) -> np.ndarray:

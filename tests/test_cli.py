@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 import vaecli
 from vaecli.cli import app
 
-from conftest import tiny_overrides
+from conftest import COMPILE_CACHE, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "bmnist_mlp.yaml"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "VAECLI_COMPILE_CACHE": str(COMPILE_CACHE)}
 
 
 # ----------------------------------------------------------------------------- helpers

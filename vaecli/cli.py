@@ -6,6 +6,7 @@ answers at once. Errors: one line on stderr, exit 2 for usage/config, 1 at run t
 """
 from __future__ import annotations
 
+import enum
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ app = typer.Typer(
     help="Train, sample and evaluate variational autoencoders; every run lives in its own folder.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-_STATE = {"debug": False}
+_STATE = {"debug": False, "compile_cache": None}
 
 
 def _version(value: bool):
@@ -34,8 +35,27 @@ def main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks on errors.")] = False,
+    compile_cache: Annotated[Optional[str], typer.Option(
+        "--compile-cache", envvar="VAECLI_COMPILE_CACHE", show_envvar=True, metavar="DIR|off",
+        help="Folder of JAX's persistent compilation cache (default: $XDG_CACHE_HOME/vaecli/jax, "
+             "i.e. ~/.cache/vaecli/jax), or 'off'.")] = None,
 ):
     _STATE["debug"] = debug
+    _STATE["compile_cache"] = compile_cache
+
+
+def _use_compile_cache() -> None:
+    """Turn on JAX's persistent compilation cache (or off) before anything compiles.
+    Called by the commands that compile, after their argument checks (it imports JAX)."""
+    from vaecli import compile_cache
+
+    setting = _STATE["compile_cache"]
+    if setting is not None and setting.strip().lower() == "off":
+        compile_cache.enable(None)
+        return
+    if not setting:
+        setting = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecli" / "jax"
+    compile_cache.enable(setting)
 
 
 def _quiet_libraries() -> None:
@@ -62,6 +82,9 @@ def _run(fn):
         if _STATE["debug"]:
             raise
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        # A failed Orbax read can leave coroutines that asyncio reports ("Exception ignored
+        # in ...") while the interpreter shuts down: the one line above is the whole story.
+        sys.unraisablehook = lambda unraisable: None
         raise typer.Exit(e.exit_code)
     except KeyboardInterrupt:
         if _STATE["debug"]:
@@ -124,6 +147,7 @@ def train(
             if config is not None or name is not None or runs_dir != Path("runs") or seeds or sweep:
                 raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name, "
                                  "--runs-dir, --seeds and --sweep (change allowed keys with --set)")
+            _use_compile_cache()
             from vaecli import train as train_lib
 
             try:
@@ -142,6 +166,7 @@ def train(
         items = sweep_lib.expand(raw, sweep_lib.parse_seeds(seeds) if seeds else None, sweep or [], base) \
             if (seeds or sweep) else [(base, cfg)]
         programs = sweep_lib.groups(items, max_replicas)
+        _use_compile_cache()
         from vaecli.train import train_replicas
 
         paths = []
@@ -179,6 +204,7 @@ def sample(
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
 
     def go():
+        _use_compile_cache()
         from vaecli.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
@@ -208,6 +234,7 @@ def eval_elbo(
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
 
     def go():
+        _use_compile_cache()
         from vaecli.evaluate import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
@@ -231,6 +258,43 @@ def plot(
         res = plot_curves(runs, out)
         typer.echo(res["png"])
         typer.echo(res["npy"])
+
+    _run(go)
+
+
+class TableFormat(str, enum.Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("runs")
+def runs_table(
+    folder: Annotated[Path, typer.Argument(help="Folder searched (recursively) for run folders.")] = Path("runs"),
+    sort: Annotated[Optional[str], typer.Option(
+        help="Sort by a column or a dotted config key (numbers numerically; missing values last).")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Sort in descending order.")] = False,
+    filter_: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help="Keep runs whose column or config key equals a YAML value: --filter optim.lr=3e-4, "
+                         "--filter status=completed, --filter 'name=tiny-*' (repeatable: all must hold).")] = None,
+    group_by: Annotated[Optional[str], typer.Option(
+        "--group-by", help="One row per group of runs with equal values of these keys (comma-separated): "
+                           "count, and mean ± standard deviation of the numeric columns.")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output: aligned text, CSV, or one JSON list.")] = TableFormat.table,
+):
+    """Compare runs: one row per run folder under FOLDER (or per group of runs).
+
+    Columns: name, status, the config keys that differ between the listed runs, epochs,
+    best validation ELBO, the latest test log p(x) with its K, wall time."""
+
+    def go():
+        from vaecli import runs_table as rt
+
+        columns, rows = rt.table(folder, sort=sort, reverse=reverse, filters=filter_ or [], group_by=group_by)
+        if not rows and fmt is TableFormat.table:
+            typer.echo(f"no runs under {folder}" + (" match the filters" if filter_ else ""), err=True)
+            return
+        typer.echo(rt.render(columns, rows, fmt.value, grouped=group_by is not None))
 
     _run(go)
 

@@ -1,0 +1,123 @@
+"""The commands in scripts and pipes: results alone on stdout, progress and logs on stderr,
+no colour or progress bar when the output is not a terminal; and JAX's persistent compile
+cache, which lets the second process of a sweep load its programs instead of compiling."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaecli import metrics
+
+from test_cli import ENV, ROOT, tiny_train_args
+
+ANSI = "\x1b"
+HIT = "Persistent compilation cache hit for 'jit_epoch'"
+
+
+def vae_env(*args, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`vae ARGS` in a fresh process, stdout and stderr pipes (not terminals)."""
+    return subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env={**ENV, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def train_args(cache: Path, runs_dir: Path) -> list[str]:
+    # log.progress=auto (the default): a bar on a terminal, plain lines in a pipe.
+    return [*tiny_train_args(cache, runs_dir, "shell"), "--set", "train.epochs=1", "--set", "log.progress=auto"]
+
+
+def losses(run: Path) -> list:
+    return [(m["step"], m["split"], m["loss"]) for m in metrics.read(run)]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tiny_cache, tmp_path_factory):
+    """The same tiny training in two fresh processes sharing a new, empty compile cache;
+    the second one logs its compilations (JAX_LOG_COMPILES), cache hits included."""
+    tmp = tmp_path_factory.mktemp("compile-cache")
+    cache_dir = tmp / "jax"
+    first = vae_env(*train_args(tiny_cache, tmp / "runs"), env={"VAECLI_COMPILE_CACHE": str(cache_dir)})
+    entries = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
+    second = vae_env(*train_args(tiny_cache, tmp / "runs"),
+                     env={"VAECLI_COMPILE_CACHE": str(cache_dir), "JAX_LOG_COMPILES": "1"})
+    return first, entries, second, cache_dir
+
+
+def test_train_in_a_pipe_prints_the_run_alone_and_plain_progress(two_processes):
+    first = two_processes[0]
+    assert first.returncode == 0, first.stderr
+    run = Path(first.stdout.strip())
+    assert first.stdout == f"{run}\n" and run.is_dir()  # the run folder and nothing else
+    assert "epoch 1/1" in first.stderr  # progress: plain lines on stderr
+    assert ANSI not in first.stderr + first.stdout  # no colour, no bar redrawn with escape codes
+    assert "━" not in first.stderr and "\r" not in first.stderr  # rich's bar characters
+
+
+def test_errors_and_results_carry_no_colour_in_a_pipe(two_processes, tmp_path):
+    run = Path(two_processes[0].stdout.strip())
+    p = vae_env("eval-elbo", tmp_path / "nowhere", env={})
+    assert p.returncode == 1 and p.stderr.startswith("error: run folder not found") and ANSI not in p.stderr
+    p = vae_env("eval-elbo", run, "--samples", 2, env={})
+    assert p.returncode == 0, p.stderr
+    assert "K=2" in p.stdout and "log p(x)" in p.stdout and ANSI not in p.stdout + p.stderr
+    assert p.stdout.rstrip().endswith(f"written to {run}/eval/test-step{json.loads((run / 'summary.json').read_text())['steps']}-k2.json")
+    p = vae_env("runs", run.parent, env={})
+    assert p.returncode == 0 and p.stderr == "" and ANSI not in p.stdout
+    assert p.stdout.splitlines()[1].split()[:2] == [run.name, "completed"]
+
+
+def test_second_process_loads_its_programs_from_the_compile_cache(two_processes):
+    first, entries, second, cache_dir = two_processes
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert any(name.startswith("jit_epoch-") for name in entries), entries  # the first run wrote the epoch
+    assert HIT in second.stderr  # and the second loaded it instead of compiling
+    one, two = Path(first.stdout.strip()), Path(second.stdout.strip())
+    assert one != two
+    assert losses(two) == losses(one)  # the loaded program computes the same bits
+    for run in (one, two):  # seen with `pytest -s`; compile_s is not asserted (a noisy shared machine)
+        print(f"{run.name}: compile_s {json.loads((run / 'summary.json').read_text())['compile_s']:.2f}")
+
+
+def cli_then(args: list, env: dict) -> subprocess.CompletedProcess:
+    """Run the command line with `args` in a fresh process, then print JAX's cache settings
+    as that process left them (on stdout, after whatever the command printed)."""
+    code = ("import sys, jax; from vaecli.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir, "
+            "jax.config.jax_persistent_cache_min_compile_time_secs)")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_compile_cache_off_and_the_option_over_the_environment(tmp_path):
+    # eval-elbo sets the cache up before it looks at its run folder (which does not exist).
+    env = {**ENV, "VAECLI_COMPILE_CACHE": str(tmp_path / "from-env")}
+    p = cli_then(["--compile-cache", "off", "eval-elbo", tmp_path / "nowhere"], env)
+    assert p.stderr.startswith("error: run folder not found"), p.stderr
+    assert p.stdout.split()[0] == "False"
+    p = cli_then(["--compile-cache", tmp_path / "from-option", "eval-elbo", tmp_path / "nowhere"], env)
+    assert p.stdout.split()[:2] == ["True", str(tmp_path / "from-option")]
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_compile_cache_default_folder_follows_xdg(tmp_path):
+    env = {k: v for k, v in ENV.items() if k != "VAECLI_COMPILE_CACHE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    p = cli_then(["eval-elbo", tmp_path / "nowhere"], env)
+    enabled, folder, min_s = p.stdout.split()
+    assert enabled == "True" and Path(folder) == tmp_path / "xdg" / "vaecli" / "jax" and Path(folder).is_dir()
+    assert float(min_s) < 1.0  # JAX's default (1 s) would skip most of our CPU compilations
+
+
+def test_unwritable_compile_cache_warns_and_goes_on(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    p = cli_then(["--compile-cache", blocker / "jax", "eval-elbo", tmp_path / "nowhere"], ENV)
+    warning, error = p.stderr.splitlines()  # a warning, then the command went on to its own error
+    assert warning.startswith(f"warning: compile cache {blocker / 'jax'}") and "off" in warning
+    assert error.startswith("error: run folder not found")
+    assert p.stdout.split()[0] == "False"
