@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaecli import objectives as obj
 from vaecli.models import Functional
 
 TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
@@ -32,35 +31,44 @@ def default_max_rows() -> int:
     return 2**16 if jax.default_backend() == "cpu" else 2**19
 
 
-def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int):
-    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B)."""
+def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, deterministic: bool = False):
+    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B).
+
+    Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models):
+    the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
+    The KL is the closed form where the model has one, else the mean of log q − log p over
+    the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no noise.
+    """
     n_chunks = math.ceil(k / k_chunk)
 
     def one_batch(params, x_u8, first_index, key):
         vae = fn.bind(params)
         x = x_u8.astype(jnp.float32) / scale
-        mean, logvar = vae.encoder(x)
-        b, d = mean.shape
+        q = vae.encode(x)
+        b, d = x.shape[0], vae.noise_dim
+        kl_closed = vae.kl_per_dim(q)
         example_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, first_index + jnp.arange(b))
 
         def draw(sample_ids):  # eps[s, b] from key (example b, sample s): layout-independent
             per_example = lambda s: jax.vmap(lambda kb: jax.random.normal(jax.random.fold_in(kb, s), (d,)))(
                 example_keys)
-            return jax.vmap(per_example)(sample_ids)
+            eps = jax.vmap(per_example)(sample_ids)
+            return jnp.zeros_like(eps) if deterministic else eps
 
         def body(carry, c):
-            lse, log_px_sum = carry
+            lse, log_px_sum, kl_sum = carry
             ids = c * k_chunk + jnp.arange(k_chunk)
-            z = mean + jnp.exp(0.5 * logvar) * draw(ids)
-            log_w, log_px = obj.log_importance_weights(x, z, mean, logvar, vae.log_likelihood)
+            log_px, log_pz, log_qz = vae.log_terms(x, q, draw(ids))
             valid = (ids < k)[:, None]
-            log_w = jnp.where(valid, log_w, -jnp.inf)
+            log_w = jnp.where(valid, log_px + log_pz - log_qz, -jnp.inf)
             log_px = jnp.where(valid, log_px, 0.0)
-            return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)), log_px_sum + log_px.sum(0)), None
+            kl_mc = jnp.where(valid, log_qz - log_pz, 0.0)
+            return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)), log_px_sum + log_px.sum(0),
+                    kl_sum + kl_mc.sum(0)), None
 
-        init = (jnp.full((b,), -jnp.inf), jnp.zeros((b,)))
-        (lse, log_px_sum), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
-        return {"recon": -log_px_sum / k, "kl": obj.kl_analytic(mean, logvar),
+        init = (jnp.full((b,), -jnp.inf), jnp.zeros((b,)), jnp.zeros((b,)))
+        (lse, log_px_sum, kl_sum), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
+        return {"recon": -log_px_sum / k, "kl": kl_sum / k if kl_closed is None else jnp.sum(kl_closed, -1),
                 "log_likelihood": lse - math.log(k)}
 
     def run(params, batches, key):
@@ -89,7 +97,7 @@ def batch_split(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 
 
 def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k: int, batch_size: int,
-                      max_rows: int | None = None):
+                      max_rows: int | None = None, deterministic: bool = False):
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, k_chunk): `estimate(params, seed)` gives per-example recon, KL and the
@@ -98,7 +106,7 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     batches, n = batch_split(images, batch_size)
     k_chunk = chunk_size(k, batches.shape[1], max_rows or default_max_rows())
     batches = jax.device_put(batches)
-    compiled = make_bounds_fn(fn, k, k_chunk, scale).lower(params, batches, jax.random.key(0)).compile()
+    compiled = make_bounds_fn(fn, k, k_chunk, scale, deterministic).lower(params, batches, jax.random.key(0)).compile()
 
     def estimate(params, seed: int) -> dict[str, np.ndarray]:
         out = jax.device_get(compiled(params, batches, jax.random.key(seed)))

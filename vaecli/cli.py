@@ -142,7 +142,9 @@ def eval_elbo(
                 ("  standard error", res["log_likelihood_stderr"]), ("NLL", res["nll"]),
                 ("bits/dim", res["bits_per_dim"])]
         for label, value in rows:
-            typer.echo(f"  {label:<34} {value:>10.3f}")
+            typer.echo(f"  {label:<34} {'n/a' if value is None else format(value, '.3f'):>10}")
+        for note in res.get("notes", []):
+            typer.echo(f"  note: {note}")
         typer.echo(f"  {'time (after compile)':<34} {res['timing']['eval_s']:>9.2f}s")
         typer.echo(f"written to {res['written_to']}")
 

@@ -25,15 +25,20 @@ def evaluate(run_path: str | Path, split: str = "test", samples: int = 1000, ste
 
     import jax
 
+    from vaecli import likelihoods
+
+    autoencoder = run.config.objective.name == "ae"
     t0 = time.perf_counter()
-    estimate, k_chunk = bounds.compile_estimator(fn, state["params"], images.images, images.scale, samples,
-                                                 batch_size, max_rows)
+    estimate, k_chunk = bounds.compile_estimator(fn, state["params"], images.images, images.scale,
+                                                 1 if autoencoder else samples, batch_size, max_rows,
+                                                 deterministic=autoencoder)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     per = estimate(state["params"], seed)
     eval_s = time.perf_counter() - t0
 
     result = bounds.summarize(per, int(np.prod(images.image_shape)))
+    result["notes"] = _undefined(result, autoencoder, likelihoods.DISCRETE[run.config.model.likelihood])
     result.update({
         "samples": samples,
         "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": len(images),
@@ -52,3 +57,19 @@ def evaluate(run_path: str | Path, split: str = "test", samples: int = 1000, ste
         runs.write_json(out, result)
         result["written_to"] = str(out)
     return result
+
+
+def _undefined(result: dict, autoencoder: bool, discrete: bool) -> list[str]:
+    """Blank out (None) the figures the model does not define, and say why."""
+    if autoencoder:
+        for key in ("elbo", "kl", "log_likelihood", "log_likelihood_stderr", "nll", "bits_per_dim"):
+            result[key] = None
+        return ["objective.name=ae: a deterministic autoencoder has no prior over codes and draws no z, so it "
+                "defines no density p(x) and no ELBO; only the reconstruction −log p(x|z) at z = the encoder's "
+                "mean is reported (K is ignored)"]
+    if not discrete:
+        result["bits_per_dim"] = None
+        return ["model.likelihood=gaussian is a density on [0, 1]-scaled pixels, not a probability of the "
+                "discrete pixel values: log p(x) is in nats of that density and bits/dim are not defined "
+                "(use model.likelihood=logistic for bits/dim)"]
+    return []

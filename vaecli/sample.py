@@ -1,4 +1,4 @@
-"""`vae sample`: a PNG grid of prior samples (Bernoulli means) and the raw array as .npy."""
+"""`vae sample`: a PNG grid of prior samples (mean images of p(x|z)) and the raw array as .npy."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +17,8 @@ def sample(run_path: str | Path, n: int = 64, seed: int = 0, step=None, out: str
 
     import jax
 
-    z = jax.random.normal(jax.random.key(seed), (n, run.config.model.latent_dim))
-    decode = jax.jit(lambda params, z: fn.bind(params).mean_image(z))
-    means = np.asarray(jax.device_get(decode(state["params"], z))).reshape(n, *run.image_shape)
+    generate = jax.jit(lambda params, key: fn.bind(params).generate(key, n))
+    means = np.asarray(jax.device_get(generate(state["params"], jax.random.key(seed)))).reshape(n, *run.image_shape)
 
     out_dir = Path(out) if out is not None else run.path / "samples"
     stem = f"sample-step{chosen}-seed{seed}-n{n}"

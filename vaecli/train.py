@@ -49,19 +49,28 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     steps_per_epoch = n_train // batch
     dynamic = cfg.data.binarize == "dynamic"
 
-    def loss_fn(params, x, key):
-        vae = fn.bind(params)
-        recon, kl = objectives.elbo_terms(vae.encoder, vae.log_likelihood, x, key,
-                                          cfg.objective.samples, cfg.objective.kl)
-        recon, kl = jnp.mean(recon), jnp.mean(kl)
-        return recon + kl, (recon, kl)
+    obj = cfg.objective
+    warmup_steps = obj.warmup_epochs * steps_per_epoch
+
+    def kl_weight(step):
+        """β, ramped up linearly from 0 over the warm-up: a function of the step counter
+        inside the compiled epoch, so the schedule costs no recompilation."""
+        if warmup_steps <= 0:
+            return obj.beta
+        return obj.beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+    def loss_fn(params, x, key, step):
+        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, name=obj.name, samples=obj.samples,
+                                                   kl=obj.kl, kl_weight=kl_weight(step), free_bits=obj.free_bits)
+        return loss, (recon, kl)
 
     def train_step(state, order, images):
         base = jax.random.wrap_key_data(state["rng"])
         key = jax.random.fold_in(jax.random.fold_in(base, _STEP), state["step"])
         k_binarize, k_z = jax.random.split(key)
         x = to_inputs(images[order], k_binarize, scale, dynamic)
-        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z)
+        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z,
+                                                                               state["step"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
                "step": state["step"] + 1, "rng": state["rng"]}
@@ -83,13 +92,12 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     return jax.jit(epoch, donate_argnums=0)
 
 
-def make_pictures_fn(fn):
-    """Compiled f(params, z, x) -> (decoded prior samples, reconstructions), Bernoulli means."""
+def make_pictures_fn(fn, n: int):
+    """Compiled f(params, key, x) -> (n mean images of prior samples, reconstructions of x)."""
 
-    def pictures_fn(params, z, x):
+    def pictures_fn(params, key, x):
         vae = fn.bind(params)
-        mean, _ = vae.encoder(x)
-        return vae.mean_image(z), vae.mean_image(mean)
+        return vae.generate(key, n), vae.reconstruct(x)
 
     return jax.jit(pictures_fn)
 
@@ -166,7 +174,7 @@ class _StopOnSignal:
 def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, summary: dict, t_start: float,
           stop: _StopOnSignal):
     path = run.path
-    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
+    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
     images = jax.device_put(train_split.flat)  # the whole training split, on the device, uint8
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     examples_per_epoch = steps_per_epoch * cfg.train.batch_size
@@ -179,11 +187,10 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
 
     n_pic = min(cfg.eval.grid, len(val_split))
     pic_key = jax.random.fold_in(jax.random.key(cfg.seed), _PICTURES)
-    prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
     pic_host = val_split.flat[:n_pic].astype(np.float32) / val_split.scale  # kept for the grids
     pic_x = jnp.asarray(pic_host)
     as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
-    pictures_fn = make_pictures_fn(fn)
+    pictures_fn = make_pictures_fn(fn, n_pic)
 
     epoch_times, val_record, train_record = [], None, None
     with MetricsLog(path, tensorboard=cfg.log.tensorboard) as mlog, \
@@ -216,7 +223,7 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
                               "recon": s["recon"], "kl": s["kl"], "elbo": s["elbo"],
                               "elapsed_s": time.perf_counter() - t_start}
                 mlog.write(val_record)
-                prior, recon = jax.device_get(pictures_fn(state["params"], prior_z, pic_x))
+                prior, recon = jax.device_get(pictures_fn(state["params"], pic_key, pic_x))
                 title = f"{path.name} step {step}"
                 pictures.save_grid(as_images(prior), path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
                 half = max(1, n_pic // 2)
