@@ -103,7 +103,7 @@ def sample(
     step: StepOpt = "latest",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
 ):
-    """Decode samples from the prior: a PNG grid and the .npy array of Bernoulli means."""
+    """Decode samples from the prior: a PNG grid and the .npy array of mean images."""
 
     def go():
         from vaecli.sample import sample as sample_fn
