@@ -28,7 +28,7 @@ CHOICES = {
     "gaussian_fixed_mc_kl": ["model.likelihood=gaussian", "model.obs_variance=fixed", "model.obs_std=0.2",
                              "objective.kl=mc", "objective.samples=2"],
     "logistic_bias": ["model.likelihood=logistic", "model.output_bias=data_mean"],
-    "vamp": ["model.prior=vamp", "model.pseudo_inputs=8", "objective.kl=mc"],
+    "vamp_gated": ["model.prior=vamp", "model.pseudo_inputs=8", "objective.kl=mc", "model.activation=gated"],
     "two_layer": ["model.latent_dim2=2", "model.hidden2=[16]", "objective.kl=mc"],
 }
 
@@ -49,6 +49,8 @@ def test_each_choice_trains_and_evaluates(choice, tiny_cache, tiny_config, tmp_p
     if choice.startswith("ae"):
         assert res["log_likelihood"] is None and res["elbo"] is None and res["kl"] is None
         assert "no density" in res["notes"][0] and res["recon"] > 0 and rows[-1]["kl"] == 0
+        val = [r for r in metrics.read(path) if r["split"] == "validation"][-1]  # the AE's objective, no KL
+        assert val["kl"] == 0 and val["loss"] == pytest.approx(val["recon"])
         return
     assert np.isfinite(res["log_likelihood"]) and np.isfinite(res["elbo"])
     if choice.startswith("gaussian"):
@@ -111,6 +113,7 @@ def test_iwae_schedule_steps_down_by_10_to_the_minus_1_7_at_3_to_the_i_epochs():
     (["objective.name=ae", "objective.samples=5"], "objective.samples"),
     (["model.latent_dim2=5", "model.prior=vamp", "objective.kl=mc"], "model.prior"),
     (["model.kind=conv", "model.hidden=[]"], "model.hidden"),
+    (["model.kind=conv", "model.activation=gated"], "model.activation"),
 ])
 def test_impossible_combinations_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -37,7 +37,8 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, determinist
     Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models):
     the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
     The KL is the closed form where the model has one, else the mean of log q − log p over
-    the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no noise.
+    the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no noise,
+    and the KL is 0 (the autoencoder has none), so −(recon + kl) is its objective, not a bound.
     """
     n_chunks = math.ceil(k / k_chunk)
 
@@ -68,7 +69,8 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, determinist
 
         init = (jnp.full((b,), -jnp.inf), jnp.zeros((b,)), jnp.zeros((b,)))
         (lse, log_px_sum, kl_sum), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
-        return {"recon": -log_px_sum / k, "kl": kl_sum / k if kl_closed is None else jnp.sum(kl_closed, -1),
+        kl = kl_sum / k if kl_closed is None else jnp.sum(kl_closed, -1)
+        return {"recon": -log_px_sum / k, "kl": jnp.zeros_like(kl) if deterministic else kl,
                 "log_likelihood": lse - math.log(k)}
 
     def run(params, batches, key):

@@ -43,7 +43,7 @@ class ModelConfig:
     latent_dim: int = field(default=20, metadata=_POSITIVE)
     hidden: tuple[int, ...] = field(default=(500,), metadata=_WIDTHS)  # dense widths (conv: after the convs)
     channels: tuple[int, ...] = field(default=(32, 64), metadata=_WIDTHS)  # conv: stride-2 conv layers
-    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish"] = "relu"
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish", "gated"] = "relu"
     likelihood: Literal["bernoulli", "gaussian", "logistic"] = "bernoulli"
     obs_variance: Literal["learned", "fixed"] = "learned"  # gaussian: one learned log-σ per pixel, or fixed
     obs_std: float = field(default=0.1, metadata=_POSITIVE)  # gaussian with obs_variance=fixed
@@ -205,6 +205,9 @@ def _cross_checks(cfg: Config) -> None:
     m, o = cfg.model, cfg.objective
     if not m.hidden:
         raise ConfigError("model.hidden: the encoder needs at least one hidden width, e.g. [500]")
+    if m.kind == "conv" and m.activation == "gated":
+        raise ConfigError("model.activation: 'gated' applies to dense layers only; model.kind=conv needs an "
+                          "elementwise activation (relu, tanh, elu, gelu, softplus, swish)")
     if m.latent_dim2 is not None and not m.hidden2:
         raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
     if m.latent_dim2 is not None and m.prior != "normal":

@@ -40,20 +40,32 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 
-class MLP(nnx.Module):
-    """Dense layers with an activation between them; named layers keep checkpoint keys readable."""
+GATED = "gated"  # not an elementwise function: a second linear map gates each hidden layer
 
-    def __init__(self, widths: list[int], activation: Callable, *, rngs: nnx.Rngs):
+
+class MLP(nnx.Module):
+    """Dense layers with an activation between them (and after the last with `act_last`);
+    named layers keep checkpoint keys readable. `activation=GATED`: each activated layer is
+    W x + b gated by sigmoid(V x + c), the gated linear units of the VampPrior paper."""
+
+    def __init__(self, widths: list[int], activation: Callable | str, *, rngs: nnx.Rngs, act_last: bool = False):
         self.activation = activation
         self.n = len(widths) - 1
+        self.act_last = act_last
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             setattr(self, f"dense{i}", nnx.Linear(a, b, rngs=rngs))
+            if activation == GATED and self._activated(i):
+                setattr(self, f"gate{i}", nnx.Linear(a, b, rngs=rngs))
+
+    def _activated(self, i: int) -> bool:
+        return i < self.n - 1 or self.act_last
 
     def __call__(self, x):
         for i in range(self.n):
-            x = getattr(self, f"dense{i}")(x)
-            if i < self.n - 1:
-                x = self.activation(x)
+            h = getattr(self, f"dense{i}")(x)
+            if self._activated(i):
+                h = h * jax.nn.sigmoid(getattr(self, f"gate{i}")(x)) if self.activation == GATED else self.activation(h)
+            x = h
         return x
 
 
@@ -62,13 +74,12 @@ class GaussianMLPEncoder(nnx.Module):
     the conditional Gaussians between the two stochastic layers, q(z2|z1) and p(z1|z2)."""
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], latent_dim: int, activation, *, rngs):
-        self.activation = activation
-        self.trunk = MLP([in_dim, *hidden], activation, rngs=rngs)
+        self.trunk = MLP([in_dim, *hidden], activation, rngs=rngs, act_last=True)
         self.mean = nnx.Linear(hidden[-1], latent_dim, rngs=rngs)
         self.logvar = nnx.Linear(hidden[-1], latent_dim, rngs=rngs)
 
     def __call__(self, x):
-        h = self.activation(self.trunk(x))
+        h = self.trunk(x)
         return self.mean(h), self.logvar(h)
 
 
@@ -124,7 +135,7 @@ class ConvDecoder(nnx.Module):
         self.image_shape, self.activation = tuple(image_shape), activation
         self.grid = (*_conv_grid(image_shape, channels), channels[-1])
         self.dense = MLP([latent_dim, *reversed(hidden), self.grid[0] * self.grid[1] * self.grid[2]],
-                         activation, rngs=rngs)
+                         activation, rngs=rngs, act_last=True)
         widths = [*reversed(channels), image_shape[2]]
         self.n = len(channels)
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -134,7 +145,7 @@ class ConvDecoder(nnx.Module):
 
     def __call__(self, z):
         lead = z.shape[:-1]
-        h = self.activation(self.dense(z.reshape(-1, z.shape[-1]))).reshape(-1, *self.grid)
+        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.grid)
         for i in range(self.n):
             h = getattr(self, f"deconv{i}")(h)
             if i < self.n - 1:
@@ -226,8 +237,12 @@ class TwoLayerVAE(VAE):
         return self.mean_image(mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(k1, mean1.shape))
 
 
+def _activation(name: str):
+    return GATED if name == GATED else ACTIVATIONS[name]
+
+
 def _nets(cfg: ModelConfig, image_shape, rngs):
-    act = ACTIVATIONS[cfg.activation]
+    act = _activation(cfg.activation)
     if cfg.kind == "conv":
         return (ConvEncoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs),
                 ConvDecoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs))
@@ -246,7 +261,7 @@ def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE
     lik = likelihoods.build(cfg.likelihood, d, cfg.obs_variance, cfg.obs_std)
     if cfg.latent_dim2 is None:
         return VAE(encoder, decoder, cfg.latent_dim, lik, priors.build(cfg.prior, cfg.latent_dim, cfg.pseudo_inputs, d))
-    act = ACTIVATIONS[cfg.activation]
+    act = _activation(cfg.activation)
     q2 = GaussianMLPEncoder(cfg.latent_dim, cfg.hidden2, cfg.latent_dim2, act, rngs=rngs)
     p1 = GaussianMLPEncoder(cfg.latent_dim2, tuple(reversed(cfg.hidden2)), cfg.latent_dim, act, rngs=rngs)
     return TwoLayerVAE(encoder, decoder, lik, q2, p1, cfg.latent_dim, cfg.latent_dim2)

@@ -182,7 +182,7 @@ def _loop(cfg: Config, run: runs.Run, train_split, val_split, bar: Progress, sum
     t0 = time.perf_counter()
     epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale).lower(state, images).compile()
     val_estimate, _ = bounds.compile_estimator(fn, state["params"], val_split.images, val_split.scale, 1,
-                                               cfg.eval.batch_size)
+                                               cfg.eval.batch_size, deterministic=cfg.objective.name == "ae")
     compile_s = time.perf_counter() - t0
 
     n_pic = min(cfg.eval.grid, len(val_split))
