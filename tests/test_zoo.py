@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaecli import config, data, evaluate, metrics, models, objectives, state as state_lib, train
+from typer.testing import CliRunner
+
+from vaecli import config, data, evaluate, metrics, models, objectives, sample, state as state_lib, train
+from vaecli.cli import app
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 
@@ -45,12 +48,17 @@ def _train_and_eval(cfg, tmp_path, name, k=4):
 def test_each_choice_trains_and_evaluates(choice, tiny_cache, tiny_config, tmp_path):
     cfg = config.load(None, [*_tiny(tiny_cache), "train.epochs=2", *CHOICES[choice]])
     path, rows, res = _train_and_eval(cfg, tmp_path, choice)
+    pics = np.load(sample.sample(path, n=5, seed=1, out=tmp_path / "pics")["npy"])  # prior samples, any model
+    assert pics.shape == (5, 8, 8, 1) and np.all((pics >= 0) & (pics <= 1))
     assert rows[-1]["recon"] < rows[0]["recon"] or choice.startswith("beta")  # it learns (β=4 may trade recon)
     if choice.startswith("ae"):
         assert res["log_likelihood"] is None and res["elbo"] is None and res["kl"] is None
         assert "no density" in res["notes"][0] and res["recon"] > 0 and rows[-1]["kl"] == 0
         val = [r for r in metrics.read(path) if r["split"] == "validation"][-1]  # the AE's objective, no KL
         assert val["kl"] == 0 and val["loss"] == pytest.approx(val["recon"])
+        out = CliRunner().invoke(app, ["eval-elbo", str(path), "--samples", "3"])
+        assert out.exit_code == 0, out.output
+        assert "n/a" in out.output and "note: objective.name=ae" in out.output
         return
     assert np.isfinite(res["log_likelihood"]) and np.isfinite(res["elbo"])
     if choice.startswith("gaussian"):
