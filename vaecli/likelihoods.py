@@ -109,4 +109,5 @@ def build(kind: str, dim: int, obs_variance: str, obs_std: float) -> nnx.Module:
     return DiscretizedLogistic(dim)
 
 
-DISCRETE = {"bernoulli": True, "gaussian": False, "logistic": True}
+KINDS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "logistic": DiscretizedLogistic}
+DISCRETE = {name: cls.discrete for name, cls in KINDS.items()}  # by config name: bits/dim defined?
