@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 from scipy import integrate, stats
 
-from vaecli import bounds, models, objectives
+from vaecli import bounds, models, objectives, priors
 from vaecli.config import ModelConfig
 
 
@@ -182,14 +182,16 @@ def test_uint8_images_and_scale_match_float_input(bernoulli_vae):
 D, P, SIGMA = 3, 6, 0.7  # latent dim, observed dim, observation noise
 
 
-class LinearGaussian(nnx.Module):
+class LinearGaussian(models.VAE):
     """p(z) = N(0, I), p(x|z) = N(W z + b, σ² I), and a fixed diagonal Gaussian q(z|x).
 
-    Same interface as vaecli.models.VAE: `encoder(x) -> (mean, logvar)` and
+    A vaecli.models.VAE with its own `encoder(x) -> (mean, logvar)` and
     `log_likelihood(x, z)` summed over the last axis, z of shape (K, B, D).
     """
 
     def __init__(self, w, b, enc_matrix, enc_shift, q_logvar):
+        self.latent_dim = int(np.shape(enc_matrix)[0])
+        self.prior = priors.StandardNormal(self.latent_dim)
         self.w = nnx.Param(jnp.asarray(w, jnp.float32))
         self.b = nnx.Param(jnp.asarray(b, jnp.float32))
         self.enc_matrix = nnx.Param(jnp.asarray(enc_matrix, jnp.float32))

@@ -235,11 +235,13 @@ def newer_format(run: Path):
 
 
 @pytest.mark.parametrize("edit, needles", [
-    (truncate, ["checkpoint step 40", "damaged", "delete that step"]),
-    (flip_a_byte, ["checkpoint step 40", "checksum", "damaged"]),
+    (truncate, ["checkpoint step 40", "damaged", "is truncated", "delete that step"]),
+    (flip_a_byte, ["checkpoint step 40", "damaged", "is altered"]),
+    (lambda run: (shutil.rmtree(run / "checkpoint_sums"), flip_a_byte(run)),  # no file sums: the array CRC
+     ["checkpoint step 40", "checksum", "damaged"]),
     (other_latent_dim, ["does not match the run's config.yaml", "has shape", "7"]),
     (newer_format, ["vaecli 9.0.0", "upgrade vaecli"]),
-], ids=["truncated", "edited-array", "config-mismatch", "newer-vaecli"])
+], ids=["truncated", "edited-file", "edited-array-unsealed", "config-mismatch", "newer-vaecli"])
 def test_damaged_runs_are_refused_and_left_alone(done_run, tmp_path, edit, needles):
     run = damaged_copy(done_run, tmp_path / "run", edit)
     before = snapshot(run)
@@ -264,7 +266,8 @@ def nan_updates_from(first_bad: int) -> optax.GradientTransformation:
 def test_nan_stops_at_the_log_point_naming_the_step_and_keeps_the_last_good_checkpoint(
         tiny_config, tmp_path, monkeypatch):
     real = state_lib.make_optimizer
-    monkeypatch.setattr(state_lib, "make_optimizer", lambda cfg: optax.chain(nan_updates_from(50), real(cfg)))
+    monkeypatch.setattr(state_lib, "make_optimizer",
+                        lambda cfg, *a, **kw: optax.chain(nan_updates_from(50), real(cfg, *a, **kw)))
     cfg = config.replace(tiny_config, train={"epochs": 5})
     with pytest.raises(RunError) as e:
         train.train(cfg, tmp_path, "nan", argv=["pytest"])

@@ -76,41 +76,58 @@ def _chunked(total: int, chunk: int, step, init):
     return out
 
 
-def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0):
-    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent])."""
+def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
+                   deterministic: bool = False):
+    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
+
+    Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models):
+    the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
+    The KL is the closed form where the model has one (then also per dimension, and the
+    Monte Carlo KL of `kl_mc_samples` fresh draws beside it), else the mean of log q − log p
+    over the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no
+    noise, and the KL is 0 (the autoencoder has none), so −(recon + kl) is its objective.
+    """
 
     def one_batch(params, x_u8, first_index, key):
         vae = fn.bind(params)
         x = x_u8.astype(jnp.float32) / scale
-        mean, logvar = vae.encoder(x)
-        b, d = mean.shape
+        q = vae.encode(x)
+        b, d = x.shape[0], vae.noise_dim
         index = first_index + jnp.arange(b)
         example_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, index)
-        sd = jnp.exp(0.5 * logvar)
+        kl_closed = None if deterministic else vae.kl_per_dim(q)  # (B, latent) or None
 
         def importance(carry, ids, valid):
-            lse, log_px_sum = carry
-            z = mean + sd * _draws(example_keys, ids, d)
-            log_w, log_px = obj.log_importance_weights(x, z, mean, logvar, vae.log_likelihood)
-            log_w = jnp.where(valid, log_w, -jnp.inf)
-            log_px = jnp.where(valid, log_px, 0.0)
-            return jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)), log_px_sum + log_px.sum(0)
+            lse, log_px_sum, kl_sum = carry
+            eps = _draws(example_keys, ids, d)
+            log_px, log_pz, log_qz = vae.log_terms(x, q, jnp.zeros_like(eps) if deterministic else eps)
+            log_w = jnp.where(valid, log_px + log_pz - log_qz, -jnp.inf)
+            return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)),
+                    log_px_sum + jnp.where(valid, log_px, 0.0).sum(0),
+                    kl_sum + jnp.where(valid, log_qz - log_pz, 0.0).sum(0))
 
-        lse, log_px_sum = _chunked(k, k_chunk, importance, (jnp.full((b,), -jnp.inf), jnp.zeros((b,))))
-        kl_dims = obj.kl_per_dim(mean, logvar)
-        out = {"recon": -log_px_sum / k, "kl": kl_dims.sum(-1), "log_likelihood": lse - math.log(k),
-               "encoder_mean": mean, "kl_per_dim": kl_dims}
-        if kl_mc_samples:
-            # log q(z|x) − log p(z) at M fresh z ~ q: no decoder, so a row costs a few latent-sized
-            # vectors; chunks of at least 4096 rows keep the scan short even when K is 1.
-            kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
+        init = (jnp.full((b,), -jnp.inf), jnp.zeros((b,)), jnp.zeros((b,)))
+        lse, log_px_sum, kl_sum = _chunked(k, k_chunk, importance, init)
+        if deterministic:
+            kl = jnp.zeros((b,))
+        else:
+            kl = kl_sum / k if kl_closed is None else kl_closed.sum(-1)
+        out = {"recon": -log_px_sum / k, "kl": kl, "log_likelihood": lse - math.log(k), "encoder_mean": q[0]}
+        if kl_closed is not None:
+            out["kl_per_dim"] = kl_closed
+            if kl_mc_samples:
+                # log q(z|x) − log p(z) at M fresh z ~ q: no decoder, so a row costs a few latent-sized
+                # vectors; chunks of at least 4096 rows keep the scan short even when K is 1.
+                mean, logvar = q
+                sd = jnp.exp(0.5 * logvar)
+                kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
 
-            def monte_carlo(total, ids, valid):
-                z = mean + sd * _draws(kl_keys, ids, d)
-                return total + jnp.where(valid, obj.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
+                def monte_carlo(total, ids, valid):
+                    z = mean + sd * _draws(kl_keys, ids, mean.shape[-1])
+                    return total + jnp.where(valid, obj.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
 
-            kl_chunk = chunk_size(kl_mc_samples, b, max(k_chunk * b, 4096))
-            out["kl_mc"] = _chunked(kl_mc_samples, kl_chunk, monte_carlo, jnp.zeros((b,))) / kl_mc_samples
+                kl_chunk = chunk_size(kl_mc_samples, b, max(k_chunk * b, 4096))
+                out["kl_mc"] = _chunked(kl_mc_samples, kl_chunk, monte_carlo, jnp.zeros((b,))) / kl_mc_samples
         return out
 
     def run(params, batches, key):
@@ -139,7 +156,7 @@ def batch_split(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 
 
 def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k: int, batch_size: int,
-                      max_rows: int | None = None, kl_mc_samples: int = 0):
+                      max_rows: int | None = None, kl_mc_samples: int = 0, deterministic: bool = False):
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
@@ -158,7 +175,7 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # own account of the program's scratch memory fits the budget (one sample at a time is
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
-        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples).lower(
+        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic).lower(
             params, batches, jax.random.key(0)).compile()
         scratch = _scratch_bytes(compiled)
         if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
@@ -214,15 +231,17 @@ def summarize(values: dict[str, np.ndarray], num_pixels: int) -> dict:
 
 
 def latent_units(values: dict[str, np.ndarray]) -> dict:
-    """Per latent dimension: mean KL over examples, Var_x of the encoder mean, and whether the
-    unit is active (that variance > ACTIVE_UNIT_THRESHOLD); and the count of active units."""
+    """Per latent dimension: mean KL over examples (where the model has a closed form; else
+    None), Var_x of the encoder mean, and whether the unit is active (that variance >
+    ACTIVE_UNIT_THRESHOLD); and the count of active units (of the first stochastic layer)."""
     variance = values["encoder_mean"].astype(np.float64).var(axis=0)
     active = variance > ACTIVE_UNIT_THRESHOLD
+    kl_dims = values.get("kl_per_dim")
     return {
         "active_units": int(active.sum()),
         "latent_dim": int(len(active)),
         "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
-        "kl_per_dim": values["kl_per_dim"].astype(np.float64).mean(axis=0).tolist(),
+        "kl_per_dim": kl_dims.astype(np.float64).mean(axis=0).tolist() if kl_dims is not None else None,
         "encoder_mean_variance": variance.tolist(),
         "active": active.tolist(),
     }

@@ -11,6 +11,7 @@ is never listed as a step, never loaded, and removed when the run is resumed.
 """
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from pathlib import Path
@@ -88,10 +89,48 @@ class Checkpoints:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
+    @property
+    def _sums(self) -> Path:
+        return self.directory.parent / "checkpoint_sums"
+
+    def seal(self, step: int) -> None:
+        """After Orbax finished `step`: record the size and CRC32 of each of its files in
+        `<run>/checkpoint_sums/<step>.json` (and drop the sums of steps Orbax has deleted).
+        A damaged file is then found before Orbax reads it, and reported in one line."""
+        folder = self.directory / str(step)
+        if not folder.is_dir():
+            return
+        sums = {str(f.relative_to(folder)): [f.stat().st_size, zlib.crc32(f.read_bytes())]
+                for f in sorted(folder.rglob("*")) if f.is_file()}
+        self._sums.mkdir(exist_ok=True)
+        tmp = self._sums / f".{step}.json.tmp"
+        tmp.write_text(json.dumps(sums))
+        tmp.replace(self._sums / f"{step}.json")
+        kept = {str(s) for s in self.steps()}
+        for old in self._sums.glob("*.json"):
+            if old.stem not in kept:
+                old.unlink(missing_ok=True)
+
+    def _verify_files(self, step: int, where: str) -> None:
+        path = self._sums / f"{step}.json"
+        if not path.exists():  # killed before sealing: Orbax's own checks and the array CRC remain
+            return
+        folder = self.directory / str(step)
+        for name, (size, crc) in json.loads(path.read_text()).items():
+            f = folder / name
+            if not f.is_file():
+                raise RunError(f"{where} is damaged: {name} is missing; delete that step's folder to use an earlier one")
+            data = f.read_bytes()
+            if len(data) != size or zlib.crc32(data) != crc:
+                what = "truncated" if len(data) < size else "altered"
+                raise RunError(f"{where} is damaged: {name} is {what} since it was saved; delete that step's folder "
+                               f"to use an earlier one")
+
     def restore(self, step: int, like):
         """(state, record) saved at `step`, checked against the pytree `like` (what the run's
         config.yaml builds): a checkpoint of another shape is refused, never reshaped."""
         where = f"checkpoint step {step} in {self.directory}"
+        self._verify_files(step, where)
         try:
             saved = self.manager.item_metadata(step)["state"]
         except Exception as e:

@@ -24,6 +24,7 @@ def _check(pred, message):
 
 _POSITIVE = _check(lambda v: v > 0, "must be > 0")
 _NON_NEGATIVE = _check(lambda v: v >= 0, "must be >= 0")
+_WIDTHS = _check(lambda v: all(w > 0 for w in v), "widths must be > 0")
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: Literal["mlp"] = "mlp"
+    kind: Literal["mlp", "conv"] = "mlp"
     latent_dim: int = field(default=20, metadata=_POSITIVE)
-    hidden: tuple[int, ...] = field(
-        default=(500,), metadata=_check(lambda v: all(w > 0 for w in v), "widths must be > 0")
-    )
-    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish"] = "relu"
+    hidden: tuple[int, ...] = field(default=(500,), metadata=_WIDTHS)  # dense widths (conv: after the convs)
+    channels: tuple[int, ...] = field(default=(32, 64), metadata=_WIDTHS)  # conv: stride-2 conv layers
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish", "gated"] = "relu"
+    likelihood: Literal["bernoulli", "gaussian", "logistic"] = "bernoulli"
+    obs_variance: Literal["learned", "fixed"] = "learned"  # gaussian: one learned log-σ per pixel, or fixed
+    obs_std: float = field(default=0.1, metadata=_POSITIVE)  # gaussian with obs_variance=fixed
+    output_bias: Literal["zero", "data_mean"] = "zero"  # data_mean: logit of the training pixel mean
+    prior: Literal["normal", "vamp"] = "normal"
+    pseudo_inputs: int = field(default=500, metadata=_POSITIVE)  # VampPrior components
+    latent_dim2: Optional[int] = field(default=None, metadata=_POSITIVE)  # a second stochastic layer
+    hidden2: tuple[int, ...] = field(default=(100, 100), metadata=_WIDTHS)  # between the two layers
 
 
 @dataclass(frozen=True)
@@ -65,12 +73,20 @@ class OptimConfig:
     # the weights, i.e. MAP estimation. 0 is maximum likelihood (MLE).
     weight_decay: float = field(default=0.0, metadata=_NON_NEGATIVE)
     grad_clip: Optional[float] = field(default=None, metadata=_POSITIVE)  # global-norm clipping
+    eps: float = field(default=1e-8, metadata=_POSITIVE)  # adam/adamw/rmsprop ε (the IWAE paper: 1e-4)
+    # iwae: stage i = 0, 1, ... lasts 3^i epochs at lr·10^(−i/7) (Burda et al. 2016); the last
+    # stage reached goes on for as long as train.epochs asks.
+    schedule: Literal["constant", "iwae"] = "constant"
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
+    name: Literal["elbo", "iwae", "ae"] = "elbo"
     kl: Literal["analytic", "mc"] = "analytic"
-    samples: int = field(default=1, metadata=_POSITIVE)  # z samples per example
+    samples: int = field(default=1, metadata=_POSITIVE)  # z samples per example (iwae: K)
+    beta: float = field(default=1.0, metadata=_NON_NEGATIVE)  # weight of the KL term (β-VAE)
+    warmup_epochs: float = field(default=0.0, metadata=_NON_NEGATIVE)  # KL weight 0 -> β linearly
+    free_bits: float = field(default=0.0, metadata=_NON_NEGATIVE)  # nats: per-dimension KL floor
 
 
 @dataclass(frozen=True)
@@ -192,8 +208,32 @@ def _build(cls, raw: Any, prefix: str):
 
 
 def _cross_checks(cfg: Config) -> None:
-    if cfg.model.kind == "mlp" and not cfg.model.hidden:
-        raise ConfigError("model.hidden: an MLP needs at least one hidden width, e.g. [500]")
+    m, o = cfg.model, cfg.objective
+    if not m.hidden:
+        raise ConfigError("model.hidden: the encoder needs at least one hidden width, e.g. [500]")
+    if m.kind == "conv" and m.activation == "gated":
+        raise ConfigError("model.activation: 'gated' applies to dense layers only; model.kind=conv needs an "
+                          "elementwise activation (relu, tanh, elu, gelu, softplus, swish)")
+    if m.latent_dim2 is not None and not m.hidden2:
+        raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
+    if m.latent_dim2 is not None and m.prior != "normal":
+        raise ConfigError("model.prior: the two-stochastic-layer model has a standard-normal top prior; "
+                          "set model.prior=normal or model.latent_dim2=null")
+    closed_form = m.prior == "normal" and m.latent_dim2 is None
+    if o.name == "elbo" and o.kl == "analytic" and not closed_form:
+        raise ConfigError("objective.kl: the KL has no closed form with "
+                          + ("the VampPrior" if m.prior == "vamp" else "two stochastic layers")
+                          + "; set objective.kl=mc")
+    if o.free_bits > 0 and (o.name != "elbo" or o.kl != "analytic"):
+        raise ConfigError("objective.free_bits: needs the per-dimension analytic KL "
+                          "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
+    if o.name != "elbo" and (o.beta != 1.0 or o.warmup_epochs > 0):
+        key = "beta" if o.beta != 1.0 else "warmup_epochs"
+        raise ConfigError(f"objective.{key}: weights the KL of the ELBO; objective.name={o.name} has no such term "
+                          f"(use objective.name=elbo)")
+    if o.name == "ae" and o.samples != 1:
+        raise ConfigError("objective.samples: the deterministic autoencoder (objective.name=ae) draws no samples; "
+                          "set objective.samples=1")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -68,12 +68,18 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
     import jax
 
+    from vaecli import likelihoods
+
     params = state["params"]
+    autoencoder = run.config.objective.name == "ae"
+    if autoencoder:  # no density: one deterministic pass, whatever K was asked for
+        ks, kl_mc_samples = [1], 0
+    discrete = likelihoods.DISCRETE[run.config.model.likelihood]
     results, arrays = [], {}
     for k in ks:
         t0 = time.perf_counter()
         estimate, plan = bounds.compile_estimator(fn, params, images.images, images.scale, k, batch_size,
-                                                  max_rows, kl_mc_samples)
+                                                  max_rows, kl_mc_samples, deterministic=autoencoder)
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         per = estimate(params, seed)
@@ -81,6 +87,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
         doc = bounds.summarize(per, int(np.prod(images.image_shape)))
         doc.update(bounds.latent_units(per))
+        doc["notes"] = _undefined(doc, autoencoder, discrete)
         doc.update({
             "samples": k,
             "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": len(images),
@@ -89,7 +96,10 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
                          "elbo": "-(recon + kl): recon averaged over the same K draws of q, kl analytic",
                          "kl_mc_samples": kl_mc_samples,
                          "active_unit": f"Var_x(E_q[z_d|x]) > {bounds.ACTIVE_UNIT_THRESHOLD}",
-                         "model": {"kind": run.config.model.kind, "latent_dim": run.config.model.latent_dim},
+                         "model": {"kind": run.config.model.kind, "latent_dim": run.config.model.latent_dim,
+                                   "likelihood": run.config.model.likelihood, "prior": run.config.model.prior,
+                                   "latent_dim2": run.config.model.latent_dim2,
+                                   "objective": run.config.objective.name},
                          "batch_size": plan["batch_size"], "sample_chunk": plan["sample_chunk"],
                          "vaecli_version": vaecli.__version__},
             # JAX's default matmul precision uses TF32 on NVIDIA GPUs: on an H100, K=5000 on the
@@ -121,7 +131,9 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
             "per_example": str(npz_path) if npz_path else None}
 
 
-def _fmt(value: float, width: int = 11) -> str:
+def _fmt(value: float | None, width: int = 11) -> str:
+    if value is None:
+        return f"{'n/a':>{width}}"
     return f"{value:>{width}.3f}" if math.isfinite(value) else f"{'—':>{width}}"
 
 
@@ -139,19 +151,41 @@ def format_table(report: dict) -> str:
         lines.append(f"  {label:<32}" + "".join(_fmt(r[key]) for r in res))
     lines.append(f"  {'time (after compile), s':<32}" + "".join(f"{r['timing']['eval_s']:>11.2f}" for r in res))
     lines.append(f"  {'compile, s':<32}" + "".join(f"{r['timing']['compile_s']:>11.2f}" for r in res))
-    lines.append(f"  KL(q‖p) analytic {first['kl']:.3f}" + (
-        f"   Monte Carlo ({p['kl_mc_samples']} draws) {first['kl_mc']:.3f} ± {first['kl_mc_stderr']:.3f}"
-        if "kl_mc" in first else ""))
+    if first["kl_per_dim"] is not None:
+        lines.append(f"  KL(q‖p) analytic {first['kl']:.3f}" + (
+            f"   Monte Carlo ({p['kl_mc_samples']} draws) {first['kl_mc']:.3f} ± {first['kl_mc_stderr']:.3f}"
+            if "kl_mc" in first else ""))
+    elif first["kl"] is not None:  # no closed form (VampPrior, two layers): the mean of log q − log p over the K draws
+        lines.append(f"  {'KL(q‖p), Monte Carlo over the K draws':<32}" + "".join(_fmt(r["kl"]) for r in res))
     lines.append(f"  active units: {first['active_units']} of {first['latent_dim']} "
                  f"(Var_x E[z_d|x] > {first['active_unit_threshold']})")
-    order = np.argsort(first["kl_per_dim"], kind="stable")[::-1]
-    shown = order if len(order) <= 40 else order[:20]  # a wide latent space: its top 20 (all in the JSON)
-    cells = [f"{'z' + str(d) + ('*' if first['active'][d] else ''):<6}{first['kl_per_dim'][d]:6.3f}" for d in shown]
-    lines.append(f"  KL per dimension, largest first (* active){'' if len(shown) == len(order) else ', top 20'}:")
-    lines += ["    " + "  ".join(cells[i:i + 5]) for i in range(0, len(cells), 5)]
+    if first["kl_per_dim"] is not None:
+        order = np.argsort(first["kl_per_dim"], kind="stable")[::-1]
+        shown = order if len(order) <= 40 else order[:20]  # a wide latent space: its top 20 (all in the JSON)
+        cells = [f"{'z' + str(d) + ('*' if first['active'][d] else ''):<6}{first['kl_per_dim'][d]:6.3f}" for d in shown]
+        lines.append(f"  KL per dimension, largest first (* active){'' if len(shown) == len(order) else ', top 20'}:")
+        lines += ["    " + "  ".join(cells[i:i + 5]) for i in range(0, len(cells), 5)]
+    for note in first.get("notes", []):
+        lines.append(f"  note: {note}")
     for r in res:
         if "written_to" in r:
             lines.append(f"written to {r['written_to']}")
     if report.get("per_example"):
         lines.append(f"per-example arrays in {report['per_example']}")
     return "\n".join(lines)
+
+
+def _undefined(result: dict, autoencoder: bool, discrete: bool) -> list[str]:
+    """Blank out (None) the figures the model does not define, and say why."""
+    if autoencoder:
+        for key in ("elbo", "kl", "log_likelihood", "log_likelihood_stderr", "nll", "bits_per_dim"):
+            result[key] = None
+        return ["objective.name=ae: a deterministic autoencoder has no prior over codes and draws no z, so it "
+                "defines no density p(x) and no ELBO; only the reconstruction −log p(x|z) at z = the encoder's "
+                "mean is reported (K is ignored)"]
+    if not discrete:
+        result["bits_per_dim"] = None
+        return ["model.likelihood=gaussian is a density on [0, 1]-scaled pixels, not a probability of the "
+                "discrete pixel values: log p(x) is in nats of that density and bits/dim are not defined "
+                "(use model.likelihood=logistic for bits/dim)"]
+    return []

@@ -56,27 +56,39 @@ def bernoulli_log_prob(logits, x):
     return -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
 
 
-def elbo_terms(encode, log_likelihood, x, key, samples: int = 1, kl: str = "analytic"):
-    """Per-example (recon, kl) with ELBO = −(recon + kl), from `samples` reparameterized draws.
+def draw_noise(key, model, batch: int, samples: int):
+    """Standard-normal numbers for `samples` draws of all of the model's latents: (S, B, noise_dim)."""
+    return jax.random.normal(key, (samples, batch, model.noise_dim))
 
-    `encode(x) -> (mean, logvar)` of q(z|x); `log_likelihood(x, z) -> log p(x|z)` per example.
+
+def training_loss(model, x, key, *, name: str = "elbo", samples: int = 1, kl: str = "analytic",
+                  kl_weight=1.0, free_bits: float = 0.0):
+    """Batch means (loss, recon, kl) of the objective `name`, for any model offering
+    `encode` and `log_terms` (vaecli.models). `loss` is what is minimised:
+
+    elbo  recon + kl_weight·KL, from `samples` reparameterized draws; the KL analytic
+          (per dimension, floored at `free_bits` nats after the batch mean: Kingma et al.
+          2016) or Monte Carlo, log q(z|x) − log p(z) at the draws;
+    iwae  −log (1/K) Σ_k p(x, z_k)/q(z_k|x), K = `samples` (Burda et al. 2016);
+    ae    −log p(x|z) at z = the encoder's mean: no sampling, no KL.
+    `recon` and `kl` are reported as for the ELBO (kl Monte Carlo under iwae, 0 under ae).
     """
-    mean, logvar = encode(x)
-    z = reparameterize(key, mean, logvar, samples)
-    recon = -jnp.mean(log_likelihood(x, z), axis=0)
-    if kl == "analytic":
-        kl_value = kl_analytic(mean, logvar)
-    elif kl == "mc":
-        kl_value = jnp.mean(kl_monte_carlo(z, mean, logvar), axis=0)
+    q = model.encode(x)
+    batch = x.shape[0]
+    if name == "ae":
+        eps = jnp.zeros((1, batch, model.noise_dim), x.dtype)
     else:
-        raise ValueError(f"unknown KL estimator {kl!r}")
-    return recon, kl_value
-
-
-def log_importance_weights(x, z, mean, logvar, log_likelihood):
-    """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x) for samples z of shape (K, B, D).
-
-    Returns (log_w, log_px_given_z), both (K, B).
-    """
-    log_px = log_likelihood(x, z)
-    return log_px + standard_normal_log_prob(z) - gaussian_log_prob(z, mean, logvar), log_px
+        eps = draw_noise(key, model, batch, samples)
+    log_px, log_pz, log_qz = model.log_terms(x, q, eps)
+    recon = -jnp.mean(log_px)
+    if name == "ae":
+        return recon, recon, jnp.zeros_like(recon)
+    kl_mc = jnp.mean(log_qz - log_pz)
+    if name == "iwae":
+        bound = jax.nn.logsumexp(log_px + log_pz - log_qz, axis=0) - math.log(samples)
+        return -jnp.mean(bound), recon, kl_mc
+    if kl == "mc":
+        return recon + kl_weight * kl_mc, recon, kl_mc
+    per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
+    penalty = jnp.sum(jnp.maximum(per_dim, free_bits)) if free_bits > 0 else jnp.sum(per_dim)
+    return recon + kl_weight * penalty, recon, jnp.sum(per_dim)

@@ -13,7 +13,7 @@ Modes:
   latents      encoder means of test images: a scatter if 2-D, else their first two principal
                components; coloured by label when the dataset has labels
 
-Pictures show Bernoulli means E[x|z]. Which test images appear is drawn from `seed`.
+Pictures show mean images E[x|z] of the run's likelihood. Which test images appear is drawn from `seed`.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class _Model:
 
         self.params, self.image_shape = params, tuple(image_shape)
         self._decode = jax.jit(lambda p, z: fn.bind(p).mean_image(z))
+        self._generate = jax.jit(lambda p, key, n: fn.bind(p).generate(key, n), static_argnums=2)
         # Batches of ENCODE_BATCH through the encoder: a whole split never sits in one activation.
         self._encode = jax.jit(lambda p, x: jax.lax.map(lambda xb: fn.bind(p).encoder(xb), x))
 
@@ -48,6 +49,12 @@ class _Model:
         z = np.asarray(z, np.float32)
         flat = np.asarray(self._decode(self.params, z.reshape(-1, z.shape[-1])))
         return flat.reshape(*z.shape[:-1], *self.image_shape)
+
+    def generate(self, seed: int, n: int) -> np.ndarray:
+        import jax
+
+        flat = np.asarray(self._generate(self.params, jax.random.key(seed), n))
+        return flat.reshape(n, *self.image_shape)
 
     def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, C) floats -> encoder (mean, logvar), each (N, latent)."""
@@ -75,6 +82,12 @@ def _blank_pad(images: np.ndarray, cols: int) -> np.ndarray:
 def _prior(model, ctx, n, steps, temperature):
     import jax
 
+    if not ctx["normal_prior"]:  # VampPrior or two stochastic layers: the model's own sampler
+        if temperature != 1.0:
+            raise UsageError("--temperature scales a standard-normal prior; this run's prior is not one "
+                             "(VampPrior or two stochastic layers): leave it at 1")
+        means = model.generate(ctx["seed"], n)
+        return means, {"tiles": means}, "prior samples"
     z = temperature * jax.random.normal(jax.random.key(ctx["seed"]), (n, ctx["latent_dim"]))
     means = model.decode(z)
     return means, {"tiles": means}, f"prior samples, temperature {temperature:g}"
@@ -191,6 +204,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
     model = _Model(fn, state["params"], run.image_shape)
     ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
+           "normal_prior": run.config.model.prior == "normal" and run.config.model.latent_dim2 is None,
            "split": lambda: data.load_split(run.config.data, split)}
     array, draw, what = _DRAW[mode](model, ctx, n, steps, temperature)
 

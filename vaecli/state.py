@@ -19,7 +19,18 @@ from vaecli.errors import RunError
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+def learning_rate_schedule(cfg: OptimConfig, steps_per_epoch: int):
+    """The learning rate: constant, or the IWAE paper's stages (stage i: 3^i epochs at lr·10^(−i/7))."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    boundaries, epochs = {}, 0
+    for i in range(7):  # 8 stages, 3280 epochs; the last one lasts as long as the run does
+        epochs += 3**i
+        boundaries[epochs * steps_per_epoch] = 10 ** (-1 / 7)
+    return optax.piecewise_constant_schedule(cfg.lr, boundaries)
+
+
+def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> optax.GradientTransformation:
     """Gradient clipping (optional) -> L2 prior (optional, MAP) -> the named optimizer.
 
     `weight_decay` > 0 adds weight_decay·θ to the gradient of the per-example loss, i.e.
@@ -28,10 +39,14 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     hyperparameter, as is the weight decay: both live in the optimizer state, so they can
     be logged and can differ between replicas of one compiled program.
     """
+    lr = learning_rate_schedule(cfg, steps_per_epoch)
+    # ε is a static argument: it stays out of the optimizer state, whose layout checkpoints fix.
+    eps = {} if cfg.name == "sgd" else {"eps": cfg.eps}
+    inject = lambda opt: optax.inject_hyperparams(opt, static_args=tuple(eps))
     if cfg.name == "adamw":
-        core = optax.inject_hyperparams(optax.adamw)(learning_rate=cfg.lr, weight_decay=cfg.weight_decay)
+        core = inject(optax.adamw)(learning_rate=lr, weight_decay=cfg.weight_decay, **eps)
     else:
-        core = optax.inject_hyperparams(_OPTIMIZERS[cfg.name])(learning_rate=cfg.lr)
+        core = inject(_OPTIMIZERS[cfg.name])(learning_rate=lr, **eps)
     parts = []
     if cfg.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
@@ -40,9 +55,13 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     return optax.chain(*parts, core)
 
 
-def init_state(cfg: Config, image_shape) -> tuple[models.Functional, optax.GradientTransformation, dict]:
-    fn = models.functional(cfg.model, image_shape, cfg.seed)
-    tx = make_optimizer(cfg.optim)
+def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional, optax.GradientTransformation, dict]:
+    """The state at step 0. `train` (the training Split) supplies what depends on the data:
+    the epoch length of a staged learning-rate schedule and the data-dependent parameter
+    init (models.data_init). Without it (a template to restore into) those are skipped."""
+    train_arrays = (train.flat, train.scale) if train is not None else None
+    fn = models.functional(cfg.model, image_shape, cfg.seed, train=train_arrays)
+    tx = make_optimizer(cfg.optim, len(train) // cfg.train.batch_size if train is not None else 1)
     state = {
         "params": fn.params,
         "opt_state": tx.init(fn.params),

@@ -59,6 +59,10 @@ def expand(raw: dict, seeds: list[int] | None, sweeps: list[str], base_name: str
     for combo in itertools.product(*[values for _, values in axes]):
         overrides = [f"{key}={value}" for (key, _), value in zip(axes, combo)]
         cfg = config_lib.from_dict(config_lib.apply_overrides(raw, overrides))
+        if cfg.optim.schedule != "constant" and any(key == "optim.lr" for key, _ in axes):
+            raise UsageError(f"--sweep optim.lr: optim.schedule={cfg.optim.schedule} computes the learning rate "
+                             f"in code, so replicas cannot differ in it; loop in the shell instead: "
+                             f"for v in ...; do vae train ... --set optim.lr=$v; done")
         label = "".join(f"-{key.split('.')[-1]}{value}" for (key, _), value in zip(axes, combo))
         out.append((f"{base_name}{label}", cfg))
     return out

@@ -64,12 +64,20 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     dynamic = cfg.data.binarize == "dynamic"
     skip_limit = cfg.train.skip_nonfinite
 
-    def loss_fn(params, x, key):
-        vae = fn.bind(params)
-        recon, kl = objectives.elbo_terms(vae.encoder, vae.log_likelihood, x, key,
-                                          cfg.objective.samples, cfg.objective.kl)
-        recon, kl = jnp.mean(recon), jnp.mean(kl)
-        return recon + kl, (recon, kl)
+    obj = cfg.objective
+    warmup_steps = obj.warmup_epochs * steps_per_epoch
+
+    def kl_weight(step):
+        """β, ramped up linearly from 0 over the warm-up: a function of the step counter
+        inside the compiled epoch, so the schedule costs no recompilation."""
+        if warmup_steps <= 0:
+            return obj.beta
+        return obj.beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+    def loss_fn(params, x, key, step):
+        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, name=obj.name, samples=obj.samples,
+                                                   kl=obj.kl, kl_weight=kl_weight(step), free_bits=obj.free_bits)
+        return loss, (recon, kl)
 
     def train_step(state, order, images):
         base = jax.random.wrap_key_data(state["rng"])
@@ -79,7 +87,8 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         if batch_sharding is not None:  # data parallel: each device gets a slice of the batch
             batch_u8 = jax.lax.with_sharding_constraint(batch_u8, batch_sharding)
         x = to_inputs(batch_u8, k_binarize, scale, dynamic)
-        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z)
+        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z,
+                                                                               state["step"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         finite = jnp.stack([jnp.isfinite(recon), jnp.isfinite(kl), _all_finite(updates)])
@@ -123,19 +132,28 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
 
-def make_pictures_fn(fn):
-    """Compiled f(params, z, x) -> (decoded prior samples, reconstructions), Bernoulli means."""
+def make_pictures_fn(fn, n: int):
+    """Compiled f(params, key, x) -> (n mean images of prior samples, reconstructions of x)."""
 
-    def pictures_fn(params, z, x):
+    def pictures_fn(params, key, x):
         vae = fn.bind(params)
-        mean, _ = vae.encoder(x)
-        return vae.mean_image(z), vae.mean_image(mean)
+        return vae.generate(key, n), vae.reconstruct(x)
 
     return jax.jit(pictures_fn)
 
 
 def learning_rate(opt_state) -> jax.Array:
-    return optax.tree_utils.tree_get(opt_state, "learning_rate")  # held by inject_hyperparams
+    """The current learning rate, from the inject_hyperparams state that holds it (a
+    schedule also keeps a state of its own under that name, hence no plain tree_get)."""
+    for part in opt_state if isinstance(opt_state, tuple) else (opt_state,):
+        hyper = getattr(part, "hyperparams", None)
+        if isinstance(hyper, dict) and "learning_rate" in hyper:
+            return hyper["learning_rate"]
+        if isinstance(part, tuple):
+            found = learning_rate(part)
+            if found is not None:
+                return found
+    return None
 
 
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
@@ -169,7 +187,7 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
                 run_list.append(runs.write_start(path, cfg, meta))
             else:
                 run_list.append(runs.Run(path, cfg, meta))
-            fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
+            fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
             starts.append(_Start(fn, tx, state, epoch=0, record=None, summary={}))
         _session(run_list, train_split, val_split, starts, t_start)
     return paths
@@ -194,7 +212,8 @@ def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
             raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
                            f"({len(train_split)} images of {train_split.image_shape}, the run saw "
                            f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
-        fn, tx, state = state_lib.init_state(cfg, train_split.image_shape)
+        # train= gives the staged lr schedule its epoch length (and an init the restore replaces)
+        fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
         epoch, record = 0, None
         with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
             steps = ckpts.steps()
@@ -286,10 +305,16 @@ class _Slot:
         if self.primary:
             runs.write_json(self.path / "summary.json", self.summary)
 
+    def saved(self) -> None:
+        """The save in flight is complete: the summary names it, its file checksums are sealed."""
+        if self.primary:
+            self.ckpts.seal(self.pending)
+        self.summary["last_checkpoint_step"], self.pending = self.pending, None
+
     def finish_saves(self) -> None:
         self.ckpts.wait()
         if self.pending is not None:
-            self.summary["last_checkpoint_step"], self.pending = self.pending, None
+            self.saved()
 
     def end(self, status: str, error: str | None = None) -> None:
         self.summary["status"] = status
@@ -367,14 +392,15 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
                              batch_sharding=devices.batch_sharding(mesh))
     epoch_fn = epoch_fn.lower(state, images).compile()
     val_estimate, _ = bounds.compile_estimator(fn, devices.local(replica(state["params"], 0)), val_split.images,
-                                               val_split.scale, 1, cfg.eval.batch_size)
+                                               val_split.scale, 1, cfg.eval.batch_size,
+                                               deterministic=cfg.objective.name == "ae")
     compile_s = time.perf_counter() - t0
 
     n_pic = min(cfg.eval.grid, len(val_split))
     pic_host = val_split.flat[:n_pic].astype(np.float32) / val_split.scale  # kept for the grids
     pic_x = jnp.asarray(pic_host)
     as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
-    pictures_fn = make_pictures_fn(fn)
+    pictures_fn = make_pictures_fn(fn, n_pic)
 
     def validate(slot, params, step, epoch):
         s = bounds.summarize(val_estimate(params, slot.cfg.seed), int(np.prod(val_split.image_shape)))
@@ -383,8 +409,7 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
 
     def draw(slot, params, step):
         pic_key = jax.random.fold_in(jax.random.key(slot.cfg.seed), _PICTURES)
-        prior_z = jax.random.normal(pic_key, (n_pic, cfg.model.latent_dim))
-        prior, recon = jax.device_get(pictures_fn(params, prior_z, pic_x))
+        prior, recon = jax.device_get(pictures_fn(params, pic_key, pic_x))
         title = f"{slot.path.name} step {step}"
         pictures.save_grid(as_images(prior), slot.path / "samples" / f"prior-step{step}.png", f"{title} prior samples")
         half = max(1, n_pic // 2)
@@ -419,7 +444,7 @@ def _loop(slots: list[_Slot], train_split, val_split, starts: list[_Start], bar:
                                      "elapsed_s": time.perf_counter() - t_start}
                 slot.mlog.write(slot.train_record)
                 if slot.pending is not None and not slot.ckpts.saving():
-                    slot.summary["last_checkpoint_step"], slot.pending = slot.pending, None
+                    slot.saved()
                 if mr["bad_step"] >= 0:
                     slot.finish_saves()  # the message names the last complete checkpoint
                     message = _nonfinite_message(slot.cfg, mr, epoch, slot.ckpts.steps())
