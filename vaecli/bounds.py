@@ -77,7 +77,7 @@ def _chunked(total: int, chunk: int, step, init):
 
 
 def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
-                   deterministic: bool = False):
+                   deterministic: bool = False, batch_sharding=None):
     """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
 
     Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models):
@@ -86,10 +86,13 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
     Monte Carlo KL of `kl_mc_samples` fresh draws beside it), else the mean of log q − log p
     over the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no
     noise, and the KL is 0 (the autoencoder has none), so −(recon + kl) is its objective.
+    `batch_sharding` (several devices): each batch of examples is split over the mesh.
     """
 
     def one_batch(params, x_u8, first_index, key):
         vae = fn.bind(params)
+        if batch_sharding is not None:
+            x_u8 = jax.lax.with_sharding_constraint(x_u8, batch_sharding)
         x = x_u8.astype(jnp.float32) / scale
         q = vae.encode(x)
         b, d = x.shape[0], vae.noise_dim
@@ -156,7 +159,8 @@ def batch_split(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 
 
 def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k: int, batch_size: int,
-                      max_rows: int | None = None, kl_mc_samples: int = 0, deterministic: bool = False):
+                      max_rows: int | None = None, kl_mc_samples: int = 0, deterministic: bool = False,
+                      mesh=None):
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
@@ -164,9 +168,20 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     gives host arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
     (when kl_mc_samples > 0), and per example and latent dimension encoder_mean and
     kl_per_dim (N·latent floats: small next to the images, and it saves a second pass).
+    With a `mesh` of several devices the examples of each batch are split over it (the
+    parameters replicated), so K=5000 scales with the devices; the numbers stay the same.
     """
+    from vaecli import devices
+
     batches, n = batch_split(images, batch_size)
-    batches = jax.device_put(batches)
+    sharded = mesh is not None and mesh.size > 1
+    if sharded:
+        devices.check_batch(batches.shape[1], mesh, "--batch-size")
+        batches = jax.device_put(batches, devices.NamedSharding(mesh, devices.P(None, devices.AXIS)))
+        params = devices.replicate(params, mesh)
+    else:
+        batches = jax.device_put(batches)
+    place = (lambda p: devices.replicate(p, mesh)) if sharded else (lambda p: p)
     bsz = batches.shape[1]
     rows = max_rows or default_max_rows()
     budget = memory_budget()
@@ -175,16 +190,18 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # own account of the program's scratch memory fits the budget (one sample at a time is
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
-        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic).lower(
+        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
+                                  devices.batch_sharding(mesh) if sharded else None).lower(
             params, batches, jax.random.key(0)).compile()
         scratch = _scratch_bytes(compiled)
         if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
             break
         rows = k_chunk * bsz // 2
-    plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget}
+    plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget,
+            "devices": mesh.size if sharded else 1}
 
     def estimate(params, seed: int) -> dict[str, np.ndarray]:
-        out = jax.device_get(compiled(params, batches, jax.random.key(seed)))
+        out = jax.device_get(compiled(place(params), batches, jax.random.key(seed)))
         return {name: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for name, v in out.items()}
 
     return estimate, plan

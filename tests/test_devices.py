@@ -1,0 +1,122 @@
+"""Data parallel over several devices and processes: the same numbers as one device.
+
+CPU devices are forced with XLA_FLAGS (which must be set before JAX starts, hence the
+subprocesses); the two-process job runs on localhost through jax.distributed (Gloo).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from vaecli import config, runs, state as state_lib, train
+
+from conftest import tiny_overrides
+from test_cli import CONFIG, ENV, ROOT, assert_error, sets
+
+FORCED = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+def final_leaves(run_path):
+    run = runs.open_run(run_path)
+    _, state, step, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
+    return step, [np.asarray(a) for a in jax.tree.leaves(state)]
+
+
+def assert_close(a, b):
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64), rtol=1e-5, atol=1e-6)
+
+
+def test_four_devices_match_one(tiny_cache, tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        import jax, numpy as np
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from conftest import tiny_overrides
+        from vaecli import bounds, config, data, devices, train, state as st
+        assert len(jax.devices()) == 4
+        out = {{}}
+        for n in (1, 4):
+            cfg = config.load(None, tiny_overrides({str(tiny_cache)!r}) + ["train.epochs=3", f"train.devices={{n}}"])
+            out[n] = str(train.train(cfg, {str(tmp_path)!r}, f"dev{{n}}", argv=[]))
+        # the estimator: examples split over 4 devices vs one device
+        fn, _, state = st.init_state(cfg, (8, 8, 1))
+        test = data.load_split(cfg.data, "test")
+        one = bounds.per_example(fn, state["params"], test.images, test.scale, 7, 0, 32)
+        est, plan = bounds.compile_estimator(fn, state["params"], test.images, test.scale, 7, 32,
+                                             mesh=devices.make_mesh(4))
+        four = est(state["params"], 0)
+        assert plan["devices"] == 4
+        for k in one:
+            np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-5)
+        print(json.dumps(out))
+    """)
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FORCED, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    paths = json.loads(p.stdout.strip().splitlines()[-1])
+    (s1, one), (s4, four) = final_leaves(paths["1"]), final_leaves(paths["4"])
+    assert s1 == s4 == 60
+    assert_close(one, four)
+    meta = json.loads((Path(paths["4"]) / "meta.json").read_text())
+    assert len(meta["devices"]) == 4
+
+
+def test_a_batch_that_does_not_divide_by_the_devices_is_refused(tiny_cache, tmp_path):
+    args = ["train", "--config", CONFIG, *sets(tiny_overrides(tiny_cache)), "--set", "train.batch_size=30",
+            "--set", "train.devices=4", "--runs-dir", tmp_path / "runs"]
+    p = subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=FORCED,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "train.batch_size=30 must divide by the 4 devices" in p.stderr and "Traceback" not in p.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _job(args: list, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """`vae ARGS --distributed` as two processes of one job on localhost."""
+    port = _free_port()
+    procs = []
+    for i in range(2):
+        env = {**ENV, "VAECLI_COORDINATOR": f"127.0.0.1:{port}", "VAECLI_NUM_PROCESSES": "2",
+               "VAECLI_PROCESS_ID": str(i)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args), "--distributed"],
+                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def test_two_processes_match_one_and_resume_as_a_job(tiny_cache, tiny_config, tmp_path):
+    runs_dir = tmp_path / "job"
+    first, second = _job(["train", "--config", CONFIG, *sets(tiny_overrides(tiny_cache)), "--set", "train.epochs=2",
+                          "--name", "job", "--runs-dir", runs_dir])
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr[-2000:], second.stderr[-2000:])
+    run = Path(first.stdout.strip())  # process 0 answers; process 1 prints nothing on stdout
+    assert second.stdout == "" and [p.name for p in runs_dir.iterdir()] == [run.name]
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+    first, second = _job(["train", "--resume", run, "--set", "train.epochs=3"])
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr[-2000:], second.stderr[-2000:])
+    single = train.train(config.replace(tiny_config, train={"epochs": 3}), tmp_path / "single", "one", argv=[])
+    (s2, job), (s1, one) = final_leaves(run), final_leaves(single)
+    assert s1 == s2 == 60
+    assert_close(one, job)
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r["split"] == "train"]
+    assert steps == [20, 40, 60]  # one writer: no line twice
