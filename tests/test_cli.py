@@ -426,3 +426,18 @@ def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, si
     assert summary["status"] == "interrupted" and summary["last_checkpoint_step"] == last_step
     with Checkpoints(run / "checkpoints", read_only=True) as ck:
         assert ck.steps() == [last_step]  # saved on the way out, though none was due
+
+
+def test_every_command_has_json_on_stdout_alone(cli_run, tmp_path):
+    """sample, plot and runs with --json: stdout is one JSON document naming real files."""
+    out = vae_inproc("sample", cli_run, "--n", 4, "--json", "--out", tmp_path / "s")
+    assert out.code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert Path(doc["png"]).is_file() and np.load(doc["npy"]).shape == (4, 8, 8, 1)
+    out = vae_inproc("plot", cli_run, "--json", "--out", tmp_path / "curves.png")
+    assert out.code == 0, out.stderr
+    assert Path(json.loads(out.stdout)["png"]).is_file()
+    out = vae_inproc("runs", cli_run.parent, "--json")
+    assert out.code == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["status"] == "completed" and row["name"] == cli_run.name

@@ -184,6 +184,9 @@ def _read_summary(path: Path) -> dict:
         return {}
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
+
+
 @app.command()
 def sample(
     run: Annotated[Path, typer.Argument(help="Run folder written by `vae train`.")],
@@ -200,6 +203,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed of the prior draws and of the images picked.")] = 0,
     step: StepOpt = "latest",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
+    as_json: JsonOpt = False,
 ):
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
 
@@ -209,6 +213,9 @@ def sample(
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
                         split=split, steps=steps)
+        if as_json:
+            typer.echo(json.dumps(res, indent=2, default=str))
+            return
         for key in ("png", "npy", "labels_npy"):
             if key in res:
                 typer.echo(res[key])
@@ -229,7 +236,7 @@ def eval_elbo(
         "--kl-mc-samples", help="Draws per example of the Monte Carlo KL shown beside the analytic one (0: off).")] = 100,
     per_example: Annotated[Optional[Path], typer.Option(
         "--per-example", help="Also write per-image ELBO, log p̂(x), recon and KL to this .npz.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")] = False,
+    as_json: JsonOpt = False,
 ):
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
 
@@ -249,6 +256,7 @@ def plot(
     runs: Annotated[list[Path], typer.Argument(help="One or more run folders.")],
     out: Annotated[Optional[Path], typer.Option(
         help="PNG to write (default with one run: RUN/plots/curves-step<S>.png; required with several).")] = None,
+    as_json: JsonOpt = False,
 ):
     """Training and validation curves (loss, recon, KL, examples/s) of one or more runs, as a PNG."""
 
@@ -256,6 +264,9 @@ def plot(
         from vaecli.plot import plot_curves
 
         res = plot_curves(runs, out)
+        if as_json:
+            typer.echo(json.dumps(res, indent=2, default=str))
+            return
         typer.echo(res["png"])
         typer.echo(res["npy"])
 
@@ -281,6 +292,7 @@ def runs_table(
         "--group-by", help="One row per group of runs with equal values of these keys (comma-separated): "
                            "count, and mean ± standard deviation of the numeric columns.")] = None,
     fmt: Annotated[TableFormat, typer.Option("--format", help="Output: aligned text, CSV, or one JSON list.")] = TableFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
 ):
     """Compare runs: one row per run folder under FOLDER (or per group of runs).
 
@@ -291,10 +303,11 @@ def runs_table(
         from vaecli import runs_table as rt
 
         columns, rows = rt.table(folder, sort=sort, reverse=reverse, filters=filter_ or [], group_by=group_by)
-        if not rows and fmt is TableFormat.table:
+        form = TableFormat.json if as_json else fmt
+        if not rows and form is TableFormat.table:
             typer.echo(f"no runs under {folder}" + (" match the filters" if filter_ else ""), err=True)
             return
-        typer.echo(rt.render(columns, rows, fmt.value, grouped=group_by is not None))
+        typer.echo(rt.render(columns, rows, form.value, grouped=group_by is not None))
 
     _run(go)
 
