@@ -6,7 +6,6 @@ subprocesses); the two-process job runs on localhost through jax.distributed (Gl
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,12 +14,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
 from vaecli import config, runs, state as state_lib, train
 
 from conftest import tiny_overrides
-from test_cli import CONFIG, ENV, ROOT, assert_error, sets
+from test_cli import CONFIG, ENV, ROOT, sets
 
 FORCED = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 

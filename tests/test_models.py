@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vaecli import bounds, likelihoods, models, priors
+from vaecli import bounds, likelihoods, models
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 

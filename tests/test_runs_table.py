@@ -18,7 +18,7 @@ import pytest
 from vaecli import metrics, runs
 
 from conftest import tiny_overrides
-from test_cli import CONFIG, ENV, ROOT, assert_error, sets, vae, vae_inproc
+from test_cli import CONFIG, ENV, ROOT, assert_error, sets, vae_inproc
 
 # The scripts call `vae`: the one installed next to this interpreter.
 SHELL_ENV = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ENV.get('PATH', '')}"}

@@ -4,7 +4,6 @@ cache, which lets the second process of a sweep load its programs instead of com
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -6,7 +6,6 @@ import json
 import jax
 import numpy as np
 import pytest
-import yaml
 
 from vaecli import bounds, config, data, evaluate, metrics, runs, sample, state as state_lib, train
 from vaecli.checkpoints import Checkpoints

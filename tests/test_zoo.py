@@ -95,7 +95,7 @@ def test_paper_config_validates_and_runs_a_few_steps(path, tiny_cache, tmp_path)
     cfg = config.load(path)  # the shipped file validates as it is
     assert cfg.data.dataset == "binarized_mnist" and cfg.data.binarize == "static"
     # the same network, objective and optimizer, one epoch on the tiny dataset
-    tiny = config.load(path, [f"data.dataset=tiny_bars", f"data.cache_dir={tiny_cache}", "train.epochs=1",
+    tiny = config.load(path, ["data.dataset=tiny_bars", f"data.cache_dir={tiny_cache}", "train.epochs=1",
                               "eval.batch_size=64", "eval.grid=4", "log.progress=none", "log.tensorboard=false"])
     run = train.train(tiny, tmp_path, path.stem, argv=[], progress="none")  # ends with the validation estimate
     summary = json.loads((run / "summary.json").read_text())

@@ -12,7 +12,6 @@ Speed is designed in here:
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import statistics
 import threading
