@@ -129,7 +129,10 @@ def train(
             if not devices.is_primary():
                 return  # one answer per job, from process 0
         if as_json:
-            typer.echo(json.dumps({"runs": [{"run": str(p), "summary": _read_summary(p)} for p in paths]}, indent=2))
+            from vaecli import runs as runs_lib
+
+            summaries = [{"run": str(p), "summary": runs_lib.read_json(Path(p) / "summary.json") or {}} for p in paths]
+            typer.echo(json.dumps({"runs": summaries}, indent=2))
         else:
             for p in paths:
                 typer.echo(str(p))
@@ -175,13 +178,6 @@ def train(
         report(paths)
 
     _run(go)
-
-
-def _read_summary(path: Path) -> dict:
-    try:
-        return json.loads((Path(path) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]

@@ -114,7 +114,7 @@ def _read_cached_split(folder: Path, name: str) -> tuple[np.ndarray, Optional[np
         with np.load(folder / f"{name}.npz") as z:
             shape = tuple(int(s) for s in z["shape"])
             if "bits" in z:
-                n, d = shape[0], int(np.prod(shape[1:]))
+                d = int(np.prod(shape[1:]))
                 images = np.unpackbits(z["bits"], axis=1, count=d).reshape(shape)
             else:
                 images = z["images"]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import vaecli
 from vaecli import bounds, data, devices, objectives, pictures, runs, state as state_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
@@ -230,7 +231,7 @@ def resume(run_path: str | Path, overrides: list[str], argv: list[str]) -> Path:
         meta = dict(run.meta)
         meta.setdefault("resumes", []).append({
             "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
-            "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": runs.environment_meta(argv)["vaecli_version"]})
+            "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
         if primary:
             runs.truncate_metrics(run.path, step)
             if cfg != run.config:
