@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from vaecli import config, data, metrics, runs, state as state_lib, train
+from vaecli import epoch
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import RunError
 
@@ -320,10 +321,10 @@ def marked_cache(tmp_path) -> Path:
 
 @pytest.mark.parametrize("limit", [4, 2])
 def test_skip_nonfinite_drops_bad_updates_inside_the_compiled_step(marked_cache, tmp_path, monkeypatch, limit):
-    real = train.to_inputs
+    real = epoch.to_inputs
     blank_to_nan = lambda x_u8, key, scale, dynamic: jnp.where(
         jnp.all(x_u8 == 0, axis=-1, keepdims=True), jnp.nan, real(x_u8, key, scale, dynamic))
-    monkeypatch.setattr(train, "to_inputs", blank_to_nan)
+    monkeypatch.setattr(epoch, "to_inputs", blank_to_nan)
     cfg = config.load(None, tiny_overrides(marked_cache) + ["train.epochs=4", f"train.skip_nonfinite={limit}"])
     if limit >= 4:  # one bad batch per epoch, 4 epochs: all dropped, the run completes
         run = train.train(cfg, tmp_path / "runs", "skip", argv=["pytest"])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vaecli import bounds, config, data, evaluate, metrics, runs, sample, state as state_lib, train
+from vaecli import epoch
 from vaecli.checkpoints import Checkpoints
 
 
@@ -49,10 +50,10 @@ def test_run_folder_contract(tiny_run, tiny_config):
 
 
 def test_epoch_is_traced_once_per_run(tmp_path, tiny_config):
-    before = dict(train.TRACES), dict(bounds.TRACES)
+    before = dict(epoch.TRACES), dict(bounds.TRACES)
     cfg = config.replace(tiny_config, train={"epochs": 4})
     train.train(cfg, tmp_path, "once", argv=[], progress="none")
-    assert train.TRACES["epoch"] - before[0]["epoch"] == 1
+    assert epoch.TRACES["epoch"] - before[0]["epoch"] == 1
     assert bounds.TRACES["bounds"] - before[1]["bounds"] == 1  # the validation program, reused each eval
 
 
@@ -77,8 +78,8 @@ def test_continuing_from_a_checkpoint_reproduces_the_run_exactly(tiny_run):
     state, _ = _params(tiny_run, mid)
     fn, tx, _ = state_lib.init_state(run.config, run.image_shape)
     train_split = data.load_split(run.config.data, "train")
-    epoch = train.make_epoch_fn(fn, tx, run.config, len(train_split), train_split.scale)
-    replayed, _ = epoch(state, jax.device_put(train_split.flat))
+    epoch_fn = epoch.make_epoch_fn(fn, tx, run.config, len(train_split), train_split.scale)
+    replayed, _ = epoch_fn(state, jax.device_put(train_split.flat))
     expected, _ = _params(tiny_run, final)
     for x, y in zip(jax.tree.leaves(replayed), jax.tree.leaves(expected)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -86,11 +87,11 @@ def test_continuing_from_a_checkpoint_reproduces_the_run_exactly(tiny_run):
 
 def test_dynamic_binarization_resamples_on_the_device():
     x = np.array([[0, 64, 128, 191, 255]], np.uint8).repeat(4000, axis=0)
-    a = np.asarray(train.to_inputs(x, jax.random.key(0), 255, True))
-    b = np.asarray(train.to_inputs(x, jax.random.key(1), 255, True))
+    a = np.asarray(epoch.to_inputs(x, jax.random.key(0), 255, True))
+    b = np.asarray(epoch.to_inputs(x, jax.random.key(1), 255, True))
     assert set(np.unique(a)) == {0.0, 1.0} and not np.array_equal(a, b)
     np.testing.assert_allclose(a.mean(0), x[0] / 255, atol=0.03)  # a Bernoulli draw of the intensities
-    np.testing.assert_array_equal(np.asarray(train.to_inputs(x, jax.random.key(0), 255, False)), x / np.float32(255))
+    np.testing.assert_array_equal(np.asarray(epoch.to_inputs(x, jax.random.key(0), 255, False)), x / np.float32(255))
 
 
 def test_dynamic_binarization_run(tmp_path, tiny_cache, tiny_config):

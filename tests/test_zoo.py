@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vaecli import config, data, evaluate, metrics, models, objectives, sample, state as state_lib, train
+from vaecli import epoch
 from vaecli.cli import app
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
@@ -79,9 +80,9 @@ def test_kl_warmup_ramps_the_weight_inside_the_compiled_epoch(tiny_cache, tmp_pa
     """loss = recon + w·KL with w = step / warm-up steps: below recon + KL while warming up,
     equal after; and the ramp costs no retrace (the weight is computed from the step)."""
     cfg = config.load(None, [*_tiny(tiny_cache), "train.epochs=3", "objective.warmup_epochs=2"])
-    before = train.TRACES["epoch"]
+    before = epoch.TRACES["epoch"]
     _, rows, _ = _train_and_eval(cfg, tmp_path, "warm")
-    assert train.TRACES["epoch"] == before + 1
+    assert epoch.TRACES["epoch"] == before + 1
     first, last = rows[0], rows[-1]
     # epoch 1: w runs over 0..0.5 (mean 0.25); epoch 3: w = 1
     assert first["loss"] < first["recon"] + 0.5 * first["kl"]
@@ -106,8 +107,8 @@ def test_iwae_schedule_steps_down_by_10_to_the_minus_1_7_at_3_to_the_i_epochs():
     cfg = config.load(None, ["optim.schedule=iwae", "optim.lr=1e-3"]).optim
     lr = state_lib.learning_rate_schedule(cfg, steps_per_epoch=10)
     starts = np.cumsum([0] + [3**i for i in range(8)])  # stage i starts at epoch starts[i]
-    for i, epoch in enumerate(starts[:8]):
-        for step in (epoch * 10, epoch * 10 + 9, (starts[i + 1] * 10) - 1):
+    for i, start in enumerate(starts[:8]):
+        for step in (start * 10, start * 10 + 9, (starts[i + 1] * 10) - 1):
             assert float(lr(step)) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-5)
     assert float(lr(10**7)) == pytest.approx(1e-3 * 10 ** (-1), rel=1e-5)
 

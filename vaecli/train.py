@@ -1,13 +1,7 @@
-"""`vae train`: the compiled epoch of steps and the loop around it.
+"""`vae train`: the loop around the compiled epoch (vaecli.epoch).
 
-Speed is designed in here:
-- the training split lives on the device as uint8; batches are gathered on the device;
-- one compiled call runs a whole epoch (`lax.scan` over its steps): shuffling,
-  binarization and sampling happen inside it, with no host round-trip per step;
-- the state is donated, so parameters and optimizer state are updated in place;
-- the host reads metrics once per epoch (the log point), never inside the epoch;
-- randomness comes from (seed, step) and (seed, epoch), so the same run restarted from
-  a checkpoint draws exactly the numbers an uninterrupted run would.
+The host reads metrics once per epoch (the log point), never inside the epoch; there it
+logs, validates, draws pictures, saves checkpoints and keeps summary.json true.
 """
 from __future__ import annotations
 
@@ -25,136 +19,13 @@ import numpy as np
 import optax
 
 import vaecli
-from vaecli import bounds, data, devices, objectives, pictures, runs, state as state_lib
+from vaecli import bounds, data, devices, pictures, runs, state as state_lib
+from vaecli.epoch import _PICTURES, make_epoch_fn, make_pictures_fn  # noqa: F401 (re-exported)
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.errors import Interrupted, RunError, UsageError
 from vaecli.metrics import MetricsLog
 from vaecli.progress import Progress
-
-TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per run
-
-# Independent random streams derived from the run's base key.
-_SHUFFLE, _STEP, _PICTURES = 1, 2, 3
-
-
-def to_inputs(x_u8, key, scale: int, dynamic: bool):
-    """uint8 pixels -> float inputs: intensities in [0, 1], or with dynamic binarization a
-    fresh Bernoulli draw of them (each image is binarized anew every time it is seen)."""
-    x = x_u8.astype(jnp.float32) / scale
-    return jax.random.bernoulli(key, x).astype(jnp.float32) if dynamic else x
-
-
-def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: int, scale: int, replicas: int = 1,
-                  batch_sharding=None):
-    """Compiled f(state, images) -> (state, epoch metrics): one epoch of steps in one call.
-
-    Every step checks that recon, KL and the update are finite. With
-    `train.skip_nonfinite: N` a bad update is dropped inside the step (parameters and
-    optimizer state stay as they were) while fewer than N have been dropped in the run;
-    otherwise it is applied, and the host stops the run at the log point, naming the first
-    bad step and term.
-
-    With `replicas` > 1 the state carries a leading replica axis (one slice per seed /
-    learning rate / weight decay) and the same program advances all of them.
-    With `batch_sharding` (several devices) each step's batch is split over the mesh.
-    """
-    batch = cfg.train.batch_size
-    steps_per_epoch = n_train // batch
-    dynamic = cfg.data.binarize == "dynamic"
-    skip_limit = cfg.train.skip_nonfinite
-
-    obj = cfg.objective
-    warmup_steps = obj.warmup_epochs * steps_per_epoch
-
-    def kl_weight(step):
-        """β, ramped up linearly from 0 over the warm-up: a function of the step counter
-        inside the compiled epoch, so the schedule costs no recompilation."""
-        if warmup_steps <= 0:
-            return obj.beta
-        return obj.beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
-
-    def loss_fn(params, x, key, step):
-        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, name=obj.name, samples=obj.samples,
-                                                   kl=obj.kl, kl_weight=kl_weight(step), free_bits=obj.free_bits)
-        return loss, (recon, kl)
-
-    def train_step(state, order, images):
-        base = jax.random.wrap_key_data(state["rng"])
-        key = jax.random.fold_in(jax.random.fold_in(base, _STEP), state["step"])
-        k_binarize, k_z = jax.random.split(key)
-        batch_u8 = images[order]
-        if batch_sharding is not None:  # data parallel: each device gets a slice of the batch
-            batch_u8 = jax.lax.with_sharding_constraint(batch_u8, batch_sharding)
-        x = to_inputs(batch_u8, k_binarize, scale, dynamic)
-        (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z,
-                                                                               state["step"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        finite = jnp.stack([jnp.isfinite(recon), jnp.isfinite(kl), _all_finite(updates)])
-        skipped = state["skipped"]
-        skip = jnp.zeros((), bool)
-        if skip_limit > 0:
-            skip = ~jnp.all(finite) & (skipped < skip_limit)
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(skip, b, a), new, old)
-            params, opt_state = keep(params, state["params"]), keep(opt_state, state["opt_state"])
-            skipped = skipped + skip.astype(jnp.int32)
-        new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"],
-               "skipped": skipped}
-        return new, (jnp.stack([loss, recon, kl]), finite, skip)
-
-    def epoch(state, images):
-        TRACES["epoch"] += 1
-        base = jax.random.wrap_key_data(state["rng"])
-        first_step = state["step"]
-        epoch_index = first_step // steps_per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, _SHUFFLE), epoch_index),
-                                      n_train)
-        order = perm[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-        state, (per_step, finite, skip) = jax.lax.scan(lambda s, o: train_step(s, o, images), state, order)
-        good = jnp.all(finite, axis=1)
-        bad = ~good & ~skip  # applied although not finite: the run must stop
-        first_bad = jnp.argmax(bad)
-        sums = jnp.sum(jnp.where(good[:, None], per_step, 0.0), axis=0)
-        means = sums / jnp.maximum(jnp.sum(good), 1)
-        return state, {"loss": means[0], "recon": means[1], "kl": means[2],
-                       "bad_step": jnp.where(jnp.any(bad), first_step + first_bad + 1, -1),
-                       "bad_finite": finite[first_bad], "skipped_steps": jnp.sum(skip),
-                       "skipped_total": state["skipped"],
-                       "step": state["step"], "lr": learning_rate(state["opt_state"])}
-
-    if replicas > 1:  # states stacked on a leading axis, the data shared
-        return jax.jit(jax.vmap(epoch, in_axes=(0, None)), donate_argnums=0)
-    return jax.jit(epoch, donate_argnums=0)
-
-
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
-
-
-def make_pictures_fn(fn, n: int):
-    """Compiled f(params, key, x) -> (n mean images of prior samples, reconstructions of x)."""
-
-    def pictures_fn(params, key, x):
-        vae = fn.bind(params)
-        return vae.generate(key, n), vae.reconstruct(x)
-
-    return jax.jit(pictures_fn)
-
-
-def learning_rate(opt_state) -> jax.Array:
-    """The current learning rate, from the inject_hyperparams state that holds it (a
-    schedule also keeps a state of its own under that name, hence no plain tree_get)."""
-    for part in opt_state if isinstance(opt_state, tuple) else (opt_state,):
-        hyper = getattr(part, "hyperparams", None)
-        if isinstance(hyper, dict) and "learning_rate" in hyper:
-            return hyper["learning_rate"]
-        if isinstance(part, tuple):
-            found = learning_rate(part)
-            if found is not None:
-                return found
-    return None
-
 
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str = "auto") -> Path:
     """Train a model as `cfg` says in a new run folder; return the folder."""
