@@ -22,7 +22,7 @@ import optax
 import pytest
 import yaml
 
-from vaecli import config, data, metrics, runs, state as state_lib, train
+from vaecli import config, data, metrics, recorder, runs, state as state_lib, train
 from vaecli import epoch
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import RunError
@@ -156,7 +156,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume(tiny_cache, reference, tmp_
 
 def test_kill_9_before_any_checkpoint_resumes_from_step_0(tiny_config, reference, tmp_path):
     path = runs.create(tmp_path, "early")  # what a trainer killed before its first save leaves
-    runs.write_start(path, config.replace(tiny_config, train={"epochs": 1000}),
+    recorder.start(path, config.replace(tiny_config, train={"epochs": 1000}),
                      {**runs.environment_meta(["pytest"]),
                       "data": {"image_shape": [8, 8, 1], "num_train": 640}})
     (path / "metrics.jsonl").write_text('{"step": 20, "epoch": 1, "split": "train", "loss": 1.0}\n{"step": 4')

@@ -102,7 +102,7 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a config key: --set optim.lr=3e-4 (repeatable; values are YAML).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the config file's stem).")] = None,
-    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")] = Path("runs"),
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders are created (default: runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
                          "(--set may change only train.epochs, train.skip_nonfinite, eval.*, checkpoint.*, "
@@ -138,44 +138,18 @@ def train(
                 typer.echo(str(p))
 
     def go():
-        from vaecli import config as config_lib, sweep as sweep_lib
-        from vaecli.errors import UsageError
-
         if distributed:
             from vaecli import devices
 
             devices.distributed_init()  # before any other JAX call
+        from vaecli.launch import train_command
 
-        if resume is not None:
-            if config is not None or name is not None or runs_dir != Path("runs") or seeds or sweep:
-                raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name, "
-                                 "--runs-dir, --seeds and --sweep (change allowed keys with --set)")
-            _use_compile_cache()
-            from vaecli import train as train_lib
-
-            try:
-                path = train_lib.resume(resume, set_ or [], argv=sys.argv)
-            except train_lib.AlreadyDone as e:
-                typer.echo(f"nothing to do: {e}", err=True)
-                path = resume
-            report([path])
-            return
-        if config is None:
-            raise UsageError("give --config FILE for a new run, or --resume RUN to continue one")
-        # config errors come before JAX is imported
-        raw = config_lib.apply_overrides(config_lib.read_yaml(config), set_ or [])
-        cfg = config_lib.from_dict(raw)
-        base = name or config.stem
-        items = sweep_lib.expand(raw, sweep_lib.parse_seeds(seeds) if seeds else None, sweep or [], base) \
-            if (seeds or sweep) else [(base, cfg)]
-        programs = sweep_lib.groups(items, max_replicas)
-        _use_compile_cache()
-        from vaecli.train import train_replicas
-
-        paths = []
-        for group in programs:
-            paths += train_replicas([c for _, c in group], runs_dir, [n for n, _ in group], argv=sys.argv)
-        report(paths)
+        result = train_command(config=config, overrides=set_ or [], name=name, runs_dir=runs_dir, resume=resume,
+                               seeds=seeds, sweeps=sweep or [], max_replicas=max_replicas, argv=sys.argv,
+                               before_compute=_use_compile_cache)
+        if result.notice:
+            typer.echo(result.notice, err=True)
+        report(result.paths)
 
     _run(go)
 

@@ -33,3 +33,10 @@ class Interrupted(VaeError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class AlreadyDone(VaeError):
+    """`--resume` of a run that has nothing left to train: not an error (exit 0), so requeue
+    scripts can always call it."""
+
+    exit_code = 0

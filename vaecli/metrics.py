@@ -52,8 +52,44 @@ class MetricsLog:
         self.close()
 
 
-def read(run_dir: Path) -> list[dict]:
+def _lines(run_dir: Path, split: str | None = None):
+    """(line, record) for each log point of `<run_dir>/metrics.jsonl`, in file order.
+
+    The one policy for a damaged line: a line that is not a complete JSON object (only a
+    writer killed in the middle of a line leaves one) is skipped, never an error. With
+    `split`, lines of other splits are skipped unparsed (most lines are training records).
+    A missing file has no log points."""
+    try:
+        text = (Path(run_dir) / "metrics.jsonl").read_text()
+    except FileNotFoundError:
+        return
+    needle = f'"split": "{split}"' if split else None
+    for line in text.splitlines():
+        if not line.strip() or (needle and needle not in line):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and (split is None or record.get("split") == split):
+            yield line, record
+
+
+def read(run_dir: Path, split: str | None = None) -> list[dict]:
+    """The log points of a run (of one split), skipping a damaged line (see `_lines`)."""
+    return [record for _, record in _lines(run_dir, split)]
+
+
+def truncate(run_dir: Path, last_step: int) -> int:
+    """Keep the log points up to `last_step` (the checkpoint a resumed run restarts from),
+    atomically, byte for byte; return how many lines were dropped (damaged ones included)."""
+    from vaecli.runs import write_text
+
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return 0
+    total = sum(1 for line in path.read_text().splitlines() if line.strip())
+    kept = [line + "\n" for line, record in _lines(run_dir) if isinstance(record.get("step"), int)
+            and record["step"] <= last_step]
+    write_text(path, "".join(kept))
+    return total - len(kept)

@@ -8,13 +8,12 @@ the columns of `COLUMNS` (`run` is the index of the run in the command line, `sp
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from vaecli import runs
+from vaecli import metrics, runs
 from vaecli.errors import RunError, UsageError
 
 PANELS = (("loss", "loss (−ELBO), nats"), ("recon", "reconstruction −E[log p(x|z)], nats"),
@@ -27,14 +26,7 @@ def _records(run: runs.Run) -> list[dict]:
     path = run.path / "metrics.jsonl"
     if not path.is_file():
         raise RunError(f"{run.path} has no metrics.jsonl (no epoch of it has finished)")
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            raise RunError(f"{path} line {i} is not JSON (the file is damaged)") from None
+    records = metrics.read(run.path)
     if not any(r.get("split") in SPLITS and "step" in r for r in records):
         raise RunError(f"{path} has no log points yet (no epoch of the run has finished)")
     return records

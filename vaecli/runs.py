@@ -106,12 +106,6 @@ class Run:
         return tuple(self.meta["data"]["image_shape"])
 
 
-def write_start(path: Path, cfg: config_lib.Config, meta: dict) -> Run:
-    write_text(path / "config.yaml", config_lib.dump_yaml(cfg))
-    write_json(path / "meta.json", meta)
-    return Run(path, cfg, meta)
-
-
 def open_run(path: str | Path) -> Run:
     """A run folder written by `vae train`, or RunError saying what is wrong with it."""
     p = Path(path)
@@ -182,27 +176,6 @@ class Lock:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def truncate_metrics(run_dir: Path, last_step: int) -> int:
-    """Drop metrics.jsonl records after `last_step` (written after the checkpoint a resumed
-    run restarts from), atomically; return how many were dropped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return 0
-    kept, dropped = [], 0
-    for line in path.read_text().splitlines(keepends=True):
-        try:
-            step = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            dropped += 1  # a line cut short by a kill
-            continue
-        if step <= last_step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-        else:
-            dropped += 1
-    write_text(path, "".join(kept))
-    return dropped
 
 
 def environment_meta(argv: list[str]) -> dict:

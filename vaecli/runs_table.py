@@ -20,7 +20,7 @@ import re
 import statistics
 from pathlib import Path
 
-from vaecli import config as config_lib
+from vaecli import config as config_lib, metrics
 from vaecli.errors import ConfigError, UsageError
 from vaecli.runs import read_json
 
@@ -76,18 +76,8 @@ def lock_held(run_dir: Path) -> bool:
 
 def best_validation_elbo(run_dir: Path) -> float | None:
     best = None
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if '"validation"' not in line:  # most lines are training records: skip them unparsed
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:  # a line cut short by a kill
-            continue
-        v = rec.get("elbo") if isinstance(rec, dict) and rec.get("split") == "validation" else None
+    for rec in metrics.read(run_dir, split="validation"):
+        v = rec.get("elbo")
         if isinstance(v, (int, float)) and math.isfinite(v) and (best is None or v > best):
             best = float(v)
     return best

@@ -73,3 +73,14 @@ def groups(items: list, size: int) -> list[list]:
     if size < 1:
         raise UsageError(f"--max-replicas-per-program {size}: must be at least 1")
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def programs(raw: dict, seeds: str | None, sweeps: list[str], base_name: str,
+             max_replicas: int) -> list[list[tuple[str, Config]]]:
+    """The compiled programs a `vae train` command runs: its replicas (one config without
+    --seeds/--sweep) as (run name, config), in groups of at most `max_replicas`."""
+    if seeds or sweeps:
+        items = expand(raw, parse_seeds(seeds) if seeds else None, list(sweeps), base_name)
+    else:
+        items = [(base_name, config_lib.from_dict(raw))]
+    return groups(items, max_replicas)
