@@ -1,6 +1,7 @@
 """The data layer: TFDS preparation, vaecli's compact cache, splits and binarization."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -123,3 +124,58 @@ def test_cached_data_loads_without_tensorflow(bmnist_cache):
             "print(len(s), 'tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["50000", "False", "False"]
+
+
+# ------------------------------------------------------------- vae data prepare | list
+
+
+def test_vae_data_list_shows_the_tiny_cache(tiny_cache):
+    from test_cli import vae_inproc
+
+    out = vae_inproc("data", "list", "--cache-dir", tiny_cache, "--json")
+    assert out.code == 0, out.stderr
+    (entry,) = [e for e in json.loads(out.stdout) if e["dataset"] == "tiny_bars"]
+    assert entry["folder"] == str(tiny_cache / "tiny_bars")
+    assert {s: (v["num_examples"], v["shape"], v["binary"]) for s, v in entry["splits"].items()} == {
+        "train": (640, [8, 8, 1], True), "validation": (128, [8, 8, 1], True), "test": (128, [8, 8, 1], True)}
+    assert entry["bytes"] == sum(f.stat().st_size for f in (tiny_cache / "tiny_bars").iterdir())
+    table = vae_inproc("data", "list", "--cache-dir", tiny_cache)
+    assert table.code == 0
+    row = next(line for line in table.stdout.splitlines() if line.startswith("tiny_bars"))
+    assert row.split()[:5] == ["tiny_bars", "train", "640", "8x8x1", "binary"] and str(tiny_cache) in row
+
+
+def test_vae_data_prepare_then_list(tmp_path, monkeypatch):
+    """`vae data prepare` through TFDS's real code path (mnist under tfds.testing.mock_data)."""
+    import tensorflow_datasets as tfds
+
+    from test_cli import vae_inproc
+
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    with tfds.testing.mock_data(num_examples=30):
+        out = vae_inproc("data", "prepare", "mnist", "--cache-dir", tmp_path / "c", "--data-dir", tmp_path / "tfds")
+    assert out.code == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "c" / "mnist")
+    listed = json.loads(vae_inproc("data", "list", "--cache-dir", tmp_path / "c", "--json").stdout)
+    assert [e["dataset"] for e in listed] == ["mnist"]
+    assert listed[0]["splits"]["train"] == {"num_examples": 30, "shape": [28, 28, 1], "binary": False, "labels": True}
+    # the cache is what training reads, without TFDS
+    assert data.load_split(_cfg(dataset="mnist", cache_dir=tmp_path / "c"), "test").images.shape[1:] == (28, 28, 1)
+
+
+def test_vae_data_prepare_bad_input_writes_nothing(tmp_path):
+    from test_cli import assert_error, vae_inproc
+
+    dirs = ["--cache-dir", tmp_path / "c", "--data-dir", tmp_path / "tfds"]
+    assert_error(vae_inproc("data", "prepare", "no_such_dataset_xyz", *dirs), 1, "unknown dataset",
+                 "no_such_dataset_xyz")
+    # no network here and no files: says at once which option brings the files
+    assert_error(vae_inproc("data", "prepare", "binarized_mnist", *dirs), 1, "binarized_mnist", "manual_dir")
+    assert_error(vae_inproc("data", "prepare", "binarized_mnist", "--manual-dir", tmp_path / "missing", *dirs), 1,
+                 "not a folder")
+    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "tfds").exists()
+    (tmp_path / "file").write_text("")
+    assert_error(vae_inproc("data", "list", "--cache-dir", tmp_path / "file"), 1, "is a file")
+    empty = vae_inproc("data", "list", "--cache-dir", tmp_path / "none")
+    assert empty.code == 0 and empty.stdout == "" and "no prepared datasets" in empty.stderr

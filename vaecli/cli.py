@@ -19,9 +19,23 @@ import vaecli
 
 app = typer.Typer(
     help="Train, sample and evaluate variational autoencoders; every run lives in its own folder.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, pretty_exceptions_enable=False)
 
 _STATE = {"debug": False, "compile_cache": None}
+
+
+# Shell completion (`vae --install-completion`): the shell runs `vae` on every TAB, so these
+# import vaecli.completion (no JAX) only when asked.
+def _complete_set(incomplete: str) -> list[str]:
+    from vaecli.completion import complete_set
+
+    return complete_set(incomplete)
+
+
+def _complete_mode(incomplete: str) -> list[str]:
+    from vaecli.completion import complete_mode
+
+    return complete_mode(incomplete)
 
 
 def _version(value: bool):
@@ -100,7 +114,8 @@ StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'bes
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override a config key: --set optim.lr=3e-4 (repeatable; values are YAML).")] = None,
+        "--set", help="Override a config key: --set optim.lr=3e-4 (repeatable; values are YAML).",
+        autocompletion=_complete_set)] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the config file's stem).")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders are created (default: runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
@@ -161,7 +176,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 def sample(
     run: Annotated[Path, typer.Argument(help="Run folder written by `vae train`.")],
     mode: Annotated[str, typer.Option(
-        help="prior, recon, interpolate, traverse, manifold (2-D latents) or latents.")] = "prior",
+        help="prior, recon, interpolate, traverse, manifold (2-D latents) or latents.",
+        autocompletion=_complete_mode)] = "prior",
     n: Annotated[Optional[int], typer.Option(
         "--n", help="prior: samples (64); recon: images (32); interpolate: pairs (8); "
                     "traverse: dimensions shown (all); latents: images encoded (the whole split).")] = None,
@@ -278,6 +294,95 @@ def runs_table(
             typer.echo(f"no runs under {folder}" + (" match the filters" if filter_ else ""), err=True)
             return
         typer.echo(rt.render(columns, rows, form.value, grouped=group_by is not None))
+
+    _run(go)
+
+
+@app.command()
+def show(
+    target: Annotated[Path, typer.Argument(metavar="CONFIG_OR_RUN", help="A YAML config or a run folder.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key (as for train).", autocompletion=_complete_set)] = None,
+    as_json: JsonOpt = False,
+):
+    """Dry run: config, parameters, FLOPs, bytes and device memory of a training step.
+
+    The training epoch is compiled from abstract shapes and measured by XLA's own cost and
+    memory analysis; nothing is trained and nothing is written."""
+
+    def go():
+        from vaecli import show as show_lib
+
+        resolved = show_lib.resolve(target, set_ or [])  # config and data errors before JAX starts
+        _use_compile_cache()
+        res = show_lib.analyse(*resolved)
+        typer.echo(json.dumps(res, indent=2) if as_json else show_lib.format_report(res))
+
+    _run(go)
+
+
+data_app = typer.Typer(help="The data cache: prepare datasets ahead of time, list what is cached.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Argument(help="A TFDS name: binarized_mnist, mnist, fashion_mnist, ...")],
+    manual_dir: Annotated[Optional[Path], typer.Option(
+        "--manual-dir", help="Folder with the files TFDS would download (offline).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="TFDS data_dir (default: ~/tensorflow_datasets).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="vaecli's array cache (default: ~/.cache/vaecli/data).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Fill vaecli's array cache with DATASET (e.g. on a login node that has internet, before
+    compute nodes that have none). Prints the cache folder."""
+
+    def go():
+        from vaecli import config as config_lib, data
+
+        cfg = config_lib.from_dict({"data": {
+            "dataset": dataset, "manual_dir": str(manual_dir) if manual_dir else None,
+            "data_dir": str(data_dir) if data_dir else None, "cache_dir": str(cache_dir) if cache_dir else None}})
+        index = data.prepare(cfg.data)
+        folder = data.cache_folder(cfg.data)
+        if as_json:
+            typer.echo(json.dumps({"dataset": dataset, "folder": str(folder), "splits": index["splits"]}, indent=2))
+        else:
+            typer.echo(str(folder))
+
+    _run(go)
+
+
+@data_app.command("list")
+def data_list(
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="vaecli's array cache (default: ~/.cache/vaecli/data).")] = None,
+    as_json: JsonOpt = False,
+):
+    """What the cache holds: dataset, splits, image shapes, size on disk, folder."""
+
+    def go():
+        from vaecli import data
+
+        entries = data.list_cache(cache_dir)
+        if as_json:
+            typer.echo(json.dumps(entries, indent=2))
+            return
+        if not entries:
+            typer.echo(f"no prepared datasets in {cache_dir or data.default_cache_dir()}", err=True)
+            return
+        rows = [("dataset", "split", "images", "shape", "pixels", "size", "folder")]
+        for e in entries:
+            for i, (split, s) in enumerate(e["splits"].items()):
+                rows.append((e["dataset"] if i == 0 else "", split, str(s["num_examples"]),
+                             "x".join(map(str, s["shape"])), "binary" if s["binary"] else "uint8",
+                             f"{e['bytes'] / 2**20:.1f} MiB" if i == 0 else "", e["folder"] if i == 0 else ""))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        for r in rows:
+            typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
     _run(go)
 

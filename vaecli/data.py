@@ -72,13 +72,13 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]]) -> None:
+def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset: Optional[str] = None) -> None:
     """Write {split: {"images": uint8 (N, H, W, C), "labels": ... or None}} as a dataset cache.
 
     Used after TFDS preparation, and by tests (or users) to bring arrays of their own.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    index = {"format": CACHE_FORMAT, "splits": {}}
+    index = {"format": CACHE_FORMAT, "dataset": dataset or folder.name, "splits": {}}
     for name, arrays in splits.items():
         images = arrays["images"]
         binary = bool(images.max(initial=0) <= 1)
@@ -223,7 +223,7 @@ def prepare(cfg: DataConfig) -> dict:
     folder = cache_folder(cfg)
     index = _read_index(folder)
     if index is None:
-        write_cache(folder, _prepare_with_tfds(cfg))
+        write_cache(folder, _prepare_with_tfds(cfg), dataset=cfg.dataset)
         index = _read_index(folder)
     return index
 
@@ -264,3 +264,57 @@ def load_split(cfg: DataConfig, split: str) -> Split:
     if cfg.binarize == "static" or (cfg.binarize == "dynamic" and split != "train"):
         return Split(split, _binarize_static(images), labels, scale=1)
     return Split(split, images, labels, scale=255)
+
+
+# Datasets whose training split is known without preparing them: (image shape, images in
+# TFDS's train split, has a validation split, binary). `vae show` uses it for a config whose
+# data is not in the cache yet; anything else must be prepared first.
+KNOWN = {
+    "binarized_mnist": ((28, 28, 1), 50000, True, True),
+    "mnist": ((28, 28, 1), 60000, False, False),
+    "fashion_mnist": ((28, 28, 1), 60000, False, False),
+    "kmnist": ((28, 28, 1), 60000, False, False),
+    "cifar10": ((32, 32, 3), 50000, False, False),
+}
+
+
+def describe_train(cfg: DataConfig) -> dict:
+    """What the training split will be, without reading any images: image shape, number of
+    images, pixel scale, and where that came from (the cache index, else `KNOWN`)."""
+    folder = cache_folder(cfg)
+    index = _read_index(folder)
+    if index is not None and "train" in index["splits"]:
+        info = index["splits"]["train"]
+        shape, n, binary = tuple(info["shape"]), info["num_examples"], info["binary"]
+        has_val = "validation" in index["splits"]
+        source = f"data cache {folder}"
+    elif cfg.dataset in KNOWN:
+        shape, n, has_val, binary = KNOWN[cfg.dataset]
+        source = f"vaecli's table of known datasets ({cfg.dataset} is not in the cache {folder} yet)"
+    else:
+        raise DataError(f"dataset '{cfg.dataset}' is not in the cache {folder} and its image shape is not known "
+                        f"here: run `vae data prepare {cfg.dataset}` first (or set data.cache_dir)")
+    if not has_val:
+        if cfg.val_size >= n:
+            raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
+                            f"('{cfg.dataset}' train has {n}); lower it")
+        n -= cfg.val_size
+    scale = 1 if binary or cfg.binarize == "static" else 255
+    return {"image_shape": shape, "num_train": n, "scale": scale, "source": source}
+
+
+def list_cache(root: Optional[str | Path] = None) -> list[dict]:
+    """One entry per prepared dataset under the cache root: dataset, folder, bytes on disk,
+    and per split its number of images, image shape and whether it is binary."""
+    root = Path(root).expanduser() if root else default_cache_dir()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"cache {root} is a file, not a folder; pass --cache-dir FOLDER")
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        index = _read_index(folder)
+        if index is None:
+            continue  # not (or not yet completely) a dataset cache
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        out.append({"dataset": index.get("dataset", folder.name), "folder": str(folder), "bytes": size,
+                    "splits": index["splits"]})
+    return out

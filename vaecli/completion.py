@@ -1,0 +1,76 @@
+"""Shell completion of option values: `vae sample --mode <TAB>`, `vae train --set <TAB>`.
+
+The shell runs `vae` on every TAB, so nothing here may import JAX (seconds): the config
+keys come from the Config dataclasses (config.py imports only PyYAML), and the sample
+modes are read from `sample.MODES` in vaecli/sample.py's source without executing that
+module (it imports JAX); only if `MODES` is no longer a literal there is the module
+imported.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import typing
+
+
+def config_keys() -> list[tuple[str, object]]:
+    """Every dotted config key with its type: [("seed", int), ("data.dataset", str), ...]."""
+    from vaecli import config
+
+    out = []
+
+    def walk(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{prefix}{f.name}.")
+            else:
+                out.append((f"{prefix}{f.name}", tp))
+
+    walk(config.Config, "")
+    return out
+
+
+def _choices(tp) -> list[str]:
+    """The values a key can take when they are a closed set (Literal, bool), else []."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        return [c for a in typing.get_args(tp) if a is not type(None) for c in _choices(a)] + ["null"]
+    if origin is typing.Literal:
+        return [str(a) for a in typing.get_args(tp)]
+    if tp is bool:
+        return ["true", "false"]
+    return []
+
+
+def complete_set(incomplete: str) -> list[str]:
+    """`--set` values: `optim.lr=` for a key prefix; after `key=`, the key's choices if it has a closed set."""
+    keys = config_keys()
+    if "=" in incomplete:
+        key, _, value = incomplete.partition("=")
+        for k, tp in keys:
+            if k == key:
+                return [f"{k}={c}" for c in _choices(tp) if c.startswith(value)]
+        return []
+    return [f"{k}=" for k, _ in keys if k.startswith(incomplete)]
+
+
+def sample_modes() -> list[str]:
+    """`sample.MODES`, read from the module's source (no JAX import)."""
+    spec = importlib.util.find_spec("vaecli.sample")
+    try:
+        tree = ast.parse(open(spec.origin).read())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MODES" for t in node.targets):
+                return [str(m) for m in ast.literal_eval(node.value)]
+    except (OSError, ValueError, TypeError, SyntaxError, AttributeError):
+        pass
+    from vaecli import sample  # MODES is computed there now: slower (imports JAX), still right
+
+    return list(sample.MODES)
+
+
+def complete_mode(incomplete: str) -> list[str]:
+    return [m for m in sample_modes() if m.startswith(incomplete)]
