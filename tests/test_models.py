@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vaecli import bounds, likelihoods, models
+from vaecli import bounds, choices, likelihoods, models
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 
@@ -44,7 +44,7 @@ def test_gaussian_likelihood_fixed_and_learned_match_scipy():
     learned.log_std.value = jnp.asarray(log_std)
     np.testing.assert_allclose(np.asarray(learned.log_prob(loc, x)),
                                stats.norm(loc, np.exp(log_std)).logpdf(x).sum(-1), rtol=1e-5)
-    assert not likelihoods.DISCRETE["gaussian"] and likelihoods.DISCRETE["logistic"]
+    assert not choices.LIKELIHOODS["gaussian"].discrete and choices.LIKELIHOODS["logistic"].discrete
 
 
 # ---------------------------------------------------------------- priors and the IS estimator vs brute force
