@@ -229,3 +229,31 @@ def test_replace_validates_and_leaves_the_original_alone():
     assert cfg.train.epochs == 30
     with pytest.raises(ConfigError, match="train.epochs"):
         config.replace(cfg, train={"epochs": 0})
+
+
+# ---------------------------------------------------------------- names from the registries
+
+
+@pytest.mark.parametrize("key, registry", [("model.kind", "MODEL_KINDS"), ("model.likelihood", "LIKELIHOODS"),
+                                           ("model.prior", "PRIORS"), ("objective.name", "OBJECTIVES")])
+def test_choice_names_come_from_the_registries(key, registry, monkeypatch):
+    from vaecli import choices, objectives
+
+    names = getattr(choices, registry, None) or getattr(objectives, registry)
+    err = _config_error(overrides=[f"{key}=nope"])
+    assert str(err) == f"{key}: 'nope' is not one of {' | '.join(repr(n) for n in names)}"
+    first = next(iter(names.values()))
+    monkeypatch.setitem(names, "newcomer", first)  # one registry entry is all a new name needs
+    section, field = key.split(".")
+    assert getattr(getattr(config.load(None, [f"{key}=newcomer"]), section), field) == "newcomer"
+
+
+def test_config_validation_imports_no_jax():
+    import subprocess
+    import sys
+
+    code = ("import sys; from vaecli import config\n"
+            "try:\n    config.load(None, ['model.prior=vamp'])\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "config.load(None, ['objective.name=iwae', 'model.kind=conv'])\nprint('jax' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.split() == ["ConfigError", "False"], p.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vaecli import bounds, likelihoods, models
+from vaecli import bounds, choices, likelihoods, models
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 
@@ -44,7 +44,7 @@ def test_gaussian_likelihood_fixed_and_learned_match_scipy():
     learned.log_std.value = jnp.asarray(log_std)
     np.testing.assert_allclose(np.asarray(learned.log_prob(loc, x)),
                                stats.norm(loc, np.exp(log_std)).logpdf(x).sum(-1), rtol=1e-5)
-    assert not likelihoods.DISCRETE["gaussian"] and likelihoods.DISCRETE["logistic"]
+    assert not choices.LIKELIHOODS["gaussian"].discrete and choices.LIKELIHOODS["logistic"].discrete
 
 
 # ---------------------------------------------------------------- priors and the IS estimator vs brute force
@@ -174,3 +174,15 @@ def test_vampprior_pseudo_inputs_start_at_training_images():
     assert u.shape == (5, 16)
     rows = {tuple(r) for r in train}
     assert all(tuple(np.round((r - 0.05) / 0.9).astype(np.uint8)) in rows for r in u)
+
+
+@pytest.mark.parametrize("prior", list(choices.PRIORS))
+@pytest.mark.parametrize("latent_dim2", [None, 2])
+def test_the_model_has_a_closed_form_kl_exactly_where_choices_says(prior, latent_dim2):
+    cfg = ModelConfig(latent_dim=3, hidden=(8,), prior=prior, pseudo_inputs=2, latent_dim2=latent_dim2,
+                      hidden2=(4,))
+    vae = models.build(cfg, (2, 2, 1), jax.random.key(0))
+    kl = vae.kl_per_dim(vae.encode(jnp.zeros((5, 4))))
+    assert (kl is not None) == choices.closed_form_kl(cfg)
+    if kl is not None:
+        assert kl.shape == (5, 3)

@@ -195,3 +195,68 @@ def test_plotting_needs_no_display(tiny_run, tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [str(tmp_path / "c.png"), str(tmp_path / "c.npy")]
+
+
+# ------------------------------------------------------------- the mode registry and traverse
+
+
+def test_cli_help_lists_every_mode_with_its_defaults():
+    """`vae sample --help` is built from sample.MODES: each mode, and each default --n and --steps."""
+    import typer
+    from typer.testing import CliRunner
+
+    from vaecli.cli import app
+
+    helps = {p.name: p.help for p in typer.main.get_command(app).commands["sample"].params}
+    assert CliRunner().invoke(app, ["sample", "--help"]).exit_code == 0
+    text = " ".join(helps[k] for k in ("mode", "n", "steps"))
+    for name, mode in sample.MODES.items():
+        assert f"{name}:" in text
+        if mode.n is not None:
+            assert f"{name}: {mode.n_help} ({mode.n})" in text
+        if mode.steps is not None:
+            assert f"{name}: {mode.steps_help} ({mode.steps})" in text
+
+
+@pytest.fixture(scope="module")
+def vamp_run(tmp_path_factory, tiny_cache) -> Path:
+    cfg = config.load(None, tiny_overrides(tiny_cache) + ["model.prior=vamp", "model.pseudo_inputs=4",
+                                                          "objective.kl=mc", "train.epochs=2"])
+    return train.train(cfg, tmp_path_factory.mktemp("vamp"), "vamp", argv=["pytest"], progress="none")
+
+
+def test_traverse_of_a_vampprior_run_is_ordered_and_labelled_by_the_encoder_mean_variance(vamp_run, tmp_path):
+    """The KL to N(0, I) is not a VampPrior run's KL: rows follow Var_x E[z_d|x] (the
+    active-unit statistic of `vae eval-elbo`), and their labels say so."""
+    from vaecli import bounds, runs, state as state_lib
+
+    res = sample.sample(vamp_run, mode="traverse", steps=3, out=tmp_path)
+    run = runs.open_run(vamp_run)
+    fn, state, _, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
+    test = data.load_split(run.config.data, "test")
+    units = bounds.latent_units(bounds.per_example(fn, state["params"], test.images, test.scale, 1, 0, 64))
+    assert units["kl_per_dim"] is None  # no closed form: the estimator has no per-dimension KL either
+    variance = np.asarray(units["encoder_mean_variance"])
+    assert res["order_by"] == "encoder_mean_variance" and "dim_kl" not in res
+    assert res["dims"] == list(np.argsort(-variance, kind="stable"))
+    np.testing.assert_allclose(res["dim_measure"], variance[res["dims"]], rtol=1e-4)
+    assert "KL" not in res["title"] and "Var" in res["title"]
+    check_png(res["png"], grid_png_size(4, 3, res["title"], labels=True))
+
+
+def test_training_pictures_use_the_sample_layouts(tiny_run, tmp_path):
+    from vaecli import runs, state as state_lib
+
+    run = runs.open_run(tiny_run)
+    fn, state, _, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
+    val = data.load_split(run.config.data, "validation")
+    images = val.images[:10].astype(np.float32) / val.scale
+    prior, recon = sample.training_pictures(fn, state["params"], images, seed=3, step=12, run_dir=tmp_path,
+                                            title="tiny step 12")
+    assert (prior, recon) == (tmp_path / "samples" / "prior-step12.png", tmp_path / "samples" / "recon-step12.png")
+    check_png(prior, grid_png_size(3, 4, "tiny step 12 prior samples"))  # 10 draws, 4 a row
+    # the first 5 images over their reconstructions: one block of 5 columns
+    check_png(recon, grid_png_size(2, 5, "tiny step 12 validation images over their reconstructions"))
+    again = tmp_path / "again"
+    sample.training_pictures(fn, state["params"], images, seed=3, step=12, run_dir=again, title="tiny step 12")
+    assert (again / "samples" / "prior-step12.png").read_bytes() == prior.read_bytes()  # from (seed, stream)

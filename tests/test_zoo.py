@@ -14,10 +14,10 @@ import pytest
 
 from typer.testing import CliRunner
 
-from vaecli import config, data, evaluate, metrics, models, objectives, sample, state as state_lib, train
+from vaecli import config, data, densities, evaluate, metrics, models, objectives, sample, state as state_lib, train
 from vaecli import epoch
 from vaecli.cli import app
-from vaecli.config import ModelConfig
+from vaecli.config import ModelConfig, ObjectiveConfig as OC
 from vaecli.errors import ConfigError
 
 PAPER = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml"))
@@ -142,28 +142,28 @@ def small_model():
 def test_objective_values(small_model):
     vae, x = small_model
     key = jax.random.key(5)
-    loss, recon, kl = objectives.training_loss(vae, x, key)
+    loss, recon, kl = objectives.training_loss(vae, x, key, OC())
     assert float(loss) == pytest.approx(float(recon + kl), rel=1e-6)
-    beta_loss, r2, kl2 = objectives.training_loss(vae, x, key, kl_weight=4.0)
+    beta_loss, r2, kl2 = objectives.training_loss(vae, x, key, OC(), kl_weight=4.0)
     assert (float(r2), float(kl2)) == (float(recon), float(kl))
     assert float(beta_loss) == pytest.approx(float(recon + 4 * kl), rel=1e-6)
     # free bits: each dimension's batch-mean KL is floored at λ
-    per_dim = np.asarray(objectives.kl_per_dim(*vae.encode(x))).mean(0)
-    fb_loss, _, fb_kl = objectives.training_loss(vae, x, key, free_bits=0.3)
+    per_dim = np.asarray(densities.kl_per_dim(*vae.encode(x))).mean(0)
+    fb_loss, _, fb_kl = objectives.training_loss(vae, x, key, OC(free_bits=0.3))
     assert float(fb_loss) == pytest.approx(float(recon) + np.maximum(per_dim, 0.3).sum(), rel=1e-5)
     assert float(fb_kl) == pytest.approx(per_dim.sum(), rel=1e-5)
     # IWAE with K=1 is the single-sample ELBO with the Monte Carlo KL (same draws)
-    iw1 = objectives.training_loss(vae, x, key, name="iwae", samples=1)[0]
-    mc1 = objectives.training_loss(vae, x, key, kl="mc", samples=1)[0]
+    iw1 = objectives.training_loss(vae, x, key, OC(name="iwae", samples=1))[0]
+    mc1 = objectives.training_loss(vae, x, key, OC(kl="mc", samples=1))[0]
     assert float(iw1) == pytest.approx(float(mc1), rel=1e-5)
     # IWAE with K=50 is a tighter bound: a lower loss than the 50-sample ELBO on the same draws
-    assert float(objectives.training_loss(vae, x, key, name="iwae", samples=50)[0]) < \
-        float(objectives.training_loss(vae, x, key, kl="mc", samples=50)[0])
+    assert float(objectives.training_loss(vae, x, key, OC(name="iwae", samples=50))[0]) < \
+        float(objectives.training_loss(vae, x, key, OC(kl="mc", samples=50))[0])
     # the autoencoder: −log p(x|z) at the encoder's mean, no KL, no randomness
-    ae = objectives.training_loss(vae, x, key, name="ae")
+    ae = objectives.training_loss(vae, x, key, OC(name="ae"))
     expected = -jnp.mean(vae.log_likelihood(x, vae.encode(x)[0]))
     assert float(ae[0]) == pytest.approx(float(expected), rel=1e-6) and float(ae[2]) == 0.0
-    assert float(objectives.training_loss(vae, x, jax.random.key(9), name="ae")[0]) == float(ae[0])
+    assert float(objectives.training_loss(vae, x, jax.random.key(9), OC(name="ae"))[0]) == float(ae[0])
 
 
 # ---------------------------------------------------------------- datasets through TFDS mock data

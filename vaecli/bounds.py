@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaecli import objectives as obj
+from vaecli import densities
 from vaecli.models import Functional
 
 TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
@@ -84,8 +84,9 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
     the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
     The KL is the closed form where the model has one (then also per dimension, and the
     Monte Carlo KL of `kl_mc_samples` fresh draws beside it), else the mean of log q − log p
-    over the K draws. `deterministic` (the autoencoder baseline): z = the encoder's mean, no
-    noise, and the KL is 0 (the autoencoder has none), so −(recon + kl) is its objective.
+    over the K draws. `deterministic` (an objective that draws no samples, the autoencoder:
+    `not objectives.of(cfg).draws_samples`): z = the encoder's mean, no noise, and the KL is 0
+    (the autoencoder has none), so −(recon + kl) is its objective.
     `batch_sharding` (several devices): each batch of examples is split over the mesh.
     """
 
@@ -127,7 +128,7 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
 
                 def monte_carlo(total, ids, valid):
                     z = mean + sd * _draws(kl_keys, ids, mean.shape[-1])
-                    return total + jnp.where(valid, obj.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
+                    return total + jnp.where(valid, densities.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
 
                 kl_chunk = chunk_size(kl_mc_samples, b, max(k_chunk * b, 4096))
                 out["kl_mc"] = _chunked(kl_mc_samples, kl_chunk, monte_carlo, jnp.zeros((b,))) / kl_mc_samples

@@ -21,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from vaecli import files
 from vaecli.errors import RunError
 
 BEST_METRIC = "validation_elbo"
@@ -103,9 +104,7 @@ class Checkpoints:
         sums = {str(f.relative_to(folder)): [f.stat().st_size, zlib.crc32(f.read_bytes())]
                 for f in sorted(folder.rglob("*")) if f.is_file()}
         self._sums.mkdir(exist_ok=True)
-        tmp = self._sums / f".{step}.json.tmp"
-        tmp.write_text(json.dumps(sums))
-        tmp.replace(self._sums / f"{step}.json")
+        files.write_text(self._sums / f"{step}.json", json.dumps(sums))
         kept = {str(s) for s in self.steps()}
         for old in self._sums.glob("*.json"):
             if old.stem not in kept:

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 import vaecli
+from vaecli import sample as sample_modes  # the mode registry, for the help (imports no JAX)
 
 app = typer.Typer(
     help="Train, sample and evaluate variational autoencoders; every run lives in its own folder.",
@@ -175,14 +176,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 @app.command()
 def sample(
     run: Annotated[Path, typer.Argument(help="Run folder written by `vae train`.")],
-    mode: Annotated[str, typer.Option(
-        help="prior, recon, interpolate, traverse, manifold (2-D latents) or latents.",
-        autocompletion=_complete_mode)] = "prior",
-    n: Annotated[Optional[int], typer.Option(
-        "--n", help="prior: samples (64); recon: images (32); interpolate: pairs (8); "
-                    "traverse: dimensions shown (all); latents: images encoded (the whole split).")] = None,
-    steps: Annotated[Optional[int], typer.Option(
-        help="Points per interpolation (10) or traversal (11) row; manifold grid side (20).")] = None,
+    mode: Annotated[str, typer.Option(help=sample_modes.help_mode(), autocompletion=_complete_mode)] = "prior",
+    n: Annotated[Optional[int], typer.Option("--n", help=sample_modes.help_n())] = None,
+    steps: Annotated[Optional[int], typer.Option(help=sample_modes.help_steps())] = None,
     temperature: Annotated[float, typer.Option(help="prior: z ~ N(0, T²I).")] = 1.0,
     split: Annotated[str, typer.Option(help="Where test images come from (recon, interpolate, traverse, "
                                             "latents).")] = "test",

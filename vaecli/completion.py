@@ -2,15 +2,11 @@
 
 The shell runs `vae` on every TAB, so nothing here may import JAX (seconds): the config
 keys come from the Config dataclasses (config.py imports only PyYAML), and the sample
-modes are read from `sample.MODES` in vaecli/sample.py's source without executing that
-module (it imports JAX); only if `MODES` is no longer a literal there is the module
-imported.
+modes from the registry `sample.MODES` (sample.py imports JAX only when it draws).
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
 import typing
 
 
@@ -58,16 +54,7 @@ def complete_set(incomplete: str) -> list[str]:
 
 
 def sample_modes() -> list[str]:
-    """`sample.MODES`, read from the module's source (no JAX import)."""
-    spec = importlib.util.find_spec("vaecli.sample")
-    try:
-        tree = ast.parse(open(spec.origin).read())
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MODES" for t in node.targets):
-                return [str(m) for m in ast.literal_eval(node.value)]
-    except (OSError, ValueError, TypeError, SyntaxError, AttributeError):
-        pass
-    from vaecli import sample  # MODES is computed there now: slower (imports JAX), still right
+    from vaecli import sample
 
     return list(sample.MODES)
 

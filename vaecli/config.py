@@ -15,11 +15,18 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from vaecli import choices, objectives
 from vaecli.errors import ConfigError
 
 
 def _check(pred, message):
     return {"check": (pred, message)}
+
+
+def _one_of(registry: dict, **more):
+    """A name that must be a key of `registry` (read when validating, so a registry entry is
+    all a new choice needs); the message lists the valid names as a Literal's does."""
+    return {"one_of": registry, **more}
 
 
 _POSITIVE = _check(lambda v: v > 0, "must be > 0")
@@ -39,16 +46,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: Literal["mlp", "conv"] = "mlp"
+    kind: str = field(default="mlp", metadata=_one_of(choices.MODEL_KINDS))  # vaecli.choices
     latent_dim: int = field(default=20, metadata=_POSITIVE)
     hidden: tuple[int, ...] = field(default=(500,), metadata=_WIDTHS)  # dense widths (conv: after the convs)
     channels: tuple[int, ...] = field(default=(32, 64), metadata=_WIDTHS)  # conv: stride-2 conv layers
     activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "swish", "gated"] = "relu"
-    likelihood: Literal["bernoulli", "gaussian", "logistic"] = "bernoulli"
+    likelihood: str = field(default="bernoulli", metadata=_one_of(choices.LIKELIHOODS))
     obs_variance: Literal["learned", "fixed"] = "learned"  # gaussian: one learned log-σ per pixel, or fixed
     obs_std: float = field(default=0.1, metadata=_POSITIVE)  # gaussian with obs_variance=fixed
     output_bias: Literal["zero", "data_mean"] = "zero"  # data_mean: logit of the training pixel mean
-    prior: Literal["normal", "vamp"] = "normal"
+    prior: str = field(default="normal", metadata=_one_of(choices.PRIORS))
     pseudo_inputs: int = field(default=500, metadata=_POSITIVE)  # VampPrior components
     latent_dim2: Optional[int] = field(default=None, metadata=_POSITIVE)  # a second stochastic layer
     hidden2: tuple[int, ...] = field(default=(100, 100), metadata=_WIDTHS)  # between the two layers
@@ -81,7 +88,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    name: Literal["elbo", "iwae", "ae"] = "elbo"
+    name: str = field(default="elbo", metadata=_one_of(objectives.OBJECTIVES))  # vaecli.objectives
     kl: Literal["analytic", "mc"] = "analytic"
     samples: int = field(default=1, metadata=_POSITIVE)  # z samples per example (iwae: K)
     beta: float = field(default=1.0, metadata=_NON_NEGATIVE)  # weight of the KL term (β-VAE)
@@ -200,6 +207,9 @@ def _build(cls, raw: Any, prefix: str):
         if name not in raw:
             continue
         value = _coerce(raw[name], tp, key)
+        registry = f.metadata.get("one_of")
+        if registry is not None and value not in registry:
+            raise ConfigError(f"{key}: {value!r} is not one of {' | '.join(repr(k) for k in registry)}")
         check = f.metadata.get("check")
         if check and value is not None and not check[0](value):
             raise ConfigError(f"{key}: {raw[name]!r} {check[1]}")
@@ -208,32 +218,18 @@ def _build(cls, raw: Any, prefix: str):
 
 
 def _cross_checks(cfg: Config) -> None:
-    m, o = cfg.model, cfg.objective
+    m = cfg.model
     if not m.hidden:
         raise ConfigError("model.hidden: the encoder needs at least one hidden width, e.g. [500]")
-    if m.kind == "conv" and m.activation == "gated":
-        raise ConfigError("model.activation: 'gated' applies to dense layers only; model.kind=conv needs an "
+    if not choices.MODEL_KINDS[m.kind].dense and m.activation == "gated":
+        raise ConfigError(f"model.activation: 'gated' applies to dense layers only; model.kind={m.kind} needs an "
                           "elementwise activation (relu, tanh, elu, gelu, softplus, swish)")
     if m.latent_dim2 is not None and not m.hidden2:
         raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
-    if m.latent_dim2 is not None and m.prior != "normal":
+    if m.latent_dim2 is not None and not choices.PRIORS[m.prior].standard_normal:
         raise ConfigError("model.prior: the two-stochastic-layer model has a standard-normal top prior; "
                           "set model.prior=normal or model.latent_dim2=null")
-    closed_form = m.prior == "normal" and m.latent_dim2 is None
-    if o.name == "elbo" and o.kl == "analytic" and not closed_form:
-        raise ConfigError("objective.kl: the KL has no closed form with "
-                          + ("the VampPrior" if m.prior == "vamp" else "two stochastic layers")
-                          + "; set objective.kl=mc")
-    if o.free_bits > 0 and (o.name != "elbo" or o.kl != "analytic"):
-        raise ConfigError("objective.free_bits: needs the per-dimension analytic KL "
-                          "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
-    if o.name != "elbo" and (o.beta != 1.0 or o.warmup_epochs > 0):
-        key = "beta" if o.beta != 1.0 else "warmup_epochs"
-        raise ConfigError(f"objective.{key}: weights the KL of the ELBO; objective.name={o.name} has no such term "
-                          f"(use objective.name=elbo)")
-    if o.name == "ae" and o.samples != 1:
-        raise ConfigError("objective.samples: the deterministic autoencoder (objective.name=ae) draws no samples; "
-                          "set objective.samples=1")
+    objectives.of(cfg).check(cfg)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -11,7 +11,6 @@ split, the last `data.val_size` training images are held out as validation.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,25 @@ from typing import Optional
 
 import numpy as np
 
+from vaecli import files
 from vaecli.config import DataConfig
 from vaecli.errors import DataError
 
 CACHE_FORMAT = 1
 SPLITS = ("train", "validation", "test")
 STATIC_BINARIZATION_SEED = 0  # fixed: a statically binarized grayscale set is the same everywhere
+
+
+def check_split(split: str, flag: str | None = None) -> None:
+    """The one check of a split name: UsageError naming the command-line `flag` when given
+    (`--split`), else DataError."""
+    if split in SPLITS:
+        return
+    if flag is not None:
+        from vaecli.errors import UsageError
+
+        raise UsageError(f"{flag} {split!r}: choose one of {', '.join(SPLITS)}")
+    raise DataError(f"unknown split '{split}' (choose one of {', '.join(SPLITS)})")
 
 
 @dataclass(frozen=True)
@@ -61,17 +73,6 @@ def cache_folder(cfg: DataConfig) -> Path:
 # ------------------------------------------------------------------------------ cache
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset: Optional[str] = None) -> None:
     """Write {split: {"images": uint8 (N, H, W, C), "labels": ... or None}} as a dataset cache.
 
@@ -89,11 +90,11 @@ def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset:
             payload["images"] = images
         if arrays.get("labels") is not None:
             payload["labels"] = arrays["labels"]
-        _atomic_write(folder / f"{name}.npz", lambda f: np.savez_compressed(f, **payload))
+        files.write_with(folder / f"{name}.npz", lambda f: np.savez_compressed(f, **payload))
         index["splits"][name] = {"num_examples": int(len(images)), "shape": list(images.shape[1:]),
                                  "binary": binary, "labels": arrays.get("labels") is not None}
     # The index is written last: its presence means every split file is complete.
-    _atomic_write(folder / "index.json", lambda f: f.write(json.dumps(index, indent=1).encode()))
+    files.write_text(folder / "index.json", json.dumps(index, indent=1))
 
 
 def _read_index(folder: Path) -> Optional[dict]:
@@ -241,8 +242,7 @@ def load_split(cfg: DataConfig, split: str) -> Split:
     validation/test are binarized statically so evaluation numbers are reproducible.
     `none`: pixel intensities in [0, 1] as Bernoulli means (the "continuous" convention).
     """
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}' (choose one of {', '.join(SPLITS)})")
+    check_split(split)
     index = prepare(cfg)
     folder = cache_folder(cfg)
     available = index["splits"]

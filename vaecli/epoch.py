@@ -60,8 +60,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         return obj.beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
 
     def loss_fn(params, x, key, step):
-        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, name=obj.name, samples=obj.samples,
-                                                   kl=obj.kl, kl_weight=kl_weight(step), free_bits=obj.free_bits)
+        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, obj, kl_weight(step))
         return loss, (recon, kl)
 
     def train_step(state, order, images):
@@ -115,16 +114,6 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
 
 def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
-
-
-def make_pictures_fn(fn, n: int):
-    """Compiled f(params, key, x) -> (n mean images of prior samples, reconstructions of x)."""
-
-    def pictures_fn(params, key, x):
-        vae = fn.bind(params)
-        return vae.generate(key, n), vae.reconstruct(x)
-
-    return jax.jit(pictures_fn)
 
 
 def learning_rate(opt_state) -> jax.Array:

@@ -6,7 +6,6 @@ K=50 estimate of a `--samples 1,50,5000` call is the one `--samples 50` gives al
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import vaecli
-from vaecli import bounds, data, runs, state as state_lib
+from vaecli import bounds, choices, data, files, objectives, runs, state as state_lib
 from vaecli.errors import UsageError
 
 ESTIMATOR = "importance sampling with q(z|x) as proposal (the K-sample IWAE bound)"
@@ -59,8 +58,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     if kl_mc_samples < 0:
         raise UsageError(f"--kl-mc-samples {kl_mc_samples}: must be 0 (off) or more")
-    if split not in data.SPLITS:
-        raise UsageError(f"--split {split!r}: choose one of {', '.join(data.SPLITS)}")
+    data.check_split(split, "--split")
     npz_path = _npz_target(per_example)
     run = runs.open_run(run_path)
     fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
@@ -68,21 +66,19 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
     import jax
 
-    from vaecli import likelihoods
-
     from vaecli import devices
 
     params = state["params"]
     mesh = devices.make_mesh(0)  # every local device: the examples of each batch are split over them
-    autoencoder = run.config.objective.name == "ae"
-    if autoencoder:  # no density: one deterministic pass, whatever K was asked for
+    objective = objectives.of(run.config)
+    deterministic = not objective.draws_samples
+    if deterministic:  # one deterministic pass, whatever K was asked for
         ks, kl_mc_samples = [1], 0
-    discrete = likelihoods.DISCRETE[run.config.model.likelihood]
     results, arrays = [], {}
     for k in ks:
         t0 = time.perf_counter()
         estimate, plan = bounds.compile_estimator(fn, params, images.images, images.scale, k, batch_size,
-                                                  max_rows, kl_mc_samples, deterministic=autoencoder, mesh=mesh)
+                                                  max_rows, kl_mc_samples, deterministic=deterministic, mesh=mesh)
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         per = estimate(params, seed)
@@ -90,7 +86,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
         doc = bounds.summarize(per, int(np.prod(images.image_shape)))
         doc.update(bounds.latent_units(per))
-        doc["notes"] = _undefined(doc, autoencoder, discrete)
+        doc["notes"] = _undefined(doc, objective, run.config.model.likelihood)
         doc.update({
             "samples": k,
             "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": len(images),
@@ -126,11 +122,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     if npz_path is not None:
         arrays.update({"index": np.arange(len(images)), "samples": np.asarray(ks), "seed": np.asarray(seed),
                        "checkpoint_step": np.asarray(chosen)})
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        tmp = npz_path.with_name(f".{npz_path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, npz_path)  # readers never see half a file
+        files.write_with(npz_path, lambda f: np.savez(f, **arrays))  # readers never see half a file
     return {"run": str(run.path), "split": split, "checkpoint_step": chosen, "results": results,
             "per_example": str(npz_path) if npz_path else None}
 
@@ -179,17 +171,15 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _undefined(result: dict, autoencoder: bool, discrete: bool) -> list[str]:
+def _undefined(result: dict, objective: objectives.Objective, likelihood: str) -> list[str]:
     """Blank out (None) the figures the model does not define, and say why."""
-    if autoencoder:
+    if not objective.defines_density:  # only the reconstruction is reported
         for key in ("elbo", "kl", "log_likelihood", "log_likelihood_stderr", "nll", "bits_per_dim"):
             result[key] = None
-        return ["objective.name=ae: a deterministic autoencoder has no prior over codes and draws no z, so it "
-                "defines no density p(x) and no ELBO; only the reconstruction −log p(x|z) at z = the encoder's "
-                "mean is reported (K is ignored)"]
-    if not discrete:
+        return [objective.no_density_note]
+    if not choices.LIKELIHOODS[likelihood].discrete:
         result["bits_per_dim"] = None
-        return ["model.likelihood=gaussian is a density on [0, 1]-scaled pixels, not a probability of the "
+        return [f"model.likelihood={likelihood} is a density on [0, 1]-scaled pixels, not a probability of the "
                 "discrete pixel values: log p(x) is in nats of that density and bits/dim are not defined "
                 "(use model.likelihood=logistic for bits/dim)"]
     return []

@@ -2,7 +2,9 @@
 
 Each likelihood turns the decoder output `out` (..., D) into a log-density summed over
 pixels, a mean image, and the output bias that makes the untrained decoder predict the
-training pixel mean (`model.output_bias: data_mean`). Scales are one learned parameter
+training pixel mean (`model.output_bias: data_mean`); `from_config(dim, ModelConfig)`
+builds it. They are registered by name, with whether they are discrete (bits/dim
+defined), in vaecli.choices.LIKELIHOODS. Scales are one learned parameter
 per pixel, shared by every z (the decoder predicts only the location).
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vaecli import objectives
+from vaecli import densities
 
 BINS = 255  # 8-bit pixels scaled to [0, 1] sit on a grid of step 1/255
 
@@ -21,13 +23,15 @@ BINS = 255  # 8-bit pixels scaled to [0, 1] sit on a grid of step 1/255
 class Bernoulli(nnx.Module):
     """Binary pixels (or [0, 1] targets, the "continuous" convention); `out` are logits."""
 
-    discrete = True  # log p(x) is a log-probability: bits/dim are meaningful
-
     def __init__(self, dim: int):
         pass
 
+    @classmethod
+    def from_config(cls, dim: int, cfg):
+        return cls(dim)
+
     def log_prob(self, out, x):
-        return objectives.bernoulli_log_prob(out, x)
+        return densities.bernoulli_log_prob(out, x)
 
     def mean(self, out):
         return jax.nn.sigmoid(out)
@@ -42,12 +46,15 @@ class Gaussian(nnx.Module):
     so that constant pixels, like MNIST's black border, cannot drive the density to infinity).
     A density on [0, 1]-scaled pixels, not a probability: no bits/dim for discrete data."""
 
-    discrete = False
     MIN_LOG_STD = -5.0
 
     def __init__(self, dim: int, learned: bool, std: float):
         self.log_std = nnx.Param(jnp.zeros((dim,))) if learned else None
         self.fixed_log_std = math.log(std)
+
+    @classmethod
+    def from_config(cls, dim: int, cfg):
+        return cls(dim, cfg.obs_variance == "learned", cfg.obs_std)
 
     def _log_std(self):
         if self.log_std is None:
@@ -55,7 +62,7 @@ class Gaussian(nnx.Module):
         return jnp.maximum(self.log_std[...], self.MIN_LOG_STD)
 
     def log_prob(self, out, x):
-        return objectives.gaussian_log_prob(x, out, 2.0 * self._log_std())
+        return densities.gaussian_log_prob(x, out, 2.0 * self._log_std())
 
     def mean(self, out):
         return jnp.clip(out, 0.0, 1.0)
@@ -69,11 +76,14 @@ class DiscretizedLogistic(nnx.Module):
     end bins take the tails (PixelCNN++, Salimans et al. 2017). A proper distribution over
     the 256 levels of [0, 1]-scaled 8-bit data, so bits/dim follow from log p(x)."""
 
-    discrete = True
     MIN_LOG_SCALE = -7.0
 
     def __init__(self, dim: int):
         self.log_scale = nnx.Param(jnp.zeros((dim,)))
+
+    @classmethod
+    def from_config(cls, dim: int, cfg):
+        return cls(dim)
 
     def log_prob(self, out, x):
         return jnp.sum(logistic_bin_log_prob(x, out, jnp.maximum(self.log_scale[...], self.MIN_LOG_SCALE)), -1)
@@ -99,15 +109,3 @@ def logistic_bin_log_prob(x, loc, log_scale):
     log_sf_b = jax.nn.log_sigmoid(-b)
     interior = log_cdf_a + log_sf_b + jnp.log(-jnp.expm1(-2 * half * inv_s))
     return jnp.where(x < half, log_cdf_a, jnp.where(x > 1 - half, log_sf_b, interior))
-
-
-def build(kind: str, dim: int, obs_variance: str, obs_std: float) -> nnx.Module:
-    if kind == "bernoulli":
-        return Bernoulli(dim)
-    if kind == "gaussian":
-        return Gaussian(dim, obs_variance == "learned", obs_std)
-    return DiscretizedLogistic(dim)
-
-
-KINDS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "logistic": DiscretizedLogistic}
-DISCRETE = {name: cls.discrete for name, cls in KINDS.items()}  # by config name: bits/dim defined?

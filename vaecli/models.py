@@ -14,7 +14,17 @@ The interface the trainer and the estimator call (one trainer, one estimator, an
   log_terms(x, q, eps) -> (log p(x|z), log p(z), log q(z|x))   per sample and example, for
                                       eps (S, B, noise_dim); z is reparameterized from eps
   kl_per_dim(q) -> (B, D) or None     the closed-form KL per latent dimension, where one exists
+                                      (the prior's; vaecli.choices.closed_form_kl says which
+                                      configs have one)
+  mean_image(z)                       E[x|z], what pictures show
   reconstruct(x), generate(key, n)    mean images, for pictures
+  decoder.output_bias                 the decoder's per-pixel output bias (an nnx.Param of
+                                      shape (H·W·C,)), which `model.output_bias: data_mean`
+                                      sets to the likelihood's bias for the training pixel mean
+
+A model kind (`model.kind`, registered in vaecli.choices.MODEL_KINDS) is a function
+(cfg, image_shape, activation, rngs) -> (encoder, decoder): the encoder maps flattened
+images to (mean, logvar), the decoder maps z to one output per pixel and has `output_bias`.
 """
 from __future__ import annotations
 
@@ -26,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vaecli import likelihoods, objectives, priors
+from vaecli import choices, densities, likelihoods, priors
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 
@@ -188,12 +198,10 @@ class VAE(nnx.Module):
     def log_terms(self, x, q, eps):
         mean, logvar = q
         z = mean + jnp.exp(0.5 * logvar) * eps
-        return self.log_likelihood(x, z), self.log_prior(z), objectives.gaussian_log_prob(z, mean, logvar)
+        return self.log_likelihood(x, z), self.log_prior(z), densities.gaussian_log_prob(z, mean, logvar)
 
     def kl_per_dim(self, q):
-        if not isinstance(self.prior, priors.StandardNormal):
-            return None
-        return objectives.kl_per_dim(*q)
+        return self.prior.kl_per_dim(q)
 
     def mean_image(self, z):
         """E[x|z]: what pictures show."""
@@ -224,8 +232,8 @@ class TwoLayerVAE(VAE):
         z1 = mean1 + jnp.exp(0.5 * logvar1) * eps[..., : self.latent_dim]
         mean2, logvar2 = self.q2(z1)
         z2 = mean2 + jnp.exp(0.5 * logvar2) * eps[..., self.latent_dim:]
-        log_q = objectives.gaussian_log_prob(z1, mean1, logvar1) + objectives.gaussian_log_prob(z2, mean2, logvar2)
-        log_p = objectives.gaussian_log_prob(z1, *self.p1(z2)) + objectives.standard_normal_log_prob(z2)
+        log_q = densities.gaussian_log_prob(z1, mean1, logvar1) + densities.gaussian_log_prob(z2, mean2, logvar2)
+        log_p = densities.gaussian_log_prob(z1, *self.p1(z2)) + densities.standard_normal_log_prob(z2)
         return self.log_likelihood(x, z1), log_p, log_q
 
     def kl_per_dim(self, q):
@@ -241,33 +249,37 @@ def _activation(name: str):
     return GATED if name == GATED else ACTIVATIONS[name]
 
 
-def _nets(cfg: ModelConfig, image_shape, rngs):
-    act = _activation(cfg.activation)
-    if cfg.kind == "conv":
-        return (ConvEncoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs),
-                ConvDecoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs))
+def mlp_nets(cfg: ModelConfig, image_shape, act, rngs):
+    """model.kind=mlp: dense encoder and decoder."""
     d = math.prod(image_shape)
     return (GaussianMLPEncoder(d, cfg.hidden, cfg.latent_dim, act, rngs=rngs),
             MLPDecoder(cfg.latent_dim, cfg.hidden, d, act, rngs=rngs))
 
 
+def conv_nets(cfg: ModelConfig, image_shape, act, rngs):
+    """model.kind=conv: stride-2 convolutions, then the dense layers."""
+    return (ConvEncoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs),
+            ConvDecoder(image_shape, cfg.channels, cfg.hidden, cfg.latent_dim, act, rngs=rngs))
+
+
 def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE:
-    if cfg.kind not in NETS:
-        raise ConfigError(f"model.kind: unknown model '{cfg.kind}' (choose one of {', '.join(NETS)})")
+    """The model of `cfg`: its kind, likelihood and prior looked up in vaecli.choices."""
+    for key_name, registry in (("kind", choices.MODEL_KINDS), ("likelihood", choices.LIKELIHOODS),
+                               ("prior", choices.PRIORS)):
+        if getattr(cfg, key_name) not in registry:
+            raise ConfigError(f"model.{key_name}: unknown {key_name} '{getattr(cfg, key_name)}' "
+                              f"(choose one of {', '.join(registry)})")
     image_shape = tuple(image_shape)
     rngs = nnx.Rngs(params=key)
     d = math.prod(image_shape)
-    encoder, decoder = _nets(cfg, image_shape, rngs)
-    lik = likelihoods.build(cfg.likelihood, d, cfg.obs_variance, cfg.obs_std)
-    if cfg.latent_dim2 is None:
-        return VAE(encoder, decoder, cfg.latent_dim, lik, priors.build(cfg.prior, cfg.latent_dim, cfg.pseudo_inputs, d))
     act = _activation(cfg.activation)
+    encoder, decoder = choices.MODEL_KINDS[cfg.kind].load()(cfg, image_shape, act, rngs)
+    lik = choices.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
+    if cfg.latent_dim2 is None:
+        return VAE(encoder, decoder, cfg.latent_dim, lik, choices.PRIORS[cfg.prior].load().from_config(cfg, d))
     q2 = GaussianMLPEncoder(cfg.latent_dim, cfg.hidden2, cfg.latent_dim2, act, rngs=rngs)
     p1 = GaussianMLPEncoder(cfg.latent_dim2, tuple(reversed(cfg.hidden2)), cfg.latent_dim, act, rngs=rngs)
     return TwoLayerVAE(encoder, decoder, lik, q2, p1, cfg.latent_dim, cfg.latent_dim2)
-
-
-NETS = ("mlp", "conv")
 
 
 def data_init(model: VAE, cfg: ModelConfig, train_flat: np.ndarray, scale: int, seed: int) -> None:

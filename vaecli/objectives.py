@@ -1,94 +1,161 @@
-"""The science: log-densities, KL (analytic and Monte Carlo), the ELBO and the IWAE bound.
+"""The training objectives, one registry entry each: `OBJECTIVES[name]` for `objective.name`.
 
-Pure functions of arrays and an `encode`/`decode` pair; nothing here knows about
-configs, files or optimizers. Conventions: every log-density is summed over the event
-dimensions and returned per example; `recon` is the reconstruction *loss*
-−E_q[log p(x|z)] in nats, so ELBO = −(recon + kl).
+An objective says what training minimises and what evaluation may report:
+
+    loss(model, x, key, cfg, kl_weight) -> batch means (loss, recon, kl); `cfg` is the run's
+        ObjectiveConfig, `kl_weight` the step's KL weight (β after the warm-up); `recon` is the
+        reconstruction loss −E_q[log p(x|z)] in nats and `kl` the KL as for the ELBO, so the
+        logs read the same whatever is minimised
+    reads           the ObjectiveConfig fields the loss uses: a field it does not read must stay
+                    at its default (config validation says so, naming the key)
+    draws_samples   False: z is the encoder's mean (training and evaluation draw no noise)
+    defines_density False: no p(x), so evaluation reports only the reconstruction
+    check(cfg)      the objective's own config checks (ConfigError naming the dotted key)
+
+This module imports no JAX at import time (config validation consults it); the losses
+import it when they run. The math they are made of is vaecli.densities.
 
     log p(x) ≥ E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))                         (ELBO)
     log p(x) ≥ E[log (1/K) Σ_k p(x, z_k) / q(z_k|x)],  z_k ~ q(z|x)        (IWAE, K samples)
 
 The K-sample bound is the importance-sampled estimate of log p(x) with q as proposal;
 it never decreases with K and tends to log p(x) as K → ∞.
+
+Models offer `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models).
+To add an objective: a class here, its entry in OBJECTIVES, any new field in
+config.ObjectiveConfig, and a test.
 """
 from __future__ import annotations
 
 import math
 
-import jax
-import jax.numpy as jnp
-import optax
+from vaecli import choices
+from vaecli.errors import ConfigError
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-def reparameterize(key, mean, logvar, n: int):
-    """n samples z = mean + σ·ε, ε ~ N(0, I): differentiable in (mean, logvar). Shape (n, *mean.shape)."""
-    eps = jax.random.normal(key, (n, *mean.shape), mean.dtype)
-    return mean + jnp.exp(0.5 * logvar) * eps
+_KL_TERMS = ("beta", "warmup_epochs")  # fields that weight the KL term of the ELBO
 
 
-def gaussian_log_prob(z, mean, logvar):
-    """log N(z; mean, diag(exp(logvar))), summed over the last axis."""
-    return -0.5 * jnp.sum(LOG_2PI + logvar + (z - mean) ** 2 * jnp.exp(-logvar), axis=-1)
+def _log_terms(model, x, key, samples: int, draw: bool):
+    """(log p(x|z), log p(z), log q(z|x)), each (S, B), at `samples` reparameterized draws of
+    all latents, or at z = the encoder's mean (S = 1) when `draw` is False; and q."""
+    import jax.numpy as jnp
 
+    from vaecli.densities import draw_noise
 
-def standard_normal_log_prob(z):
-    return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
-
-
-def kl_per_dim(mean, logvar):
-    """KL(N(mean, σ²) ‖ N(0, 1)) for each latent dimension, in closed form."""
-    return 0.5 * (jnp.exp(logvar) + mean**2 - 1.0 - logvar)
-
-
-def kl_analytic(mean, logvar):
-    return jnp.sum(kl_per_dim(mean, logvar), axis=-1)
-
-
-def kl_monte_carlo(z, mean, logvar):
-    """Single-sample estimates log q(z|x) − log p(z), one per sample in `z` (leading axes)."""
-    return gaussian_log_prob(z, mean, logvar) - standard_normal_log_prob(z)
-
-
-def bernoulli_log_prob(logits, x):
-    """log p(x | logits) for Bernoulli pixels (x may be in [0, 1]), summed over the last (pixel) axis."""
-    return -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
-
-
-def draw_noise(key, model, batch: int, samples: int):
-    """Standard-normal numbers for `samples` draws of all of the model's latents: (S, B, noise_dim)."""
-    return jax.random.normal(key, (samples, batch, model.noise_dim))
-
-
-def training_loss(model, x, key, *, name: str = "elbo", samples: int = 1, kl: str = "analytic",
-                  kl_weight=1.0, free_bits: float = 0.0):
-    """Batch means (loss, recon, kl) of the objective `name`, for any model offering
-    `encode` and `log_terms` (vaecli.models). `loss` is what is minimised:
-
-    elbo  recon + kl_weight·KL, from `samples` reparameterized draws; the KL analytic
-          (per dimension, floored at `free_bits` nats after the batch mean: Kingma et al.
-          2016) or Monte Carlo, log q(z|x) − log p(z) at the draws;
-    iwae  −log (1/K) Σ_k p(x, z_k)/q(z_k|x), K = `samples` (Burda et al. 2016);
-    ae    −log p(x|z) at z = the encoder's mean: no sampling, no KL.
-    `recon` and `kl` are reported as for the ELBO (kl Monte Carlo under iwae, 0 under ae).
-    """
     q = model.encode(x)
-    batch = x.shape[0]
-    if name == "ae":
-        eps = jnp.zeros((1, batch, model.noise_dim), x.dtype)
+    if draw:
+        eps = draw_noise(key, model, x.shape[0], samples)
     else:
-        eps = draw_noise(key, model, batch, samples)
-    log_px, log_pz, log_qz = model.log_terms(x, q, eps)
-    recon = -jnp.mean(log_px)
-    if name == "ae":
+        eps = jnp.zeros((1, x.shape[0], model.noise_dim), x.dtype)
+    return model.log_terms(x, q, eps), q
+
+
+class Objective:
+    name = ""
+    summary = ""  # one line: what is minimised
+    reads: tuple[str, ...] = ()
+    draws_samples = True
+    defines_density = True
+    no_density_note = ""  # defines_density False: why evaluation reports only the reconstruction
+
+    def loss(self, model, x, key, cfg, kl_weight=1.0):
+        raise NotImplementedError
+
+    def check(self, cfg) -> None:
+        """Refuse settings this objective cannot honour; `cfg` is the whole Config."""
+        o = cfg.objective
+        if o.free_bits > 0 and "free_bits" not in self.reads:
+            raise ConfigError("objective.free_bits: needs the per-dimension analytic KL "
+                              "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
+        for key in _KL_TERMS:
+            if key not in self.reads and getattr(o, key) != _default(key):
+                raise ConfigError(f"objective.{key}: weights the KL of the ELBO; objective.name={o.name} has no "
+                                  f"such term (use objective.name=elbo)")
+        if "samples" not in self.reads and o.samples != 1:
+            raise ConfigError(f"objective.samples: {self.summary} (objective.name={o.name}) draws no samples; "
+                              "set objective.samples=1")
+
+
+def _default(key: str):
+    from vaecli.config import ObjectiveConfig
+
+    return getattr(ObjectiveConfig(), key)
+
+
+class Elbo(Objective):
+    """recon + kl_weight·KL from `samples` reparameterized draws; the KL analytic (per
+    dimension, floored at `free_bits` nats after the batch mean: Kingma et al. 2016) or
+    Monte Carlo, log q(z|x) − log p(z) at the draws."""
+
+    name, summary = "elbo", "the evidence lower bound"
+    reads = ("samples", "kl", "beta", "warmup_epochs", "free_bits")
+
+    def check(self, cfg) -> None:
+        o, m = cfg.objective, cfg.model
+        if o.kl == "analytic" and not choices.closed_form_kl(m):
+            raise ConfigError("objective.kl: the KL has no closed form with "
+                              + ("two stochastic layers" if m.latent_dim2 is not None else f"model.prior={m.prior}")
+                              + "; set objective.kl=mc")
+        if o.free_bits > 0 and o.kl != "analytic":
+            raise ConfigError("objective.free_bits: needs the per-dimension analytic KL "
+                              "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
+        super().check(cfg)
+
+    def loss(self, model, x, key, cfg, kl_weight=1.0):
+        import jax.numpy as jnp
+
+        (log_px, log_pz, log_qz), q = _log_terms(model, x, key, cfg.samples, draw=True)
+        recon = -jnp.mean(log_px)
+        if cfg.kl == "mc":
+            kl_mc = jnp.mean(log_qz - log_pz)
+            return recon + kl_weight * kl_mc, recon, kl_mc
+        per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
+        penalty = jnp.sum(jnp.maximum(per_dim, cfg.free_bits)) if cfg.free_bits > 0 else jnp.sum(per_dim)
+        return recon + kl_weight * penalty, recon, jnp.sum(per_dim)
+
+
+class Iwae(Objective):
+    """−log (1/K) Σ_k p(x, z_k)/q(z_k|x), K = `samples` (Burda et al. 2016); kl reported is
+    the Monte Carlo KL at the same draws."""
+
+    name, summary = "iwae", "the K-sample importance-weighted bound"
+    reads = ("samples",)
+
+    def loss(self, model, x, key, cfg, kl_weight=1.0):
+        import jax
+        import jax.numpy as jnp
+
+        (log_px, log_pz, log_qz), _ = _log_terms(model, x, key, cfg.samples, draw=True)
+        bound = jax.nn.logsumexp(log_px + log_pz - log_qz, axis=0) - math.log(cfg.samples)
+        return -jnp.mean(bound), -jnp.mean(log_px), jnp.mean(log_qz - log_pz)
+
+
+class Autoencoder(Objective):
+    """−log p(x|z) at z = the encoder's mean: no sampling, no KL (kl reported as 0)."""
+
+    name, summary = "ae", "the deterministic autoencoder"
+    draws_samples = False
+    defines_density = False
+    no_density_note = ("objective.name=ae: a deterministic autoencoder has no prior over codes and draws no z, so it "
+                       "defines no density p(x) and no ELBO; only the reconstruction −log p(x|z) at z = the encoder's "
+                       "mean is reported (K is ignored)")
+
+    def loss(self, model, x, key, cfg, kl_weight=1.0):
+        import jax.numpy as jnp
+
+        (log_px, _, _), _ = _log_terms(model, x, key, 1, draw=False)
+        recon = -jnp.mean(log_px)
         return recon, recon, jnp.zeros_like(recon)
-    kl_mc = jnp.mean(log_qz - log_pz)
-    if name == "iwae":
-        bound = jax.nn.logsumexp(log_px + log_pz - log_qz, axis=0) - math.log(samples)
-        return -jnp.mean(bound), recon, kl_mc
-    if kl == "mc":
-        return recon + kl_weight * kl_mc, recon, kl_mc
-    per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
-    penalty = jnp.sum(jnp.maximum(per_dim, free_bits)) if free_bits > 0 else jnp.sum(per_dim)
-    return recon + kl_weight * penalty, recon, jnp.sum(per_dim)
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (Elbo(), Iwae(), Autoencoder())}
+
+
+def of(cfg) -> Objective:
+    """The objective of a Config (or of an ObjectiveConfig)."""
+    return OBJECTIVES[getattr(cfg, "objective", cfg).name]
+
+
+def training_loss(model, x, key, cfg, kl_weight=1.0):
+    """Batch means (loss, recon, kl) of the objective `cfg` (an ObjectiveConfig) names."""
+    return OBJECTIVES[cfg.name].loss(model, x, key, cfg, kl_weight)

@@ -27,7 +27,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaecli import config as config_lib
+from vaecli import config as config_lib, files
 from vaecli.errors import ConfigError, RunError, UsageError
 
 # Bump when the run folder layout or the checkpointed state changes. 2 (vaecli 0.2): the
@@ -41,15 +41,12 @@ def utc_now() -> dt.datetime:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a file atomically: readers (and a later resume) see the old file or the new
-    one, never half of one, whenever the writer is killed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a file atomically (vaecli.files): old or new, never half of one."""
+    files.write_text(path, text)
 
 
 def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    files.write_json(path, obj)
 
 
 def read_json(path: Path) -> dict | None:

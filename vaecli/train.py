@@ -21,10 +21,10 @@ import jax
 import numpy as np
 
 import vaecli
-from vaecli import bounds, data, devices, pictures, recorder as recorder_lib, runs, state as state_lib
+from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
-from vaecli.epoch import _PICTURES, make_epoch_fn, make_pictures_fn
+from vaecli.epoch import make_epoch_fn
 from vaecli.errors import AlreadyDone, Interrupted, RunError, UsageError
 from vaecli.progress import Progress
 from vaecli.recorder import Recorder
@@ -192,7 +192,7 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
     epoch_fn = epoch_fn.lower(state, images).compile()
     val_estimate, _ = bounds.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.images,
                                                val_split.scale, 1, cfg.eval.batch_size,
-                                               deterministic=cfg.objective.name == "ae")
+                                               deterministic=not objectives.of(cfg).draws_samples)
     compile_s = time.perf_counter() - t0
     num_pixels = int(np.prod(val_split.image_shape))
 
@@ -202,19 +202,10 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
                 "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start}
 
     n_pic = min(cfg.eval.grid, len(val_split))
-    pic_host = val_split.flat[:n_pic].astype(np.float32) / val_split.scale  # kept for the grids
-    pic_x = jax.numpy.asarray(pic_host)
-    as_images = lambda a: np.asarray(a).reshape(-1, *val_split.image_shape)
-    pictures_fn = make_pictures_fn(fn, n_pic)
+    pic_images = val_split.flat[:n_pic].astype(np.float32).reshape(-1, *val_split.image_shape) / val_split.scale
 
     def draw(seed, params, step, run_dir: Path):
-        prior, recon = jax.device_get(pictures_fn(params, jax.random.fold_in(jax.random.key(seed), _PICTURES), pic_x))
-        title = f"{run_dir.name} step {step}"
-        pictures.save_grid(as_images(prior), run_dir / "samples" / f"prior-step{step}.png", f"{title} prior samples")
-        half = max(1, n_pic // 2)
-        both = as_images(np.concatenate([pic_host[:half], recon[:half]]))
-        pictures.save_grid(both, run_dir / "samples" / f"recon-step{step}.png",
-                           f"{title} data (top) / reconstructions (bottom)")
+        sample.training_pictures(fn, params, pic_images, seed, step, run_dir, f"{run_dir.name} step {step}")
 
     return _Program(epoch_fn, validate, draw, compile_s)
 
