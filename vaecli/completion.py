@@ -11,7 +11,9 @@ import typing
 
 
 def config_keys() -> list[tuple[str, object]]:
-    """Every dotted config key with its type: [("seed", int), ("data.dataset", str), ...]."""
+    """Every dotted config key with its type: [("seed", int), ("data.dataset", str), ...]; a
+    name chosen from a registry (model.kind, objective.name, ...) has the registry's names as
+    its type, a Literal."""
     from vaecli import config
 
     out = []
@@ -22,6 +24,8 @@ def config_keys() -> list[tuple[str, object]]:
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
                 walk(tp, f"{prefix}{f.name}.")
+            elif "one_of" in f.metadata:
+                out.append((f"{prefix}{f.name}", typing.Literal[tuple(f.metadata["one_of"])]))
             else:
                 out.append((f"{prefix}{f.name}", tp))
 
