@@ -1,7 +1,9 @@
 """Image grids as PNG files (Pillow), with a title strip naming what the grid shows."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,5 +56,14 @@ def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None 
         img = canvas
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # a full disk leaves no half-written PNG behind
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
     return path

@@ -18,6 +18,7 @@ is refused instead of misread.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -44,8 +45,15 @@ def write_text(path: Path, text: str) -> None:
     """Write a file atomically: readers (and a later resume) see the old file or the new
     one, never half of one, whenever the writer is killed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only folder...: the old file stays, no temporary one
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # name the file, not the temporary one
 
 
 def write_json(path: Path, obj) -> None:
