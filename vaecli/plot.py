@@ -83,5 +83,5 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
         fig.savefig(png)
         np.save(npy, np.concatenate(rows))
     except OSError as e:  # a read-only run folder, a full disk
-        raise storage_error(e, then="write the figure elsewhere with --out FILE.png") from None
+        raise storage_error(e, then="write the figure elsewhere with --out FILE.png") from e
     return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened]}

@@ -39,10 +39,14 @@ def reopen(run: runs.Run, cfg: config_lib.Config, step: int, resume_entry: dict)
     meta = dict(run.meta)
     meta["resumes"] = [*meta.get("resumes", []), resume_entry]
     if devices.is_primary():
-        truncate(run.path, step)
-        if cfg != run.config:
-            runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
-        runs.write_json(run.path / "meta.json", meta)
+        try:
+            truncate(run.path, step)
+            if cfg != run.config:
+                runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
+            runs.write_json(run.path / "meta.json", meta)
+        except OSError as e:  # each file is replaced atomically: the run can still be resumed
+            raise storage_error(e, then=f"once fixed, resume it again (or copy {run.path} to writable storage "
+                                        f"and resume the copy)") from e
     return runs.Run(run.path, cfg, meta)
 
 
@@ -82,7 +86,7 @@ class Recorder:
             runs.write_json(self.path / "summary.json", self.summary)
         except OSError as e:
             self._settle()
-            raise storage_error(e, self.path / "summary.json", self.resume_hint()) from None
+            raise storage_error(e, self.path / "summary.json", self.resume_hint()) from e
 
     def log(self, record: dict) -> None:
         """A log point that cannot be written stops the run before the checkpoint of that
@@ -93,7 +97,7 @@ class Recorder:
         except OSError as e:
             self._settle()
             raise storage_error(e, self.path / "metrics.jsonl",
-                                f"no checkpoint is saved after a lost log line; {self.resume_hint()}") from None
+                                f"no checkpoint is saved after a lost log line; {self.resume_hint()}") from e
 
     def pictures(self, draw, *args) -> None:
         """`draw(*args, run_dir)` writes the run's picture grids. A picture that cannot be
@@ -149,7 +153,7 @@ class Recorder:
         except StorageError as e:
             raise StorageError(f"{e}; {self.resume_hint()}") from None
         except OSError as e:  # sealing: the sums of a complete step could not be written
-            raise storage_error(e, then=self.resume_hint()) from None
+            raise storage_error(e, then=self.resume_hint()) from e
         if step is not None:
             self.summary["last_checkpoint_step"] = step
 

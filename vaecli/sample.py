@@ -223,7 +223,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
         if draw.get("labels") is not None:
             np.save(out_dir / f"{stem}-labels.npy", draw["labels"])
     except OSError as e:  # a read-only run folder, a full disk
-        raise storage_error(e, then="write the pictures elsewhere with --out DIR") from None
+        raise storage_error(e, then="write the pictures elsewhere with --out DIR") from e
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
               "shape": list(array.shape), "title": title}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and its mean KL
