@@ -11,8 +11,11 @@ is never listed as a step, never loaded, and removed when the run is resumed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import re
 import zlib
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from vaecli import files
-from vaecli.errors import RunError
+from vaecli.errors import RunError, StorageError, os_advice, os_cause
 
 BEST_METRIC = "validation_elbo"
 
@@ -60,12 +63,18 @@ class Checkpoints:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise  # else the error already on its way says it (a failed save raises once per wait)
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
     def steps(self) -> list[int]:
         """Complete checkpoints only: folders still being written are not steps."""
@@ -82,13 +91,30 @@ class Checkpoints:
 
         The record carries a CRC32 of the state's bytes: Orbax stores raw array bytes without
         a checksum, so an edited or bit-rotten array would otherwise load silently."""
+        self.wait()  # Orbax would wait for the save in flight anyway; a failure is then named by its step
         record = {**record, "state_crc32": checksum(state)}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
-            metrics={BEST_METRIC: validation_elbo}, force=force)
+        self._in_flight = step
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)),
+                metrics={BEST_METRIC: validation_elbo}, force=force)
+        except Exception as e:
+            self._in_flight = None
+            raise _save_failed(e, step, self.directory) from None
+
+    _in_flight = None
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Wait for the save in flight; StorageError if it failed (a full disk, a read-only
+        folder...), naming its step. Its half-written folder is never a step (see above)."""
+        step, self._in_flight = self._in_flight, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise _save_failed(e, step, self.directory) from None
+        if step is not None and not (self.directory / str(step)).is_dir():
+            raise StorageError(f"cannot write checkpoint step {step} in {self.directory}: Orbax did not complete "
+                               f"it; check the disk and that folder")
 
     @property
     def _sums(self) -> Path:
@@ -156,6 +182,23 @@ def checksum(state) -> int:
     for leaf in jax.tree.leaves(state):
         crc = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).tobytes(), crc)
     return crc
+
+
+def _save_failed(e: Exception, step: int | None, directory: Path) -> StorageError:
+    """A failed save in one line: TensorStore reports the OS error inside its message
+    ("... [os_error_code='28']"), Python code as an OSError."""
+    what = f"checkpoint step {step} in {directory}" if step is not None else f"a checkpoint in {directory}"
+    err = getattr(e, "errno", None)
+    if err is None:
+        found = re.search(r"os_error_code='?(\d+)", str(e))
+        err = int(found[1]) if found else next((code for code, text in _OS_TEXTS if text in str(e)), None)
+    if err is None:
+        return StorageError(f"cannot write {what}: {_short(e)}; check the disk and that folder")
+    return StorageError(f"cannot write {what}: {os_cause(err)}; {os_advice(err)}")
+
+
+_OS_TEXTS = [(code, os.strerror(code)) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                    errno.ENOENT, errno.EFBIG, errno.EIO)]
 
 
 def _short(e: Exception) -> str:

@@ -1,8 +1,9 @@
 """The `vae` command: parse arguments, call the library, map its errors to exit codes.
 
 No ML code lives here, and nothing heavy is imported at module level, so `vae --help`
-answers at once. Errors: one line on stderr, exit 2 for usage/config, 1 at run time,
-130 on Ctrl-C; `--debug` shows the traceback instead.
+answers at once. Errors: one line on stderr, exit 2 for usage/config, 1 at run time
+(an I/O fault included: the path, the cause, what to do), 130 on Ctrl-C; `--debug` shows
+the traceback instead.
 """
 from __future__ import annotations
 
@@ -78,14 +79,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
-    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax logs routine notes as warnings
+    # Orbax logs routine notes as warnings, and a failed background save as errors with
+    # tracebacks: vaecli reports that failure itself, in one line (--debug shows them).
+    logging.getLogger("absl").setLevel(logging.ERROR if _STATE["debug"] else logging.CRITICAL)
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    if not _STATE["debug"]:
+        sys.unraisablehook = _drop_closed_loop_callbacks
+
+
+def _drop_closed_loop_callbacks(unraisable) -> None:
+    """After a failed Orbax save, TensorStore callbacks still fire into the asyncio loop of the
+    write that failed, which is closed; Python reports each as an ignored exception with a
+    traceback. They change nothing (the failure itself is reported in one line): drop them."""
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _run(fn):
     """Call fn(); turn library errors into one line and an exit code."""
-    from vaecli.errors import Interrupted, VaeError
+    from vaecli.errors import Interrupted, StorageError, VaeError
 
     _quiet_libraries()
     try:
@@ -106,6 +120,14 @@ def _run(fn):
             raise
         typer.secho("interrupted", err=True, fg=typer.colors.RED)
         raise typer.Exit(130)
+    except OSError as e:  # an I/O fault no command turned into its own line: the path, the cause, the fix
+        if _STATE["debug"]:
+            raise
+        from vaecli.errors import storage_error
+
+        typer.secho(f"error: {storage_error(e, verb=None)}", err=True, fg=typer.colors.RED)
+        sys.unraisablehook = lambda unraisable: None
+        raise typer.Exit(StorageError.exit_code)
 
 
 StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number.")]
@@ -218,6 +240,8 @@ def eval_elbo(
         "--kl-mc-samples", help="Draws per example of the Monte Carlo KL shown beside the analytic one (0: off).")] = 100,
     per_example: Annotated[Optional[Path], typer.Option(
         "--per-example", help="Also write per-image ELBO, log p̂(x), recon and KL to this .npz.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder of the per-K JSON files (default: RUN/eval); e.g. for a run on read-only storage.")] = None,
     as_json: JsonOpt = False,
 ):
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
@@ -227,8 +251,12 @@ def eval_elbo(
         from vaecli.evaluate import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
-                       kl_mc_samples=kl_mc_samples, per_example=per_example)
+                       kl_mc_samples=kl_mc_samples, per_example=per_example, out=out)
         typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
+        if res.get("not_saved"):  # the results are printed; the file that was not written is an error
+            from vaecli.errors import StorageError
+
+            raise StorageError(res["not_saved"])
 
     _run(go)
 

@@ -1,4 +1,6 @@
 """Typed exceptions of the library. The CLI maps each to one line and an exit code."""
+import errno
+import os
 
 
 class VaeError(Exception):
@@ -40,3 +42,44 @@ class AlreadyDone(VaeError):
     scripts can always call it."""
 
     exit_code = 0
+
+
+class StorageError(VaeError):
+    """A file or folder could not be written or read: no space, a read-only filesystem, no
+    permission, a quota, a file size limit, or it was removed while the command ran (exit 1)."""
+
+
+# What to do about each cause; the message names the path and the cause before it.
+_ADVICE = {
+    errno.ENOSPC: "free space on that filesystem",
+    errno.EDQUOT: "free space or ask for a larger disk quota",
+    errno.EROFS: "that filesystem is mounted read-only",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+    errno.ENOENT: "it (or its folder) was removed or never existed: check the path",
+    errno.EFBIG: "a file size limit was reached (ulimit -f): raise it",
+    errno.EIO: "the disk reported an I/O error: check it",
+}
+
+
+def os_cause(err: int | None, strerror: str | None = None) -> str:
+    """'No space left on device' (ENOSPC): the system's words and the errno's name."""
+    name = errno.errorcode.get(err) if err is not None else None
+    text = strerror or (os.strerror(err) if err is not None else "input/output error")
+    return f"{text} ({name})" if name else text
+
+
+def os_advice(err: int | None) -> str:
+    return _ADVICE.get(err, "check the disk and that path")
+
+
+def storage_error(e: OSError, what=None, then: str = "", verb: str | None = "write") -> StorageError:
+    """One line for an OSError: `cannot write PATH: cause; what to do[; then]`. `what`
+    names the file when the error does not (or names a temporary one); `verb=None` when
+    it is not known whether the path was being read or written."""
+    path = what if what is not None else (e.filename2 or e.filename or "a file")
+    head = f"cannot {verb} {path}" if verb else str(path)
+    line = f"{head}: {os_cause(e.errno, e.strerror)}; {os_advice(e.errno)}"
+    if not then and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # no command-specific way out
+        line += ": write elsewhere" if e.errno == errno.EROFS else ", or write elsewhere"
+    return StorageError(line + (f"; {then}" if then else ""))

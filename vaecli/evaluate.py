@@ -15,7 +15,7 @@ import numpy as np
 
 import vaecli
 from vaecli import bounds, choices, data, files, objectives, runs, state as state_lib
-from vaecli.errors import UsageError
+from vaecli.errors import UsageError, storage_error
 
 ESTIMATOR = "importance sampling with q(z|x) as proposal (the K-sample IWAE bound)"
 
@@ -46,12 +46,14 @@ def _npz_target(path: str | Path | None) -> Path | None:
 
 def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None, seed: int = 0,
              batch_size: int = 100, kl_mc_samples: int = 100, per_example: str | Path | None = None,
-             max_rows: int | None = None, write: bool = True) -> dict:
+             max_rows: int | None = None, write: bool = True, out: str | Path | None = None) -> dict:
     """Evaluate a run's checkpoint on a split for each K in `samples`.
 
-    Writes `eval/<split>-step<S>-k<K>.json` per K (and the per-example arrays to
-    `per_example`, an .npz) and returns {"run", "split", "checkpoint_step", "results": [one
-    document per K, as written], "per_example"}.
+    Writes `<split>-step<S>-k<K>.json` per K into `out` (default RUN/eval) (and the
+    per-example arrays to `per_example`, an .npz) and returns {"run", "split",
+    "checkpoint_step", "results": [one document per K, as written], "per_example"}. A file
+    that cannot be written (a read-only run folder, a full disk) does not lose the results:
+    the report then has "not_saved", the one line saying which file and why.
     """
     ks = parse_samples(samples)
     if batch_size < 1:
@@ -74,7 +76,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     deterministic = not objective.draws_samples
     if deterministic:  # one deterministic pass, whatever K was asked for
         ks, kl_mc_samples = [1], 0
-    results, arrays = [], {}
+    results, arrays, not_saved = [], {}, None
     for k in ks:
         t0 = time.perf_counter()
         estimate, plan = bounds.compile_estimator(fn, params, images.images, images.scale, k, batch_size,
@@ -109,11 +111,14 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
                        "scratch_bytes": plan["scratch_bytes"]},
             "run": str(run.path),
         })
-        if write:
-            out = run.path / "eval" / f"{split}-step{chosen}-k{k}.json"
-            out.parent.mkdir(exist_ok=True)
-            runs.write_json(out, doc)
-            doc["written_to"] = str(out)
+        if write and not_saved is None:
+            target = (Path(out) if out is not None else run.path / "eval") / f"{split}-step{chosen}-k{k}.json"
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                runs.write_json(target, doc)
+                doc["written_to"] = str(target)
+            except OSError as e:
+                not_saved = str(storage_error(e, target, "write the files elsewhere with --out DIR (the results are on stdout)"))
         results.append(doc)
         arrays.update({f"log_likelihood_k{k}": per["log_likelihood"], f"elbo_k{k}": -(per["recon"] + per["kl"]),
                        f"recon_k{k}": per["recon"]})
@@ -122,9 +127,16 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     if npz_path is not None:
         arrays.update({"index": np.arange(len(images)), "samples": np.asarray(ks), "seed": np.asarray(seed),
                        "checkpoint_step": np.asarray(chosen)})
-        files.write_with(npz_path, lambda f: np.savez(f, **arrays))  # readers never see half a file
-    return {"run": str(run.path), "split": split, "checkpoint_step": chosen, "results": results,
-            "per_example": str(npz_path) if npz_path else None}
+        try:
+            files.write_with(npz_path, lambda f: np.savez(f, **arrays))  # readers never see half a file
+        except OSError as e:
+            not_saved = not_saved or str(storage_error(e, npz_path, "choose another --per-example path"))
+            npz_path = None
+    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "results": results,
+              "per_example": str(npz_path) if npz_path else None}
+    if not_saved:
+        report["not_saved"] = not_saved
+    return report
 
 
 def _fmt(value: float | None, width: int = 11) -> str:

@@ -7,6 +7,7 @@ version, never leave a torn one).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -21,8 +22,13 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only folder...: the old file stays
+        if e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # name the file, not the temporary one
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -29,21 +29,76 @@ class MetricsLog:
                             "(metrics.jsonl has the same numbers)")
             else:
                 purge = None if purge_after is None else purge_after + 1
-                self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30, purge_step=purge)
+                try:
+                    self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30, purge_step=purge)
+                except OSError as e:
+                    self._tb_failed(e)
+                else:
+                    self._guard_tensorboard()
+
+    # TensorBoard events only mirror metrics.jsonl: an event file that cannot be written is a
+    # warning, and the run goes on without it. tensorboardX writes from a thread of its own,
+    # which an OSError would end with a traceback, after which its bounded queue blocks the
+    # trainer for good: its writes are wrapped so that the error is kept and read here.
+    _tb_error = None
+    failed = False  # a metrics line could not be written
+
+    def _guard_tensorboard(self) -> None:
+        writer = getattr(getattr(getattr(self._tb, "file_writer", None), "event_writer", None), "_ev_writer", None)
+        for name in ("write_event", "flush", "close"):
+            inner = getattr(writer, name, None)
+            if inner is not None:
+                setattr(writer, name, self._guarded(inner))
+
+    def _guarded(self, inner):
+        def call(*args):
+            if self._tb_error is None:
+                try:
+                    return inner(*args)
+                except OSError as e:
+                    self._tb_error = e
+        return call
+
+    def _tb_failed(self, e: OSError) -> None:
+        from vaecli.errors import storage_error
+
+        log.warning(f"{storage_error(e, f'TensorBoard events in {self.path.parent}')}; training goes on without them "
+                    f"(metrics.jsonl has the same numbers)")
+        self._tb = None
 
     def write(self, record: dict) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self._file.write(json.dumps(clean) + "\n")
+        try:
+            self._file.write(json.dumps(clean) + "\n")
+        except OSError:
+            self.failed = True
+            raise
+        if self._tb is not None and self._tb_error is not None:
+            self._close_tensorboard()
         if self._tb is not None:
             split = record.get("split", "train")
             for k, v in record.items():
                 if k not in _NOT_SCALARS and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self._tb.add_scalar(f"{split}/{k}", v, global_step=record.get("step", 0))
 
+    def _close_tensorboard(self) -> None:
+        tb, self._tb = self._tb, None
+        try:
+            tb.close()
+        except OSError as e:
+            self._tb_error = self._tb_error or e
+        if self._tb_error is not None:
+            self._tb_failed(self._tb_error)
+
     def close(self) -> None:
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        try:
+            self._file.close()
+        except OSError:
+            if not self.failed:  # else the failed line still in the buffer fails again: already reported
+                raise
+        finally:
+            if self._tb is not None:
+                self._close_tensorboard()
 
     def __enter__(self):
         return self

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vaecli import files
+
 PAD = 2  # gutter between tiles, pixels before scaling
 TITLE_STRIP = 16  # pixels of title above the grid (after scaling)
 LABEL_WIDTH = 64  # pixels of row labels left of the grid (after scaling), when there are labels
@@ -54,5 +56,5 @@ def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None 
         img = canvas
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    files.write_with(path, lambda f: img.save(f, format="PNG"))  # a full disk leaves no half PNG
     return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vaecli import metrics, runs
-from vaecli.errors import RunError, UsageError
+from vaecli.errors import RunError, UsageError, storage_error
 
 PANELS = (("loss", "loss (−ELBO), nats"), ("recon", "reconstruction −E[log p(x|z)], nats"),
           ("kl", "KL(q‖p), nats"), ("examples_per_s", "training examples / s"))
@@ -77,8 +77,11 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
     fig.suptitle("training curves: " + "; ".join(names), fontsize=10)
 
     png = Path(out) if out is not None else opened[0].path / "plots" / f"curves-step{last}.png"
-    png.parent.mkdir(exist_ok=True)
-    fig.savefig(png)
     npy = png.with_suffix(".npy")
-    np.save(npy, np.concatenate(rows))
+    try:
+        png.parent.mkdir(exist_ok=True)
+        fig.savefig(png)
+        np.save(npy, np.concatenate(rows))
+    except OSError as e:  # a read-only run folder, a full disk
+        raise storage_error(e, then="write the figure elsewhere with --out FILE.png") from e
     return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened]}

@@ -13,11 +13,15 @@ are collective). The training loop therefore never asks which process it runs on
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from vaecli import config as config_lib, devices, runs
 from vaecli.checkpoints import Checkpoints
+from vaecli.errors import StorageError, storage_error
 from vaecli.metrics import MetricsLog, truncate
+
+log = logging.getLogger("vaecli")
 
 
 def start(path: Path, cfg: config_lib.Config, meta: dict) -> runs.Run:
@@ -35,10 +39,14 @@ def reopen(run: runs.Run, cfg: config_lib.Config, step: int, resume_entry: dict)
     meta = dict(run.meta)
     meta["resumes"] = [*meta.get("resumes", []), resume_entry]
     if devices.is_primary():
-        truncate(run.path, step)
-        if cfg != run.config:
-            runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
-        runs.write_json(run.path / "meta.json", meta)
+        try:
+            truncate(run.path, step)
+            if cfg != run.config:
+                runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
+            runs.write_json(run.path / "meta.json", meta)
+        except OSError as e:  # each file is replaced atomically: the run can still be resumed
+            raise storage_error(e, then=f"once fixed, resume it again (or copy {run.path} to writable storage "
+                                        f"and resume the copy)") from e
     return runs.Run(run.path, cfg, meta)
 
 
@@ -71,14 +79,49 @@ class Recorder:
         return MetricsLog(self.path, tensorboard=self.cfg.log.tensorboard, purge_after=purge_after)
 
     def write_summary(self) -> None:
-        runs.write_json(self.path / "summary.json", self.summary)
+        """A summary that cannot be written stops the run: the one on disk (written atomically)
+        stays the previous one, which names only complete checkpoints; once this process has
+        exited, `vae runs` shows the run as died (its train.lock is free)."""
+        try:
+            runs.write_json(self.path / "summary.json", self.summary)
+        except OSError as e:
+            self._settle()
+            raise storage_error(e, self.path / "summary.json", self.resume_hint()) from e
 
     def log(self, record: dict) -> None:
-        self.log_file.write(record)
+        """A log point that cannot be written stops the run before the checkpoint of that
+        epoch: metrics.jsonl then ends at (or in a damaged line after) the last complete
+        checkpoint, and `--resume` recomputes what is missing bit for bit."""
+        try:
+            self.log_file.write(record)
+        except OSError as e:
+            self._settle()
+            raise storage_error(e, self.path / "metrics.jsonl",
+                                f"no checkpoint is saved after a lost log line; {self.resume_hint()}") from e
 
     def pictures(self, draw, *args) -> None:
-        """`draw(*args, run_dir)` writes the run's picture grids."""
-        draw(*args, self.path)
+        """`draw(*args, run_dir)` writes the run's picture grids. A picture that cannot be
+        written is a warning (once per run): training goes on, nothing else depends on it."""
+        try:
+            draw(*args, self.path)
+        except OSError as e:
+            if not self.picture_failed:
+                log.warning(f"{storage_error(e)}; training goes on without pictures (no further warning)")
+            self.picture_failed = True
+
+    picture_failed = False
+
+    def _settle(self) -> None:
+        """Before a failure is reported: the save in flight completes (or fails), so that
+        the message names the last complete checkpoint."""
+        if self.pending is not None:
+            with contextlib.suppress(StorageError):
+                self.finish_saves()
+
+    def resume_hint(self) -> str:
+        step = self.summary.get("last_checkpoint_step")
+        where = f"the last complete checkpoint is step {step}" if step is not None else "no checkpoint is complete"
+        return f"{where}; once fixed, `vae train --resume {self.path}` continues from it"
 
     def _seal(self, step: int) -> None:
         self.ckpts.seal(step)
@@ -86,22 +129,33 @@ class Recorder:
     # ---------------------------------------------------------------- checkpoints
 
     def save(self, step: int, state, record: dict, validation_elbo: float | None, force: bool) -> None:
-        self.ckpts.save(step, state, record, validation_elbo=validation_elbo, force=force)
+        self.finish_saves()  # the save before it is complete and sealed first (Orbax waits for it anyway)
+        try:
+            self.ckpts.save(step, state, record, validation_elbo=validation_elbo, force=force)
+        except StorageError as e:
+            raise StorageError(f"{e}; {self.resume_hint()}") from None
         self.pending = step
 
     def poll_save(self) -> None:
         """The save in flight has finished: seal its file sums and name it in the summary."""
         if self.pending is not None and not self.ckpts.saving():
-            self._saved()
-
-    def _saved(self) -> None:
-        self._seal(self.pending)
-        self.summary["last_checkpoint_step"], self.pending = self.pending, None
+            self.finish_saves()
 
     def finish_saves(self) -> None:
-        self.ckpts.wait()
-        if self.pending is not None:
-            self._saved()
+        """Wait for the save in flight; once it is complete, seal it and name it in the
+        summary. A failed save (StorageError) is never named: the summary keeps the last
+        complete checkpoint, which Orbax's failed save leaves as it was."""
+        step, self.pending = self.pending, None
+        try:
+            self.ckpts.wait()
+            if step is not None:
+                self._seal(step)
+        except StorageError as e:
+            raise StorageError(f"{e}; {self.resume_hint()}") from None
+        except OSError as e:  # sealing: the sums of a complete step could not be written
+            raise storage_error(e, then=self.resume_hint()) from e
+        if step is not None:
+            self.summary["last_checkpoint_step"] = step
 
     # ---------------------------------------------------------------- status
 
@@ -113,8 +167,8 @@ class Recorder:
         self.summary.update(fields, status=status)
         if error is not None:
             self.summary["error"] = error
-        self.write_summary()
         self.active = False
+        self.write_summary()
 
 
 class _NoLog:

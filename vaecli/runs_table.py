@@ -123,7 +123,10 @@ def read_run(run_dir: Path, root: Path) -> dict:
     done = summary.get("epochs_done")
     row["epochs"] = done if isinstance(done, int) else None
     row["epochs_total"] = summary.get("epochs", row["config"].get("train.epochs"))
-    row["val_elbo"] = best_validation_elbo(run_dir)
+    try:
+        row["val_elbo"] = best_validation_elbo(run_dir)
+    except OSError:  # no permission, or removed while listed: the row says so, the table goes on
+        row["status"] = "unreadable"
     row["test_ll"], row["test_k"] = latest_test(run_dir)
     wall = summary.get("wall_s")
     row["wall_s"] = float(wall) if isinstance(wall, (int, float)) and math.isfinite(wall) else None

@@ -19,7 +19,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from vaecli.errors import UsageError
+from vaecli.errors import UsageError, storage_error
 
 TRAVERSE_RANGE = 3.0  # prior standard deviations either side of zero
 MANIFOLD_QUANTILES = (0.05, 0.95)
@@ -277,20 +277,23 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
         + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "")
     title = f"{run.path.name} step {chosen} {mode}: {what}"
     png = out_dir / f"{stem}.png"
-    if "scatter" in draw:
-        _scatter_png(draw["scatter"], draw["labels"], draw["axes"], png, title)
-    else:
-        pictures.save_grid(draw["tiles"], png, title, cols=draw.get("cols"), row_labels=draw.get("row_labels"))
     npy = out_dir / f"{stem}.npy"
-    np.save(npy, array)
+    try:
+        if "scatter" in draw:
+            _scatter_png(draw["scatter"], draw["labels"], draw["axes"], png, title)
+        else:
+            pictures.save_grid(draw["tiles"], png, title, cols=draw.get("cols"), row_labels=draw.get("row_labels"))
+        np.save(npy, array)
+        if draw.get("labels") is not None:
+            np.save(out_dir / f"{stem}-labels.npy", draw["labels"])
+    except OSError as e:  # a read-only run folder, a full disk
+        raise storage_error(e, then="write the pictures elsewhere with --out DIR") from e
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
               "shape": list(array.shape), "title": title}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and the measure that ordered it
         result.update({k: draw[k] for k in ("dims", "order_by", "dim_measure", "dim_kl") if k in draw})
     if draw.get("labels") is not None:
-        labels_npy = out_dir / f"{stem}-labels.npy"
-        np.save(labels_npy, draw["labels"])
-        result["labels_npy"] = str(labels_npy)
+        result["labels_npy"] = str(out_dir / f"{stem}-labels.npy")
     return result
 
 

@@ -25,7 +25,7 @@ from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, 
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.epoch import make_epoch_fn
-from vaecli.errors import AlreadyDone, Interrupted, RunError, UsageError
+from vaecli.errors import AlreadyDone, Interrupted, RunError, StorageError, UsageError
 from vaecli.progress import Progress
 from vaecli.recorder import Recorder
 from vaecli.signals import StopOnSignal
@@ -168,7 +168,10 @@ def _session(run_list: list[runs.Run], model, train_split, val_split, starts: li
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         for rec in recs:
             if rec.active:
-                rec.end(status, str(e) or type(e).__name__)
+                try:
+                    rec.end(status, str(e) or type(e).__name__)
+                except StorageError:
+                    pass  # the summary cannot be written (a full disk): the error on its way says why
         raise
     finally:
         bar.close()
@@ -271,13 +274,19 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                 raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                                f"all {len(recs)} replicas failed; see each run's summary.json")
             if stopping:
+                for rec in recs:
+                    rec.finish_saves()  # the message below names a checkpoint that is complete
                 name = signal.Signals(stop.signum).name
                 where = recs[0].run.checkpoint_dir if len(recs) == 1 else f"each of the {len(recs)} run folders"
                 raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step "
                                   f"{int(m['step'][0])} in {where}", 128 + stop.signum)
-    finally:  # every exit path: the saves in flight complete, the summaries name them
+    except BaseException:  # every exit path: the saves in flight complete, the summaries name them
         for rec in recs:
-            rec.finish_saves()
+            with contextlib.suppress(StorageError):  # the error on its way comes first
+                rec.finish_saves()
+        raise
+    for rec in recs:
+        rec.finish_saves()
     _finish(recs, epoch_times, program.compile_s, t_start, bar)
 
 
