@@ -94,6 +94,8 @@ def _run(fn):
 
 
 StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number.")]
+RawParamsOpt = Annotated[bool, typer.Option(
+    "--raw-params", help="A run trained with train.ema_decay > 0: use the raw parameters, not their EMA.")]
 
 
 @app.command()
@@ -173,6 +175,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed of the prior draws and of the images picked.")] = 0,
     step: StepOpt = "latest",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
+    raw_params: RawParamsOpt = False,
     as_json: JsonOpt = False,
 ):
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
@@ -182,7 +185,7 @@ def sample(
         from vaecli.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
-                        split=split, steps=steps)
+                        split=split, steps=steps, raw_params=raw_params)
         if as_json:
             typer.echo(json.dumps(res, indent=2, default=str))
             return
@@ -206,6 +209,7 @@ def eval_elbo(
         "--kl-mc-samples", help="Draws per example of the Monte Carlo KL shown beside the analytic one (0: off).")] = 100,
     per_example: Annotated[Optional[Path], typer.Option(
         "--per-example", help="Also write per-image ELBO, log p̂(x), recon and KL to this .npz.")] = None,
+    raw_params: RawParamsOpt = False,
     as_json: JsonOpt = False,
 ):
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
@@ -215,7 +219,7 @@ def eval_elbo(
         from vaecli.evaluate import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
-                       kl_mc_samples=kl_mc_samples, per_example=per_example)
+                       kl_mc_samples=kl_mc_samples, per_example=per_example, raw_params=raw_params)
         typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
 
     _run(go)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from vaecli import config as config_lib, devices, runs
+from vaecli import config as config_lib, devices, runs, trackers as trackers_lib
 from vaecli.checkpoints import Checkpoints
-from vaecli.metrics import MetricsLog, truncate
+from vaecli.metrics import MetricsLog, read as read_metrics, truncate
 
 
 def start(path: Path, cfg: config_lib.Config, meta: dict) -> runs.Run:
@@ -33,6 +33,10 @@ def reopen(run: runs.Run, cfg: config_lib.Config, step: int, resume_entry: dict)
     the run restarts from) are dropped — they will be recomputed bit for bit —, config.yaml
     takes the allowed overrides and meta.json lists the resume."""
     meta = dict(run.meta)
+    if devices.is_primary():
+        # the last step the trackers were sent: a resumed run sends them only later ones
+        logged = [r["step"] for r in read_metrics(run.path) if isinstance(r.get("step"), int)]
+        resume_entry = {**resume_entry, "logged_to_step": max(logged, default=None)}
     meta["resumes"] = [*meta.get("resumes", []), resume_entry]
     if devices.is_primary():
         truncate(run.path, step)
@@ -64,6 +68,21 @@ class Recorder:
         self.log_file = stack.enter_context(self._metrics_log(state_step if epochs_done else None))
         self.ckpts = stack.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
                                                      keep_best=self.cfg.checkpoint.keep_best))
+        self.trackers = self._trackers(resumed="resumed_from_step" in before)
+
+    def _trackers(self, resumed: bool) -> trackers_lib.Trackers:
+        """W&B / MLflow when the config asks for them; their run ids go into meta.json, and a
+        resumed run continues the tracker runs meta.json names."""
+        if not trackers_lib.enabled(self.cfg):
+            return trackers_lib.NoTrackers()
+        meta = self.run.meta
+        logged_to = meta["resumes"][-1].get("logged_to_step") if resumed and meta.get("resumes") else None
+        trackers = trackers_lib.Trackers(self.run, meta.get("trackers"), logged_to)
+        if trackers.ids and trackers.ids != meta.get("trackers"):
+            meta = {**meta, "trackers": {**(meta.get("trackers") or {}), **trackers.ids}}
+            runs.write_json(self.path / "meta.json", meta)
+            self.run = runs.Run(self.path, self.cfg, meta)
+        return trackers
 
     # ---------------------------------------------------------------- files (NullRecorder: none)
 
@@ -75,10 +94,14 @@ class Recorder:
 
     def log(self, record: dict) -> None:
         self.log_file.write(record)
+        self.trackers.log(record)
 
     def pictures(self, draw, *args) -> None:
-        """`draw(*args, run_dir)` writes the run's picture grids."""
-        draw(*args, self.path)
+        """`draw(*args, run_dir)` writes the run's picture grids (and returns their paths)
+        at the step of the latest training record."""
+        paths = draw(*args, self.path)
+        if paths and self.train_record:
+            self.trackers.pictures(paths, self.train_record["step"])
 
     def _seal(self, step: int) -> None:
         self.ckpts.seal(step)
@@ -114,6 +137,7 @@ class Recorder:
         if error is not None:
             self.summary["error"] = error
         self.write_summary()
+        self.trackers.end(self.summary)
         self.active = False
 
 
@@ -136,6 +160,9 @@ class NullRecorder(Recorder):
 
     def _metrics_log(self, purge_after):
         return _NoLog()
+
+    def _trackers(self, resumed: bool):
+        return trackers_lib.NoTrackers()
 
     def write_summary(self) -> None:
         pass

@@ -182,7 +182,7 @@ def _scatter_png(points, labels, axes, path: Path, title: str) -> Path:
 
 def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
            out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
-           steps: int | None = None) -> dict:
+           steps: int | None = None, raw_params: bool = False) -> dict:
     """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` into
     `out` (default RUN/samples); return their paths."""
     if mode not in MODES:
@@ -201,7 +201,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     if mode == "manifold" and run.config.model.latent_dim != 2:
         raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has model.latent_dim="
                          f"{run.config.model.latent_dim} (use --mode traverse or --mode latents)")
-    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
+    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
+    which = state_lib.params_kind(run.config, raw_params)  # "ema": the run's moving average of the parameters
     model = _Model(fn, state["params"], run.image_shape)
     ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
            "normal_prior": run.config.model.prior == "normal" and run.config.model.latent_dim2 is None,
@@ -210,8 +211,9 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
 
     out_dir = Path(out) if out is not None else run.path / "samples"
     stem = f"{mode}-step{chosen}-seed{seed}" + (f"-n{n}" if n else "") + (f"-steps{steps}" if steps else "") \
-        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "")
-    title = f"{run.path.name} step {chosen} {mode}: {what}"
+        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "") \
+        + ("-raw" if which == "raw" and run.config.train.ema_decay > 0 else "")
+    title = f"{run.path.name} step {chosen}{' EMA' if which == 'ema' else ''} {mode}: {what}"
     png = out_dir / f"{stem}.png"
     if "scatter" in draw:
         _scatter_png(draw["scatter"], draw["labels"], draw["axes"], png, title)
@@ -220,7 +222,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     npy = out_dir / f"{stem}.npy"
     np.save(npy, array)
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
-              "shape": list(array.shape), "title": title}
+              "shape": list(array.shape), "title": title, "params": which}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and its mean KL
         result.update(dims=draw["dims"], dim_kl=draw["dim_kl"])
     if draw.get("labels") is not None:
