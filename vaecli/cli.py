@@ -131,6 +131,8 @@ def _run(fn):
 
 
 StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number.")]
+RawParamsOpt = Annotated[bool, typer.Option(
+    "--raw-params", help="A run trained with train.ema_decay > 0: use the raw parameters, not their EMA.")]
 
 
 @app.command()
@@ -207,6 +209,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="Seed of the prior draws and of the images picked.")] = 0,
     step: StepOpt = "latest",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
+    raw_params: RawParamsOpt = False,
     as_json: JsonOpt = False,
 ):
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
@@ -216,7 +219,7 @@ def sample(
         from vaecli.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
-                        split=split, steps=steps)
+                        split=split, steps=steps, raw_params=raw_params)
         if as_json:
             typer.echo(json.dumps(res, indent=2, default=str))
             return
@@ -242,6 +245,7 @@ def eval_elbo(
         "--per-example", help="Also write per-image ELBO, log p̂(x), recon and KL to this .npz.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="Folder of the per-K JSON files (default: RUN/eval); e.g. for a run on read-only storage.")] = None,
+    raw_params: RawParamsOpt = False,
     as_json: JsonOpt = False,
 ):
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
@@ -251,7 +255,7 @@ def eval_elbo(
         from vaecli.evaluate import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
-                       kl_mc_samples=kl_mc_samples, per_example=per_example, out=out)
+                       kl_mc_samples=kl_mc_samples, per_example=per_example, out=out, raw_params=raw_params)
         typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
         if res.get("not_saved"):  # the results are printed; the file that was not written is an error
             from vaecli.errors import StorageError

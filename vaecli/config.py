@@ -70,6 +70,10 @@ class TrainConfig:
     skip_nonfinite: int = field(default=0, metadata=_NON_NEGATIVE)
     # Devices of the data-parallel mesh (batch_size is the global batch); 0: all of them.
     devices: int = field(default=0, metadata=_NON_NEGATIVE)
+    # An exponential moving average of the parameters, updated at every step (0: off); when
+    # on, validation, pictures, eval-elbo and sample use it (--raw-params: the raw ones).
+    ema_decay: float = field(default=0.0, metadata=_check(lambda v: 0 <= v < 1,
+                                                          "must be in [0, 1): 0 turns it off, e.g. 0.999"))
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,25 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    project: Optional[str] = None  # null: W&B off (needs `pip install "vaecli[wandb]"`)
+    entity: Optional[str] = None
+    mode: Literal["online", "offline"] = "online"
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: Optional[str] = None  # null: MLflow off (needs `pip install "vaecli[mlflow]"`)
+    experiment: str = "vaecli"
+
+
+@dataclass(frozen=True)
 class LogConfig:
     tensorboard: bool = True
     progress: Literal["auto", "bar", "lines", "none"] = "auto"
+    wandb: WandbConfig = WandbConfig()  # experiment trackers (vaecli.trackers), off by default
+    mlflow: MlflowConfig = MlflowConfig()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     steps_per_epoch = n_train // batch
     dynamic = cfg.data.binarize == "dynamic"
     skip_limit = cfg.train.skip_nonfinite
+    ema_decay = cfg.train.ema_decay
 
     obj = cfg.objective
     warmup_steps = obj.warmup_epochs * steps_per_epoch
@@ -85,6 +86,8 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
             skipped = skipped + skip.astype(jnp.int32)
         new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"],
                "skipped": skipped}
+        if "ema" in state:  # train.ema_decay > 0: the moving average of the parameters
+            new["ema"] = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params)
         return new, (jnp.stack([loss, recon, kl]), finite, skip)
 
     def epoch(state, images):

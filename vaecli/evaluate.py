@@ -46,12 +46,15 @@ def _npz_target(path: str | Path | None) -> Path | None:
 
 def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None, seed: int = 0,
              batch_size: int = 100, kl_mc_samples: int = 100, per_example: str | Path | None = None,
-             max_rows: int | None = None, write: bool = True, out: str | Path | None = None) -> dict:
+             max_rows: int | None = None, write: bool = True, out: str | Path | None = None,
+             raw_params: bool = False) -> dict:
     """Evaluate a run's checkpoint on a split for each K in `samples`.
 
     Writes `<split>-step<S>-k<K>.json` per K into `out` (default RUN/eval) (and the
     per-example arrays to `per_example`, an .npz) and returns {"run", "split",
-    "checkpoint_step", "results": [one document per K, as written], "per_example"}. A file
+    "checkpoint_step", "params", "results": [one document per K, as written], "per_example"}.
+    A run trained with EMA is evaluated with its EMA parameters ("params": "ema") unless
+    `raw_params` (then the files end in -raw). A file
     that cannot be written (a read-only run folder, a full disk) does not lose the results:
     the report then has "not_saved", the one line saying which file and why.
     """
@@ -63,7 +66,9 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     data.check_split(split, "--split")
     npz_path = _npz_target(per_example)
     run = runs.open_run(run_path)
-    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
+    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
+    which = state_lib.params_kind(run.config, raw_params)
+    suffix = "-raw" if which == "raw" and run.config.train.ema_decay > 0 else ""  # never overwrites the EMA file
     images = data.load_split(run.config.data, split)
 
     import jax
@@ -90,7 +95,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
         doc.update(bounds.latent_units(per))
         doc["notes"] = _undefined(doc, objective, run.config.model.likelihood)
         doc.update({
-            "samples": k,
+            "samples": k, "params": which,
             "protocol": {"dataset": run.config.data.dataset, "split": split, "num_examples": len(images),
                          "binarize": run.config.data.binarize, "samples": k, "seed": seed,
                          "checkpoint_step": chosen, "estimator": ESTIMATOR,
@@ -112,7 +117,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
             "run": str(run.path),
         })
         if write and not_saved is None:
-            target = (Path(out) if out is not None else run.path / "eval") / f"{split}-step{chosen}-k{k}.json"
+            target = (Path(out) if out is not None else run.path / "eval") / f"{split}-step{chosen}-k{k}{suffix}.json"
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 runs.write_json(target, doc)
@@ -132,10 +137,14 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
         except OSError as e:
             not_saved = not_saved or str(storage_error(e, npz_path, "choose another --per-example path"))
             npz_path = None
-    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "results": results,
+    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "params": which, "results": results,
               "per_example": str(npz_path) if npz_path else None}
     if not_saved:
         report["not_saved"] = not_saved
+    if write:  # the run's experiment trackers (log.wandb / log.mlflow), when it has any
+        from vaecli import trackers
+
+        trackers.log_eval(run, report)
     return report
 
 
@@ -150,7 +159,7 @@ def format_table(report: dict) -> str:
     res = report["results"]
     first, p = res[0], res[0]["protocol"]
     lines = [f"{p['dataset']} {p['split']} ({p['num_examples']} images), step {p['checkpoint_step']}, "
-             f"seed {p['seed']}, {first['run']}"]
+             f"seed {p['seed']}, {first['run']}" + (" (EMA params)" if first.get("params") == "ema" else "")]
     lines.append(f"  {'':<32}" + "".join(f"{'K=' + str(r['samples']):>11}" for r in res))
     rows = [("log p(x) ≈ log p̂_K(x)", "log_likelihood"), ("  standard error", "log_likelihood_stderr"),
             ("NLL", "nll"), ("bits/dim", "bits_per_dim"), ("ELBO", "elbo"),

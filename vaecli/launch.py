@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaecli import config as config_lib, sweep
+from vaecli import config as config_lib, sweep, trackers
 from vaecli.errors import AlreadyDone, UsageError
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -43,6 +43,8 @@ def train_command(*, config: Path | None = None, overrides: list[str] = (), name
         raise UsageError("give --config FILE for a new run, or --resume RUN to continue one")
     raw = config_lib.apply_overrides(config_lib.read_yaml(config), list(overrides))
     groups = sweep.programs(raw, seeds, list(sweeps), name or Path(config).stem, max_replicas)
+    for log_cfg in {c.log: c for group in groups for _, c in group}.values():
+        trackers.check(log_cfg)  # W&B/MLflow asked for but not installed, or an unreachable URI: exit 2
     before_compute()
     from vaecli.train import train_replicas
 

@@ -16,10 +16,10 @@ import contextlib
 import logging
 from pathlib import Path
 
-from vaecli import config as config_lib, devices, runs
+from vaecli import config as config_lib, devices, runs, trackers as trackers_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import StorageError, storage_error
-from vaecli.metrics import MetricsLog, truncate
+from vaecli.metrics import MetricsLog, read as read_metrics, truncate
 
 log = logging.getLogger("vaecli")
 
@@ -37,6 +37,10 @@ def reopen(run: runs.Run, cfg: config_lib.Config, step: int, resume_entry: dict)
     the run restarts from) are dropped — they will be recomputed bit for bit —, config.yaml
     takes the allowed overrides and meta.json lists the resume."""
     meta = dict(run.meta)
+    if devices.is_primary():
+        # the last step the trackers were sent: a resumed run sends them only later ones
+        logged = [r["step"] for r in read_metrics(run.path) if isinstance(r.get("step"), int)]
+        resume_entry = {**resume_entry, "logged_to_step": max(logged, default=None)}
     meta["resumes"] = [*meta.get("resumes", []), resume_entry]
     if devices.is_primary():
         try:
@@ -72,6 +76,21 @@ class Recorder:
         self.log_file = stack.enter_context(self._metrics_log(state_step if epochs_done else None))
         self.ckpts = stack.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
                                                      keep_best=self.cfg.checkpoint.keep_best))
+        self.trackers = self._trackers(resumed="resumed_from_step" in before)
+
+    def _trackers(self, resumed: bool) -> trackers_lib.Trackers:
+        """W&B / MLflow when the config asks for them; their run ids go into meta.json, and a
+        resumed run continues the tracker runs meta.json names."""
+        if not trackers_lib.enabled(self.cfg):
+            return trackers_lib.NoTrackers()
+        meta = self.run.meta
+        logged_to = meta["resumes"][-1].get("logged_to_step") if resumed and meta.get("resumes") else None
+        trackers = trackers_lib.Trackers(self.run, meta.get("trackers"), logged_to)
+        if trackers.ids and trackers.ids != meta.get("trackers"):
+            meta = {**meta, "trackers": {**(meta.get("trackers") or {}), **trackers.ids}}
+            runs.write_json(self.path / "meta.json", meta)
+            self.run = runs.Run(self.path, self.cfg, meta)
+        return trackers
 
     # ---------------------------------------------------------------- files (NullRecorder: none)
 
@@ -98,16 +117,20 @@ class Recorder:
             self._settle()
             raise storage_error(e, self.path / "metrics.jsonl",
                                 f"no checkpoint is saved after a lost log line; {self.resume_hint()}") from e
+        self.trackers.log(record)
 
     def pictures(self, draw, *args) -> None:
         """`draw(*args, run_dir)` writes the run's picture grids. A picture that cannot be
         written is a warning (once per run): training goes on, nothing else depends on it."""
         try:
-            draw(*args, self.path)
+            paths = draw(*args, self.path)
         except OSError as e:
             if not self.picture_failed:
                 log.warning(f"{storage_error(e)}; training goes on without pictures (no further warning)")
             self.picture_failed = True
+            return
+        if paths and self.train_record:  # the trackers get them at the step of the latest training record
+            self.trackers.pictures(paths, self.train_record["step"])
 
     picture_failed = False
 
@@ -169,6 +192,7 @@ class Recorder:
             self.summary["error"] = error
         self.active = False
         self.write_summary()
+        self.trackers.end(self.summary)
 
 
 class _NoLog:
@@ -190,6 +214,9 @@ class NullRecorder(Recorder):
 
     def _metrics_log(self, purge_after):
         return _NoLog()
+
+    def _trackers(self, resumed: bool):
+        return trackers_lib.NoTrackers()
 
     def write_summary(self) -> None:
         pass

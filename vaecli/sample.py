@@ -241,7 +241,7 @@ def _scatter_png(points, labels, axes, path: Path, title: str) -> Path:
 
 def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
            out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
-           steps: int | None = None) -> dict:
+           steps: int | None = None, raw_params: bool = False) -> dict:
     """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` into
     `out` (default RUN/samples); return their paths."""
     if mode not in MODES:
@@ -264,7 +264,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
                          f"{run.config.model.latent_dim} (use --mode traverse or --mode latents)")
     from vaecli import state as state_lib
 
-    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step)
+    fn, state, chosen, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
+    which = state_lib.params_kind(run.config, raw_params)  # "ema": the run's moving average of the parameters
     model = _Model(fn, state["params"], run.image_shape)
     ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
            "normal_prior": choices.standard_normal_prior(run.config.model),
@@ -274,8 +275,9 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
 
     out_dir = Path(out) if out is not None else run.path / "samples"
     stem = f"{mode}-step{chosen}-seed{seed}" + (f"-n{n}" if n else "") + (f"-steps{steps}" if steps else "") \
-        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "")
-    title = f"{run.path.name} step {chosen} {mode}: {what}"
+        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "") \
+        + ("-raw" if which == "raw" and run.config.train.ema_decay > 0 else "")
+    title = f"{run.path.name} step {chosen}{' EMA' if which == 'ema' else ''} {mode}: {what}"
     png = out_dir / f"{stem}.png"
     npy = out_dir / f"{stem}.npy"
     try:
@@ -289,7 +291,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     except OSError as e:  # a read-only run folder, a full disk
         raise storage_error(e, then="write the pictures elsewhere with --out DIR") from e
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
-              "shape": list(array.shape), "title": title}
+              "shape": list(array.shape), "title": title, "params": which}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and the measure that ordered it
         result.update({k: draw[k] for k in ("dims", "order_by", "dim_measure", "dim_kl") if k in draw})
     if draw.get("labels") is not None:

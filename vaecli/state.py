@@ -69,6 +69,8 @@ def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional,
         "rng": jax.random.key_data(jax.random.key(cfg.seed)),
         "skipped": jnp.zeros((), jnp.int32),  # non-finite updates dropped so far (train.skip_nonfinite)
     }
+    if cfg.train.ema_decay > 0:  # only then: EMA-less states (and run format 2 checkpoints) keep their layout
+        state["ema"] = jax.tree.map(jnp.copy, fn.params)  # a copy: the state is donated leaf by leaf
     return fn, tx, state
 
 
@@ -97,10 +99,19 @@ def _list(steps) -> str:
     return ", ".join(str(s) for s in steps)
 
 
-def load_state(cfg: Config, image_shape, checkpoint_dir: Path, step=None):
-    """Restore (Functional, state, step, record) from a run's checkpoints."""
+def params_kind(cfg: Config, raw_params: bool = False) -> str:
+    """Which parameters evaluation uses: "ema" (the moving average, when train.ema_decay > 0
+    and not `raw_params`) or "raw"."""
+    return "ema" if cfg.train.ema_decay > 0 and not raw_params else "raw"
+
+
+def load_state(cfg: Config, image_shape, checkpoint_dir: Path, step=None, raw_params: bool = False):
+    """Restore (Functional, state, step, record) from a run's checkpoints. With EMA on (and
+    not `raw_params`), state["params"] holds the EMA parameters (see `params_kind`)."""
     fn, _, like = init_state(cfg, image_shape)
     with Checkpoints(checkpoint_dir, read_only=True) as ckpts:
         chosen = resolve_step(ckpts, step)
         state, record = ckpts.restore(chosen, like)
+    if params_kind(cfg, raw_params) == "ema":
+        state = {**state, "params": state["ema"]}
     return fn, state, chosen, record

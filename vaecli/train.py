@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 import vaecli
-from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib
+from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib, trackers
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.epoch import make_epoch_fn
@@ -76,6 +76,7 @@ def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], prog
     t_start = time.perf_counter()
     run = runs.open_run(run_path)
     cfg = config_lib.apply_resume_overrides(run.config, overrides)
+    trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
     with recorder_lib.lock(run.path):
         old_summary = runs.read_json(run.path / "summary.json") or {}
         train_split, val_split = _load_data(cfg)
@@ -199,16 +200,20 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
     compile_s = time.perf_counter() - t0
     num_pixels = int(np.prod(val_split.image_shape))
 
+    ema = state_lib.params_kind(cfg) == "ema"  # validation and pictures use the EMA parameters
+
     def validate(rec: Recorder, params, step, epoch):
         s = bounds.summarize(val_estimate(params, rec.cfg.seed), num_pixels)
         return {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"], "recon": s["recon"],
-                "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start}
+                "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start,
+                **({"params": "ema"} if ema else {})}
 
     n_pic = min(cfg.eval.grid, len(val_split))
     pic_images = val_split.flat[:n_pic].astype(np.float32).reshape(-1, *val_split.image_shape) / val_split.scale
 
     def draw(seed, params, step, run_dir: Path):
-        sample.training_pictures(fn, params, pic_images, seed, step, run_dir, f"{run_dir.name} step {step}")
+        title = f"{run_dir.name} step {step}" + (" (EMA params)" if ema else "")
+        return list(sample.training_pictures(fn, params, pic_images, seed, step, run_dir, title))
 
     return _Program(epoch_fn, validate, draw, compile_s)
 
@@ -256,7 +261,7 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                         bar.message(f"replica {rec.path.name} failed: {message}")
                     continue
                 if evaluating:
-                    params = devices.local(axis.take(state["params"], r))
+                    params = devices.local(axis.take(state["ema" if "ema" in state else "params"], r))
                     rec.val_record = program.validate(rec, params, step, epoch)
                     rec.log(rec.val_record)
                     rec.pictures(program.pictures, rec.cfg.seed, params, step)
