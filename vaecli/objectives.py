@@ -90,5 +90,6 @@ def training_loss(model, x, key, *, name: str = "elbo", samples: int = 1, kl: st
     if kl == "mc":
         return recon + kl_weight * kl_mc, recon, kl_mc
     per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
-    penalty = jnp.sum(jnp.maximum(per_dim, free_bits)) if free_bits > 0 else jnp.sum(per_dim)
+    # a where, not an if: free_bits may be a traced per-replica value (state["hyper"])
+    penalty = jnp.where(free_bits > 0, jnp.sum(jnp.maximum(per_dim, free_bits)), jnp.sum(per_dim))
     return recon + kl_weight * penalty, recon, jnp.sum(per_dim)
