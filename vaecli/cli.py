@@ -151,7 +151,8 @@ def train(
         "--seeds", help="Train these seeds as replicas of one compiled program: 0-7, 1,3,5.")] = None,
     sweep: Annotated[Optional[list[str]], typer.Option(
         "--sweep", help="Replicas over values: --sweep optim.lr=1e-3,3e-4 (repeatable, cartesian product; "
-                        "seed, optim.lr, optim.weight_decay).")] = None,
+                        "seed, optim.lr, optim.weight_decay, objective.beta, objective.warmup_epochs, "
+                        "objective.free_bits).")] = None,
     max_replicas: Annotated[int, typer.Option(
         "--max-replicas-per-program", help="Split the replicas into programs of at most this many.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (run folders and their "
@@ -195,6 +196,51 @@ def train(
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
+
+
+@app.command()
+def tune(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file of every trial.")] = None,
+    space: Annotated[Optional[list[str]], typer.Option(
+        "--space", help="A searched key (repeatable): KEY=log:LOW:HIGH (log-uniform), KEY=LOW:HIGH (uniform; "
+                        "integers for an integer key), KEY=a,b,c (one of). Keys: seed, optim.lr, "
+                        "optim.weight_decay, objective.beta, objective.warmup_epochs, objective.free_bits.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key of every trial: --set train.epochs=3 (repeatable).")] = None,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", help="Trials in the study (default 16; with --resume: raise the budget).")] = None,
+    replicas: Annotated[int, typer.Option(
+        "--replicas", help="Trials trained at once, as replicas of one compiled program.")] = 8,
+    pruner: Annotated[str, typer.Option(
+        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none.")] = "median",
+    name: Annotated[Optional[str], typer.Option(help="Study name (default: <config stem>-tune).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the study folder is created "
+                                                                        "(default: runs).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue this study folder: trials left running go on from their checkpoints, "
+                         "finished ones are never repeated.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Search hyperparameters with Optuna; trials train side by side in one compiled program.
+    Prints the study folder (summary.json, search.png, trials/ of ordinary run folders)."""
+
+    def go():
+        from vaecli.launch import tune_command
+
+        summary = tune_command(config=config, overrides=set_ or [], spaces=space or [], trials=trials,
+                               replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
+                               argv=sys.argv, before_compute=_use_compile_cache)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        best = summary.get("best")
+        if best:
+            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+            typer.echo(f"best: trial {best['trial']} validation ELBO {best['validation_elbo']:.2f} ({params})",
+                       err=True)
+        typer.echo(summary["study"])
+
+    _run(go)
 
 
 @app.command()

@@ -51,17 +51,18 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     ema_decay = cfg.train.ema_decay
 
     obj = cfg.objective
-    warmup_steps = obj.warmup_epochs * steps_per_epoch
 
-    def kl_weight(step):
+    def kl_weight(step, hyper):
         """β, ramped up linearly from 0 over the warm-up: a function of the step counter
-        inside the compiled epoch, so the schedule costs no recompilation."""
-        if warmup_steps <= 0:
-            return obj.beta
-        return obj.beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+        inside the compiled epoch, so the schedule costs no recompilation. β and the warm-up
+        are values of the state (state["hyper"]), so replicas may differ in them."""
+        warmup_steps = hyper["warmup_epochs"] * steps_per_epoch
+        ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup_steps, 1e-30))
+        return jnp.where(warmup_steps > 0, hyper["beta"] * ramp, hyper["beta"])
 
-    def loss_fn(params, x, key, step):
-        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, obj, kl_weight(step))
+    def loss_fn(params, x, key, step, hyper):
+        loss, recon, kl = objectives.training_loss(fn.bind(params), x, key, obj, kl_weight(step, hyper),
+                                                   free_bits=hyper["free_bits"])
         return loss, (recon, kl)
 
     def train_step(state, order, images):
@@ -73,7 +74,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
             batch_u8 = jax.lax.with_sharding_constraint(batch_u8, batch_sharding)
         x = to_inputs(batch_u8, k_binarize, scale, dynamic)
         (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z,
-                                                                               state["step"])
+                                                                               state["step"], state["hyper"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         finite = jnp.stack([jnp.isfinite(recon), jnp.isfinite(kl), _all_finite(updates)])
@@ -85,7 +86,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
             params, opt_state = keep(params, state["params"]), keep(opt_state, state["opt_state"])
             skipped = skipped + skip.astype(jnp.int32)
         new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"],
-               "skipped": skipped}
+               "skipped": skipped, "hyper": state["hyper"]}
         if "ema" in state:  # train.ema_decay > 0: the moving average of the parameters
             new["ema"] = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params)
         return new, (jnp.stack([loss, recon, kl]), finite, skip)

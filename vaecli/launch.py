@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaecli import config as config_lib, sweep, trackers
+from vaecli import config as config_lib, runs, sweep, trackers
 from vaecli.errors import AlreadyDone, UsageError
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -55,3 +55,38 @@ def train_command(*, config: Path | None = None, overrides: list[str] = (), name
     return Result(paths)
 
 
+
+
+def tune_command(*, config: Path | None = None, overrides: list[str] = (), spaces: list[str] = (),
+                 trials: int | None = None, replicas: int = 8, pruner: str = "median", name: str | None = None,
+                 runs_dir: Path | None = None, resume: Path | None = None, argv: list[str] = (),
+                 before_compute=lambda: None) -> dict:
+    """What `vae tune` does: a new study (its space checked before JAX or Optuna is
+    imported) or a resumed one; returns the study's summary (with its folder)."""
+    from vaecli import search_space
+
+    if resume is not None:
+        if config is not None or name is not None or runs_dir is not None or spaces or overrides:
+            raise UsageError("--resume STUDY continues the study with its own settings: drop --config, --set, "
+                             "--space, --name and --runs-dir (--trials N may raise the budget)")
+        if not (Path(resume) / "study.json").is_file():
+            raise UsageError(f"--resume {resume}: not a study folder (no study.json written by vae tune)")
+        if trials is not None:
+            search_space.check_args(trials, 1, "none")
+        before_compute()
+        from vaecli import tune
+
+        return tune.run(Path(resume), list(argv), trials=trials)
+    if config is None:
+        raise UsageError("give --config FILE and --space KEY=SPEC for a new study, or --resume STUDY")
+    raw = config_lib.apply_overrides(config_lib.read_yaml(config), list(overrides))
+    config_lib.from_dict(raw)
+    search_space.parse_all(list(spaces), raw)  # every refusal before JAX and Optuna are imported
+    search_space.check_args(16 if trials is None else trials, replicas, pruner)
+    runs.check_target(runs_dir or DEFAULT_RUNS_DIR, name or f"{Path(config).stem}-tune")
+    before_compute()
+    from vaecli import tune
+
+    study_dir = tune.create(raw, list(spaces), 16 if trials is None else trials, replicas, pruner,
+                            runs_dir or DEFAULT_RUNS_DIR, name or f"{Path(config).stem}-tune", list(argv))
+    return tune.run(study_dir, list(argv))

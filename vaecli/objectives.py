@@ -58,7 +58,9 @@ class Objective:
     defines_density = True
     no_density_note = ""  # defines_density False: why evaluation reports only the reconstruction
 
-    def loss(self, model, x, key, cfg, kl_weight=1.0):
+    def loss(self, model, x, key, cfg, kl_weight=1.0, free_bits=None):
+        """Batch means (loss, recon, kl). `kl_weight` and `free_bits` (default: cfg's) may be
+        traced values: replicas of one program differ in them (state["hyper"])."""
         raise NotImplementedError
 
     def check(self, cfg) -> None:
@@ -101,16 +103,18 @@ class Elbo(Objective):
                               "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
         super().check(cfg)
 
-    def loss(self, model, x, key, cfg, kl_weight=1.0):
+    def loss(self, model, x, key, cfg, kl_weight=1.0, free_bits=None):
         import jax.numpy as jnp
 
+        free_bits = cfg.free_bits if free_bits is None else free_bits
         (log_px, log_pz, log_qz), q = _log_terms(model, x, key, cfg.samples, draw=True)
         recon = -jnp.mean(log_px)
         if cfg.kl == "mc":
             kl_mc = jnp.mean(log_qz - log_pz)
             return recon + kl_weight * kl_mc, recon, kl_mc
         per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
-        penalty = jnp.sum(jnp.maximum(per_dim, cfg.free_bits)) if cfg.free_bits > 0 else jnp.sum(per_dim)
+        # a where, not an if: free_bits may be a traced per-replica value (state["hyper"])
+        penalty = jnp.where(free_bits > 0, jnp.sum(jnp.maximum(per_dim, free_bits)), jnp.sum(per_dim))
         return recon + kl_weight * penalty, recon, jnp.sum(per_dim)
 
 
@@ -121,7 +125,7 @@ class Iwae(Objective):
     name, summary = "iwae", "the K-sample importance-weighted bound"
     reads = ("samples",)
 
-    def loss(self, model, x, key, cfg, kl_weight=1.0):
+    def loss(self, model, x, key, cfg, kl_weight=1.0, free_bits=None):
         import jax
         import jax.numpy as jnp
 
@@ -140,7 +144,7 @@ class Autoencoder(Objective):
                        "defines no density p(x) and no ELBO; only the reconstruction −log p(x|z) at z = the encoder's "
                        "mean is reported (K is ignored)")
 
-    def loss(self, model, x, key, cfg, kl_weight=1.0):
+    def loss(self, model, x, key, cfg, kl_weight=1.0, free_bits=None):
         import jax.numpy as jnp
 
         (log_px, _, _), _ = _log_terms(model, x, key, 1, draw=False)
@@ -156,6 +160,6 @@ def of(cfg) -> Objective:
     return OBJECTIVES[getattr(cfg, "objective", cfg).name]
 
 
-def training_loss(model, x, key, cfg, kl_weight=1.0):
+def training_loss(model, x, key, cfg, kl_weight=1.0, free_bits=None):
     """Batch means (loss, recon, kl) of the objective `cfg` (an ObjectiveConfig) names."""
-    return OBJECTIVES[cfg.name].loss(model, x, key, cfg, kl_weight)
+    return OBJECTIVES[cfg.name].loss(model, x, key, cfg, kl_weight, free_bits)

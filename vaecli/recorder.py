@@ -73,9 +73,11 @@ class Recorder:
         self.pending = None  # step of the checkpoint save in flight
         self.active = True  # False once ended (a failed replica): the others go on
         self.write_summary()
-        self.log_file = stack.enter_context(self._metrics_log(state_step if epochs_done else None))
-        self.ckpts = stack.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
-                                                     keep_best=self.cfg.checkpoint.keep_best))
+        own = stack.enter_context(contextlib.ExitStack())  # closed with `stack`, or earlier by close()
+        self.close = own.close
+        self.log_file = own.enter_context(self._metrics_log(state_step if epochs_done else None))
+        self.ckpts = own.enter_context(Checkpoints(run.checkpoint_dir, keep=self.cfg.checkpoint.keep,
+                                                   keep_best=self.cfg.checkpoint.keep_best))
         self.trackers = self._trackers(resumed="resumed_from_step" in before)
 
     def _trackers(self, resumed: bool) -> trackers_lib.Trackers:

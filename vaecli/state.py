@@ -1,7 +1,13 @@
 """The training state: parameters, optimizer, step and key, built from a config or restored.
 
 The state is a plain dict pytree so that one compiled function can carry it through
-`lax.scan`, donate it, checkpoint it, and (later) stack it along a replica axis.
+`lax.scan`, donate it, checkpoint it, and stack it along a replica axis.
+
+`state["hyper"]` holds the objective's hyperparameters that replicas of one program may
+differ in (HYPER_KEYS: β, the KL warm-up, free bits) as arrays the compiled step reads. It
+is a function of the run's config.yaml, so checkpoints do not store it (`checkpointed`):
+the checkpoint layout stays run format 2, old run folders load unchanged, and a restore
+takes it from the config again (`with_hyper`), which is bit-identical by construction.
 """
 from __future__ import annotations
 
@@ -55,6 +61,24 @@ def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> optax.Gradient
     return optax.chain(*parts, core)
 
 
+HYPER_KEYS = ("beta", "warmup_epochs", "free_bits")  # objective.* values carried by the state
+
+
+def hyper(cfg: Config) -> dict:
+    """The state's per-replica objective values, from the config."""
+    return {k: jnp.asarray(getattr(cfg.objective, k), jnp.float32) for k in HYPER_KEYS}
+
+
+def checkpointed(state: dict) -> dict:
+    """The part of the state a checkpoint stores (all but `hyper`, which config.yaml gives)."""
+    return {k: v for k, v in state.items() if k != "hyper"}
+
+
+def with_hyper(state: dict, cfg: Config) -> dict:
+    """A restored checkpoint's state, completed with `hyper` from the run's config."""
+    return {**state, "hyper": hyper(cfg)}
+
+
 def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional, optax.GradientTransformation, dict]:
     """The state at step 0. `train` (the training Split) supplies what depends on the data:
     the epoch length of a staged learning-rate schedule and the data-dependent parameter
@@ -68,6 +92,7 @@ def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional,
         "step": jnp.zeros((), jnp.int32),
         "rng": jax.random.key_data(jax.random.key(cfg.seed)),
         "skipped": jnp.zeros((), jnp.int32),  # non-finite updates dropped so far (train.skip_nonfinite)
+        "hyper": hyper(cfg),
     }
     if cfg.train.ema_decay > 0:  # only then: EMA-less states (and run format 2 checkpoints) keep their layout
         state["ema"] = jax.tree.map(jnp.copy, fn.params)  # a copy: the state is donated leaf by leaf
@@ -111,7 +136,8 @@ def load_state(cfg: Config, image_shape, checkpoint_dir: Path, step=None, raw_pa
     fn, _, like = init_state(cfg, image_shape)
     with Checkpoints(checkpoint_dir, read_only=True) as ckpts:
         chosen = resolve_step(ckpts, step)
-        state, record = ckpts.restore(chosen, like)
+        state, record = ckpts.restore(chosen, checkpointed(like))
+    state = with_hyper(state, cfg)
     if params_kind(cfg, raw_params) == "ema":
         state = {**state, "params": state["ema"]}
     return fn, state, chosen, record

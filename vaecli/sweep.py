@@ -1,8 +1,8 @@
 """`--seeds` and `--sweep`: the configs of replicas that share one compiled program.
 
 Replicas may differ only in values the training state carries as arrays (the seed, which
-sets the initial parameters and the PRNG key, and the optimizer's injected
-hyperparameters); anything that changes shapes or code needs its own program, so a shell
+sets the initial parameters and the PRNG key, the optimizer's injected hyperparameters,
+and the objective's β, KL warm-up and free bits in state["hyper"]); anything that changes shapes or code needs its own program, so a shell
 loop over `vae train --set ...`. No JAX here: these errors come before anything heavy.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from vaecli import config as config_lib
 from vaecli.config import Config
 from vaecli.errors import UsageError
 
-REPLICA_KEYS = ("seed", "optim.lr", "optim.weight_decay")
+REPLICA_KEYS = ("seed", "optim.lr", "optim.weight_decay", "objective.beta", "objective.warmup_epochs",
+                "objective.free_bits")
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -1,7 +1,7 @@
 """`vae train`: the loop around the compiled epoch (vaecli.epoch).
 
 `vaecli.launch.train_command` is the one entry the CLI calls. Every run — a single one, the replicas of
-a --seeds/--sweep program, a resumed one — goes through `_session`, which compiles the
+a --seeds/--sweep program, a resumed one — goes through `session`, which compiles the
 epoch once and drives it: the host reads metrics once per epoch (the log point), never
 inside it; there it logs, validates, draws pictures and saves checkpoints through each
 run folder's recorder (vaecli.recorder), which keeps summary.json true on every exit path.
@@ -51,18 +51,23 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
     with contextlib.ExitStack() as locks:
         run_list, starts = [], []
         for i, (cfg, path) in enumerate(zip(cfgs, paths)):
-            meta = runs.environment_meta(argv)
-            meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
-                            "num_train": len(train_split), "num_validation": len(val_split),
-                            "binarize": cfg.data.binarize, "train_scale": train_split.scale}
-            if len(cfgs) > 1:
-                meta["replica"] = {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}
+            extra = {"replica": {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}} if len(cfgs) > 1 else {}
             locks.enter_context(recorder_lib.lock(path))
-            run_list.append(recorder_lib.start(path, cfg, meta))
-            fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
-            starts.append(_Start(state))
-        _session(run_list, (fn, tx), train_split, val_split, starts, t_start, progress)
+            run, model, start = new_run(path, cfg, argv, train_split, val_split, extra)
+            run_list.append(run), starts.append(start)
+        session(run_list, model, train_split, val_split, starts, t_start, progress)
     return paths
+
+
+def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, extra_meta: dict):
+    """A new run folder's first files and its state at step 0: (run, model, _Start)."""
+    meta = runs.environment_meta(argv)
+    meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+                    "num_train": len(train_split), "num_validation": len(val_split),
+                    "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+    run = recorder_lib.start(path, cfg, {**meta, **extra_meta})
+    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
+    return run, (fn, tx), _Start(state)
 
 
 def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], progress: str | None = None) -> Path:
@@ -78,32 +83,41 @@ def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], prog
     cfg = config_lib.apply_resume_overrides(run.config, overrides)
     trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
     with recorder_lib.lock(run.path):
-        old_summary = runs.read_json(run.path / "summary.json") or {}
         train_split, val_split = _load_data(cfg)
-        if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
-            raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
-                           f"({len(train_split)} images of {train_split.image_shape}, the run saw "
-                           f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
-        # train= gives the staged lr schedule its epoch length (and an init the restore replaces)
-        fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
-        epoch, record = 0, None
-        with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
-            steps = ckpts.steps()
-            if steps:
-                state, record = ckpts.restore(steps[-1], state)
-                epoch = int(record["epoch"])
-        if epoch > cfg.train.epochs:
-            raise UsageError(f"{run.path} has already trained {epoch} epochs; --set train.epochs=N needs N >= {epoch}")
-        if epoch == cfg.train.epochs and old_summary.get("status") == "completed":
-            raise AlreadyDone(f"{run.path} already completed {epoch} epochs; extend it with --resume "
-                              f"{run.path} --set train.epochs=N")
-        step = int(state["step"])
-        run = recorder_lib.reopen(run, cfg, step, {
-            "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
-            "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
-        before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
-        _session([run], (fn, tx), train_split, val_split, [_Start(state, epoch, record, before)], t_start, progress)
+        model, run, start = restart(run, cfg, overrides, argv, train_split)
+        session([run], model, train_split, val_split, [start], t_start, progress)
         return run.path
+
+
+def restart(run: runs.Run, cfg: Config, overrides: list[str], argv: list[str], train_split):
+    """A run folder's state at its latest complete checkpoint (step 0 if none), its resume
+    recorded: (model, run, _Start). The caller holds the run's lock and loaded the data."""
+    old_summary = runs.read_json(run.path / "summary.json") or {}
+    if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
+        raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
+                       f"({len(train_split)} images of {train_split.image_shape}, the run saw "
+                       f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
+    # train= gives the staged lr schedule its epoch length (and an init the restore replaces)
+    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
+    epoch, record = 0, None
+    with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
+        steps = ckpts.steps()
+        if steps:
+            # state["hyper"] is not checkpointed (run format 2 has none): config.yaml gives it
+            restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(state))
+            state = state_lib.with_hyper(restored, cfg)
+            epoch = int(record["epoch"])
+    if epoch > cfg.train.epochs:
+        raise UsageError(f"{run.path} has already trained {epoch} epochs; --set train.epochs=N needs N >= {epoch}")
+    if epoch == cfg.train.epochs and old_summary.get("status") == "completed":
+        raise AlreadyDone(f"{run.path} already completed {epoch} epochs; extend it with --resume "
+                          f"{run.path} --set train.epochs=N")
+    step = int(state["step"])
+    run = recorder_lib.reopen(run, cfg, step, {
+        "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
+        "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
+    before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
+    return (fn, tx), run, _Start(state, epoch, record, before)
 
 
 resume = resume_run  # the name the tests and scripts know
@@ -115,6 +129,26 @@ class _Start:
     epoch: int = 0  # epochs already trained
     record: dict | None = None  # the checkpoint's record, when resuming
     summary: dict = field(default_factory=dict)  # summary fields carried over
+
+
+class Slots:
+    """Per-epoch control of a program's replica slots. This default lets every replica train
+    its `train.epochs` and stop; `vae tune` (vaecli.tune) refills the slots of finished and
+    pruned trials with new ones, in place, without recompiling.
+
+    Each slot's slice of the state carries its own step counter, so a slot's epoch is its
+    step // steps-per-epoch: a new occupant starting at step 0 draws exactly the numbers of
+    a fresh single run of its config."""
+
+    failures_are_results = False  # True: a failed (non-finite) replica does not fail the command
+    total_epochs: int | None = None  # the progress bar's length (None: train.epochs)
+
+    def after_epoch(self, recs: list[Recorder], epoch: int) -> dict[int, tuple[runs.Run, _Start]]:
+        """Called at each epoch boundary once every replica is logged, validated, saved, and
+        those at `train.epochs` completed. It may end active replicas (`rec.end(status)`) and
+        return new occupants for slots whose recorder is no longer active: {slot: (run, start)}.
+        The loop ends when no slot is active."""
+        return {}
 
 
 def _load_data(cfg: Config):
@@ -141,30 +175,45 @@ class _ReplicaAxis:
     def take(self, tree, r: int):
         return tree if self.n == 1 else jax.tree.map(lambda a: a[r], tree)
 
+    def put(self, host_tree, r: int, tree):
+        """`host_tree` (owned numpy arrays) with slice r replaced by `tree`."""
+        if self.n == 1:
+            return tree
+
+        def put(a, b):
+            a[r] = np.asarray(b)
+            return a
+
+        return jax.tree.map(put, host_tree, tree)
+
     def host(self, tree) -> dict:
         """Device arrays -> numpy with the replica axis first."""
         out = devices.to_host(tree)
         return jax.tree.map(lambda a: np.asarray(a)[None], out) if self.n == 1 else out
 
 
-def _session(run_list: list[runs.Run], model, train_split, val_split, starts: list[_Start], t_start: float,
-             progress: str | None) -> None:
-    """Run the epochs of every replica from its start to its `train.epochs`, keeping each
-    summary.json's status true on every exit path."""
+def session(run_list: list[runs.Run], model, train_split, val_split, starts: list[_Start], t_start: float,
+            progress: str | None, slots: Slots | None = None) -> None:
+    """Run the epochs of every replica from its start to its `train.epochs` (and of the
+    replicas `slots` puts in their place), keeping each summary.json's status true on every
+    exit path."""
+    slots = slots or Slots()
     cfg = run_list[0].config
     first = starts[0]
-    bar = Progress(cfg.train.epochs, (progress or cfg.log.progress) if devices.is_primary() else "none",
-                   first_epoch=first.epoch)
-    for run, start in zip(run_list, starts):
-        bar.message(f"run folder: {run.path}" + (f" (resuming after epoch {start.epoch}, step {int(start.state['step'])})"
-                                                 if start.record or start.epoch else ""))
+    bar = Progress(slots.total_epochs or cfg.train.epochs,
+                   (progress or cfg.log.progress) if devices.is_primary() else "none", first_epoch=first.epoch)
     recs = []
     try:
         with contextlib.ExitStack() as stack, StopOnSignal() as stop:
-            recs = [recorder_lib.recorder(run, stack, state_step=int(start.state["step"]), epochs_done=start.epoch,
-                                          restored=start.record, before=start.summary)
-                    for run, start in zip(run_list, starts)]
-            _loop(recs, model, train_split, val_split, starts, bar, t_start, stop)
+            def open_recorder(run: runs.Run, start: _Start) -> Recorder:
+                resumed = start.record or start.epoch
+                bar.message(f"run folder: {run.path}" + (f" (resuming after epoch {start.epoch}, step "
+                                                         f"{int(start.state['step'])})" if resumed else ""))
+                return recorder_lib.recorder(run, stack, state_step=int(start.state["step"]), epochs_done=start.epoch,
+                                             restored=start.record, before=start.summary)
+
+            recs.extend(open_recorder(run, start) for run, start in zip(run_list, starts))
+            _loop(recs, model, train_split, val_split, starts, bar, t_start, stop, slots, open_recorder)
     except BaseException as e:
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         for rec in recs:
@@ -187,8 +236,7 @@ class _Program:
     compile_s: float
 
 
-def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _ReplicaAxis, mesh,
-             t_start: float) -> _Program:
+def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _ReplicaAxis, mesh) -> _Program:
     fn, tx = model
     t0 = time.perf_counter()
     epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale, replicas=axis.n,
@@ -202,7 +250,7 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
 
     ema = state_lib.params_kind(cfg) == "ema"  # validation and pictures use the EMA parameters
 
-    def validate(rec: Recorder, params, step, epoch):
+    def validate(rec: Recorder, params, step, epoch, t_start):
         s = bounds.summarize(val_estimate(params, rec.cfg.seed), num_pixels)
         return {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"], "recon": s["recon"],
                 "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start,
@@ -219,63 +267,74 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
 
 
 def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Start], bar: Progress,
-          t_start: float, stop: StopOnSignal) -> None:
+          t_start: float, stop: StopOnSignal, slots: Slots, open_recorder) -> None:
     cfg = recs[0].cfg  # the replicas differ only in values their states carry
     axis = _ReplicaAxis(len(recs))
     mesh = devices.make_mesh(cfg.train.devices)
     devices.check_batch(cfg.train.batch_size, mesh)
     state = devices.replicate(axis.stack([s.state for s in starts]), mesh)
     images = devices.replicate(train_split.flat, mesh)  # the whole training split, on every device, uint8
-    program = _compile(model, cfg, train_split, val_split, state, images, axis, mesh, t_start)
-    examples_per_epoch = len(train_split) // cfg.train.batch_size * cfg.train.batch_size
+    program = _compile(model, cfg, train_split, val_split, state, images, axis, mesh)
+    steps_per_epoch = len(train_split) // cfg.train.batch_size
+    examples_per_epoch = steps_per_epoch * cfg.train.batch_size
+    every = list(recs)  # each recorder the program has had, slots refilled included
+    t0 = [t_start] * len(recs)  # when each slot's occupant started
 
-    epoch_times = []
+    epoch_times, epoch = [], starts[0].epoch  # epoch: the program's count (a slot's own is its step's)
     try:
-        for epoch in range(starts[0].epoch + 1, cfg.train.epochs + 1):
+        while any(rec.active for rec in recs):
+            epoch += 1
             t = time.perf_counter()
             state, m = program.epoch(state, images)
             m = axis.host(m)  # the log point: the only host sync of the epoch
             dt = time.perf_counter() - t
             epoch_times.append(dt)
-            last_epoch, stopping = epoch == cfg.train.epochs, stop.signum is not None
-            evaluating = epoch % cfg.eval.every_epochs == 0 or last_epoch
-            saving = epoch % cfg.checkpoint.every_epochs == 0 or last_epoch or stopping
-            host = devices.to_host(state) if saving else None
+            stopping = stop.signum is not None
+            own = [int(s) // steps_per_epoch for s in m["step"]]  # each slot's epoch
+            last = [e >= cfg.train.epochs for e in own]
+            saving = [e % cfg.checkpoint.every_epochs == 0 or last[r] or stopping for r, e in enumerate(own)]
+            host = devices.to_host(state) if any(s and rec.active for s, rec in zip(saving, recs)) else None
+            done = []
             for r, rec in enumerate(recs):
                 if not rec.active:
                     continue
-                mr = {k: v[r] for k, v in m.items()}
+                mr, e = {k: v[r] for k, v in m.items()}, own[r]
                 step = int(mr["step"])
-                rec.train_record = {"step": step, "epoch": epoch, "split": "train",
+                rec.train_record = {"step": step, "epoch": e, "split": "train",
                                     "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
                                     "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
                                     "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
-                                    "elapsed_s": time.perf_counter() - t_start}
+                                    "elapsed_s": time.perf_counter() - t0[r]}
                 rec.log(rec.train_record)
                 rec.poll_save()
                 if mr["bad_step"] >= 0:
                     rec.finish_saves()  # the message names the last complete checkpoint
-                    message = _nonfinite_message(rec.cfg, mr, epoch, rec.ckpts.steps())
+                    message = _nonfinite_message(rec.cfg, mr, e, rec.ckpts.steps())
                     rec.end("failed", message)
                     if len(recs) > 1:
                         bar.message(f"replica {rec.path.name} failed: {message}")
                     continue
-                if evaluating:
+                if e % cfg.eval.every_epochs == 0 or last[r]:
                     params = devices.local(axis.take(state["ema" if "ema" in state else "params"], r))
-                    rec.val_record = program.validate(rec, params, step, epoch)
+                    rec.val_record = program.validate(rec, params, step, e, t0[r])
                     rec.log(rec.val_record)
                     rec.pictures(program.pictures, rec.cfg.seed, params, step)
-                if saving:
+                if saving[r]:
                     # ranked for keep_best only when validated at this very step (no extra pass)
                     fresh_val = rec.val_record is not None and rec.val_record["step"] == step
-                    rec.save(step, axis.take(host, r),
-                             {"epoch": epoch, "train": rec.train_record, "validation": rec.val_record},
+                    rec.save(step, state_lib.checkpointed(axis.take(host, r)),
+                             {"epoch": e, "train": rec.train_record, "validation": rec.val_record},
                              validation_elbo=rec.val_record["elbo"] if fresh_val else None,
-                             force=last_epoch or stopping)
-                rec.update(epochs_done=epoch, step=step, skipped_updates=int(mr["skipped_total"]),
-                           wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start)
+                             force=last[r] or stopping)
+                rec.update(epochs_done=e, step=step, skipped_updates=int(mr["skipped_total"]),
+                           wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t0[r])
+                if last[r]:
+                    done.append(r)
+            for r in done:  # after every save has started, so that they overlap
+                recs[r].finish_saves()
+                _complete(recs[r], epoch_times, program.compile_s, t0[r], len(recs))
             bar.epoch(epoch, _progress_info(recs, m, examples_per_epoch / dt))
-            if not any(rec.active for rec in recs):
+            if not slots.failures_are_results and all(rec.summary["status"] == "failed" for rec in recs):
                 raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                                f"all {len(recs)} replicas failed; see each run's summary.json")
             if stopping:
@@ -285,6 +344,17 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                 where = recs[0].run.checkpoint_dir if len(recs) == 1 else f"each of the {len(recs)} run folders"
                 raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step "
                                   f"{int(m['step'][0])} in {where}", 128 + stop.signum)
+            new = slots.after_epoch(recs, epoch)
+            if new:  # refill slots in place: the same shapes, so the compiled program is reused
+                full = devices.to_host(state)
+                for r, (run, start) in sorted(new.items()):
+                    assert not recs[r].active, f"slot {r} is still in use"
+                    recs[r].finish_saves()
+                    recs[r].close()
+                    full = axis.put(full, r, start.state)
+                    recs[r], t0[r] = open_recorder(run, start), time.perf_counter()
+                    every.append(recs[r])
+                state = devices.replicate(full, mesh)
     except BaseException:  # every exit path: the saves in flight complete, the summaries name them
         for rec in recs:
             with contextlib.suppress(StorageError):  # the error on its way comes first
@@ -292,27 +362,29 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
         raise
     for rec in recs:
         rec.finish_saves()
-    _finish(recs, epoch_times, program.compile_s, t_start, bar)
+    _finish(every, epoch_times, bar, slots)
 
 
-def _finish(recs: list[Recorder], epoch_times: list[float], compile_s: float, t_start: float, bar: Progress) -> None:
-    cfg = recs[0].cfg
+def _complete(rec: Recorder, epoch_times: list[float], compile_s: float, t_start: float, replicas: int) -> None:
     steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
-    for rec in recs:
-        if rec.active:
-            rec.end("completed", epochs_done=cfg.train.epochs,
-                    steps=rec.train_record["step"] if rec.train_record else 0,
-                    final_train=rec.train_record, final_validation=rec.val_record,
-                    wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, compile_s=compile_s,
-                    epoch_s_median=statistics.median(steady) if steady else None,
-                    epoch_s_first=epoch_times[0] if epoch_times else None, replicas_in_program=len(recs))
+    rec.end("completed", epochs_done=rec.cfg.train.epochs,
+            steps=rec.train_record["step"] if rec.train_record else 0,
+            final_train=rec.train_record, final_validation=rec.val_record,
+            wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, compile_s=compile_s,
+            epoch_s_median=statistics.median(steady) if steady else None,
+            epoch_s_first=epoch_times[0] if epoch_times else None, replicas_in_program=replicas)
+
+
+def _finish(recs: list[Recorder], epoch_times: list[float], bar: Progress, slots: Slots) -> None:
+    steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
     failed = [rec.path.name for rec in recs if rec.summary["status"] == "failed"]
+    completed = sum(rec.summary["status"] == "completed" for rec in recs)
     done = f"val ELBO {recs[0].val_record['elbo']:.2f} nats, " if len(recs) == 1 and recs[0].val_record else ""
     if steady:
         done += f"median epoch {statistics.median(steady):.3f} s; "
     bar.message(f"done: {done}" + (f"run folder {recs[0].path}" if len(recs) == 1
-                                   else f"{len(recs) - len(failed)} of {len(recs)} replicas completed"))
-    if failed:
+                                   else f"{completed} of {len(recs)} replicas completed"))
+    if failed and not slots.failures_are_results:
         raise RunError(f"{len(failed)} of {len(recs)} replicas failed (non-finite loss): {', '.join(failed)}; "
                        f"the others completed")
 
