@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from vaecli import config, metrics, runs, runs_table, train
+from vaecli import config, files, metrics, runs, runs_table, train
 from vaecli.checkpoints import Checkpoints
 
 from test_cli import ENV, ROOT, assert_error, vae_inproc
@@ -33,18 +33,19 @@ def os_error(code: int, path) -> OSError:
 
 
 def fail_writes(monkeypatch, match: str, code: int = errno.ENOSPC, after: int = 0) -> None:
-    """Path.write_text (what runs.write_text uses) fails for paths containing `match` from
-    its (after+1)-th call on: the disk stays full."""
-    real, calls = pathlib.Path.write_text, []
+    """The one atomic write (vaecli.files.write_with, which every JSON, YAML and PNG file of
+    a run goes through) fails for paths containing `match` from its (after+1)-th call on,
+    as the OS would when writing the temporary file: the disk stays full."""
+    real, calls = files.write_with, []
 
-    def write_text(self, *args, **kwargs):
-        if match in str(self):
-            calls.append(self)
+    def write_with(path, write):
+        if match in str(path):
+            calls.append(path)
             if len(calls) > after:
-                raise os_error(code, self)
-        return real(self, *args, **kwargs)
+                raise os_error(code, path)
+        return real(path, write)
 
-    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+    monkeypatch.setattr(files, "write_with", write_with)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_honestly(config_file,
 
 
 def test_a_summary_that_cannot_be_written_leaves_a_truthful_run(config_file, tiny_run, tmp_path, monkeypatch):
-    fail_writes(monkeypatch, ".summary.json.", after=2)  # the start and epoch 1 are written, then the disk is full
+    fail_writes(monkeypatch, "summary.json", after=2)  # the start and epoch 1 are written, then the disk is full
     out = vae_inproc("train", "--config", config_file, "--runs-dir", tmp_path, "--name", "nosummary")
     run = only_run(tmp_path)
     assert_error(out, 1, f"cannot write {run / 'summary.json'}: No space left on device (ENOSPC)",
