@@ -132,3 +132,16 @@ def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
     assert res["num_examples"] == 10000
     assert res["log_likelihood"] > res["elbo"] and -150 < res["log_likelihood"] < -80
     assert (path / "eval" / f"test-step{2 * (50000 // 128)}-k20.json").exists()
+
+
+@pytest.mark.parametrize("precision, marker", [("float32", "HIGHEST"), ("tf32", "HIGH"), ("bfloat16", "bf16")])
+def test_train_precision_sets_the_matmuls_of_the_step(tiny_config, precision, marker):
+    cfg = config.replace(tiny_config, train={"precision": precision})
+    split = data.load_split(cfg.data, "train")
+    fn, tx, state = state_lib.init_state(cfg, split.image_shape, train=split)
+    text = epoch.make_epoch_fn(fn, tx, cfg, len(split), split.scale).lower(state, split.flat).as_text()
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert dots and all(marker in line for line in dots)
+    if precision != "bfloat16":
+        assert not any("bf16" in line for line in dots)
+

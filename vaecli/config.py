@@ -63,6 +63,10 @@ class TrainConfig:
     skip_nonfinite: int = field(default=0, metadata=_NON_NEGATIVE)
     # Devices of the data-parallel mesh (batch_size is the global batch); 0: all of them.
     devices: int = field(default=0, metadata=_NON_NEGATIVE)
+    # Matmuls of the training step on a GPU: float32 (exact), tf32 (TensorFloat-32, what JAX
+    # does on NVIDIA GPUs when not told), bfloat16 (bf16 inputs, float32 sums). XLA's CPU
+    # backend computes all three in float32.
+    precision: Literal["float32", "tf32", "bfloat16"] = "float32"
 
 
 @dataclass(frozen=True)
