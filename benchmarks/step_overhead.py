@@ -15,8 +15,9 @@ fine) it builds, on the same data and the same network:
 Then it runs one measurement of each, alternating, `--rounds` times (compilation and one warm-up
 call excluded) and prints, per config, the median time per step of each and the ratios
 vaecli/bare and vaecli/reference (median of the per-round paired ratios, which cancel most of
-the load other processes put on the machine). One JSON line per config at the end; nothing
-is asserted.
+the load other processes put on the machine), both as wall time and as this process's CPU
+time (all threads), and XLA's count of the bytes one step accesses (load-independent). One
+JSON line per config at the end; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -66,10 +67,21 @@ def vaecli_modules(rev: str | None, tmp: Path):
     return tuple(mods)
 
 
-def timed(call) -> float:
-    t = time.perf_counter()
+def timed(call) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    t, c = time.perf_counter(), time.process_time()
     jax.block_until_ready(call())
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def bytes_per_step(variant) -> float | None:
+    """XLA's own count of the bytes one compiled step reads and writes (the scan body is counted
+    once): a figure no other process on the machine can disturb. None for the reference loop."""
+    if not isinstance(variant, Compiled):
+        return None
+    cost = variant.fn.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost.get("bytes accessed")
 
 
 class Compiled:
@@ -165,35 +177,40 @@ def main() -> None:
                   f"{time.perf_counter() - t:.1f} s", flush=True)
             benches.append((path, n_steps, epoch_steps, variants))
         times = {(p, v): [] for p, _, _, vs in benches for v in vs}
+        cpu = {key: [] for key in times}
+        mbytes = {(p, v): bytes_per_step(x) for p, _, _, vs in benches for v, x in vs.items()}
         for r in range(args.rounds):
             for path, n_steps, _, variants in benches:
                 row = []
                 for name, variant in variants.items():
-                    times[path, name].append(timed(variant.run) / n_steps)
-                    row.append(f"{name} {times[path, name][-1] * 1e6:8.1f}")
-                print(f"round {r + 1} {path}: " + "  ".join(row) + "  (µs/step)", flush=True)
+                    wall, cpu_s = timed(variant.run)
+                    times[path, name].append(wall / n_steps)
+                    cpu[path, name].append(cpu_s / n_steps)
+                    row.append(f"{name} {times[path, name][-1] * 1e6:8.1f}/{cpu[path, name][-1] * 1e6:8.1f}")
+                print(f"round {r + 1} {path}: " + "  ".join(row) + "  (µs/step wall/CPU)", flush=True)
     print()
-    header = f"{'config':34} {'steps':>5} " + " ".join(f"{v + ' µs':>12}" for v in benches[0][3]) + \
-        f" {'vaecli/bare':>11} {'vaecli/ref':>10}" + (f" {'before/bare':>11}" if args.before else "")
-    print(header)
+    names = list(benches[0][3])
+    pairs = [("vaecli", "bare"), ("vaecli", "reference")] + ([("before", "bare"), ("vaecli", "before")]
+                                                             if args.before else [])
+    print(f"{'config':31} {'':4} " + " ".join(f"{v + ' µs':>12}" for v in names) +
+          " " + " ".join(f"{a + '/' + b:>16}" for a, b in pairs))
     records = []
     for path, n_steps, epoch_steps, variants in benches:
-        med = {v: statistics.median(times[path, v]) for v in variants}
-        ratio = lambda a, b: statistics.median(x / y for x, y in zip(times[path, a], times[path, b]))
         rec = {"config": path, "steps_per_measurement": n_steps, "rounds": args.rounds,
                "device": jax.devices()[0].device_kind, "precision": cfg.train.precision,
-               "xla_flags": os.environ.get("XLA_FLAGS", ""),
-               **{f"{v}_us_per_step": round(med[v] * 1e6, 2) for v in variants},
-               **{f"{v}_ms_per_epoch": round(med[v] * epoch_steps * 1e3, 2) for v in variants},
-               "vaecli_over_bare": round(ratio("vaecli", "bare"), 3),
-               "vaecli_over_reference": round(ratio("vaecli", "reference"), 3)}
-        if args.before:
-            rec["before_over_bare"] = round(ratio("before", "bare"), 3)
-            rec["vaecli_over_before"] = round(ratio("vaecli", "before"), 3)
+               "xla_flags": os.environ.get("XLA_FLAGS", "")}
+        for kind, series in (("wall", times), ("cpu", cpu)):
+            med = {v: statistics.median(series[path, v]) for v in variants}
+            ratio = lambda a, b: statistics.median(x / y for x, y in zip(series[path, a], series[path, b]))
+            rec[kind] = {**{f"{v}_us_per_step": round(med[v] * 1e6, 2) for v in variants},
+                         **{f"{v}_ms_per_epoch": round(med[v] * epoch_steps * 1e3, 2) for v in variants},
+                         **{f"{a}_over_{b}": round(ratio(a, b), 3) for a, b in pairs}}
+            print(f"{path:31} {kind:4} " + " ".join(f"{med[v] * 1e6:12.1f}" for v in names) + " " +
+                  " ".join(f"{rec[kind][f'{a}_over_{b}']:16.3f}" for a, b in pairs))
+        rec["mbytes_per_step"] = {v: round(mbytes[path, v] / 1e6, 2) for v in variants if mbytes[path, v]}
+        print(f"{path:31} {'MB':4} " + " ".join(f"{rec['mbytes_per_step'].get(v, float('nan')):12.2f}" for v in names)
+              + "   (XLA's bytes accessed per step)")
         records.append(rec)
-        print(f"{path:34} {n_steps:5d} " + " ".join(f"{med[v] * 1e6:12.1f}" for v in variants) +
-              f" {rec['vaecli_over_bare']:11.3f} {rec['vaecli_over_reference']:10.3f}" +
-              (f" {rec['before_over_bare']:11.3f}" if args.before else ""))
     print()
     for rec in records:
         print(json.dumps(rec))

@@ -54,6 +54,10 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
     dynamic = cfg.data.binarize == "dynamic"
     skip_limit = cfg.train.skip_nonfinite
 
+    # The weight decay lives in the optimizer state (replicas may differ in it); with one
+    # replica it is the config's (optim.weight_decay cannot change on resume), so a 0 is
+    # known here and the optimizer skips its weight-decay stage (state.decayed_weights).
+    update_args = {"weight_decay_is_zero": True} if replicas == 1 and cfg.optim.weight_decay == 0 else {}
     obj = cfg.objective
     warmup_steps = obj.warmup_epochs * steps_per_epoch
 
@@ -79,7 +83,7 @@ def make_epoch_fn(fn, tx: optax.GradientTransformation, cfg: Config, n_train: in
         x = to_inputs(batch_u8, k_binarize, scale, dynamic)
         (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], x, k_z,
                                                                                state["step"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"], **update_args)
         params = optax.apply_updates(state["params"], updates)
         # The update is judged by the parameters it gives (finite before it, so finite after
         # it iff the update is, overflow included): XLA fuses the update into the parameter
