@@ -1,8 +1,15 @@
 """The GPU checks of the first-run issue, in one script for one device call.
 
     python benchmarks/gpu_check.py --cache-dir .cache/data --reference .gpu/reference_epoch.py --out $OUT
+    python benchmarks/gpu_check.py --cache-dir .cache/data --reference .gpu/reference_epoch.py --out $OUT \
+        --only steps [--rounds 5]      # issue 12: the per-step table alone (a few minutes)
 
 Needs only vaecli's data cache (no TensorFlow/TFDS: GPU machines have none). It
+0. (issue 12) times vaecli's compiled epoch per step next to the bare fused loop and the
+   reference's loop (benchmarks/step_overhead.py) for bmnist_mlp (a whole epoch per
+   measurement, so its per-epoch time too) and the IWAE-paper network at K=1 and K=50, once
+   per train.precision and once per candidate XLA flag set (each in a fresh process: XLA
+   reads XLA_FLAGS once, when the backend starts);
 1. rebuilds the reference's .amat input from the cache and times reference_epoch.py and
    vaecli's epoch alternately (benchmarks/epoch_time.py), on this device;
 2. trains the full 30-epoch bmnist_mlp and evaluates the test split with K=1 and K=5000,
@@ -38,6 +45,35 @@ def write_amat(cache_dir: str, folder: Path) -> None:
     (folder / "binarized_mnist_train.amat").write_bytes(rows.tobytes())
 
 
+# Candidate XLA flags for the fused GPU step, measured by check 0 before vaecli relies on any
+# (vaecli sets none today; one adopted would be set by vaecli itself, before the backend starts).
+XLA_CANDIDATES = {"none": "", "triton_gemm_any": "--xla_gpu_triton_gemm_any=true",
+                  "no_triton_gemm": "--xla_gpu_enable_triton_gemm=false"}
+STEP_CONFIGS = "configs/bmnist_mlp.yaml=390,configs/paper/iwae_vae_k1.yaml=2500,configs/paper/iwae_k50.yaml=2500"
+
+
+def step_table(cache_dir: str, reference: str, rounds: int) -> None:
+    """Check 0: benchmarks/step_overhead.py per precision (no flags) and per XLA flag set (float32)."""
+    import os
+
+    runs = [(f"precision={p}", "", p) for p in ("float32", "tf32", "bfloat16")]
+    runs += [(f"xla={name}", flags, "float32") for name, flags in XLA_CANDIDATES.items() if flags]
+    for label, flags, precision in runs:
+        env = {**os.environ, "XLA_FLAGS": " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), flags]))}
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "step_overhead.py"), "--cache-dir", cache_dir,
+                              "--rounds", str(rounds), "--configs", STEP_CONFIGS, "--reference", reference, "--set", f"train.precision={precision}"],
+                             capture_output=True, text=True, env=env, cwd=ROOT)
+        sys.stderr.write(out.stderr[-2000:] if out.returncode else "")
+        for line in out.stdout.splitlines():
+            if line.startswith("{"):
+                print(json.dumps({"check": "step_overhead", "variant": label, **json.loads(line)}), flush=True)
+            elif line.strip():
+                print(f"# {label}: {line}", flush=True)
+        print(json.dumps({"check": "step_overhead_done", "variant": label, "rc": out.returncode,
+                          "wall_s": round(time.perf_counter() - t, 1)}), flush=True)
+
+
 def vae(*args: str) -> str:
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "vaecli.cli", *args], check=True, capture_output=True,
@@ -48,15 +84,19 @@ def vae(*args: str) -> str:
 
 
 if __name__ == "__main__":
-    import numpy as np
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache-dir", required=True)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--only", choices=["steps", "rest"], default=None,
+                    help="steps: check 0 alone (issue 12's per-step table); rest: checks 1-2 alone")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.only != "rest":
+        step_table(args.cache_dir, args.reference, max(args.rounds, 3))
+    if args.only == "steps":
+        sys.exit(0)
     amat = Path("/tmp/vaecli_amat")
     write_amat(args.cache_dir, amat)
 

@@ -277,6 +277,15 @@ def nan_updates_from(first_bad: int) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), update)
 
 
+def test_all_finite_finds_one_bad_number_in_any_leaf_and_never_overflows():
+    tree = {"w": jnp.ones((30, 40)), "b": jnp.full((7,), 3e38)}  # Σ of "b" alone overflows float32
+    check = jax.jit(epoch.all_finite)
+    assert bool(check(tree))
+    for leaf, index in (("w", (17, 3)), ("b", 6)):
+        for bad in (jnp.inf, -jnp.inf, jnp.nan):
+            assert not bool(check({**tree, leaf: tree[leaf].at[index].set(bad)})), (leaf, bad)
+
+
 def test_nan_stops_at_the_log_point_naming_the_step_and_keeps_the_last_good_checkpoint(
         tiny_config, tmp_path, monkeypatch):
     real = state_lib.make_optimizer

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
+import optax
 import numpy as np
 import pytest
 
@@ -132,3 +134,39 @@ def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
     assert res["num_examples"] == 10000
     assert res["log_likelihood"] > res["elbo"] and -150 < res["log_likelihood"] < -80
     assert (path / "eval" / f"test-step{2 * (50000 // 128)}-k20.json").exists()
+
+
+@pytest.mark.parametrize("precision, marker", [("float32", "HIGHEST"), ("tf32", "HIGH"), ("bfloat16", "bf16")])
+def test_train_precision_sets_the_matmuls_of_the_step(tiny_config, precision, marker):
+    cfg = config.replace(tiny_config, train={"precision": precision})
+    split = data.load_split(cfg.data, "train")
+    fn, tx, state = state_lib.init_state(cfg, split.image_shape, train=split)
+    text = epoch.make_epoch_fn(fn, tx, cfg, len(split), split.scale).lower(state, split.flat).as_text()
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert dots and all(marker in line for line in dots)
+    if precision != "bfloat16":
+        assert not any("bf16" in line for line in dots)
+
+
+
+def test_a_zero_weight_decay_is_skipped_in_a_single_run_with_the_same_numbers(tiny_config):
+    split = data.load_split(tiny_config.data, "train")
+    fn, tx, state = state_lib.init_state(tiny_config, split.image_shape, train=split)
+    # the same optimizer, deaf to the caller's hint: it adds weight_decay·θ = 0 every step
+    always = optax.GradientTransformation(tx.init, lambda u, s, p=None, **hint: tx.update(u, s, p))
+    ends, accessed = [], []
+    for t in (tx, always):
+        run = epoch.make_epoch_fn(fn, t, tiny_config, len(split), split.scale).lower(state, split.flat).compile()
+        cost = run.cost_analysis()
+        accessed.append((cost[0] if isinstance(cost, list) else cost)["bytes accessed"])
+        ends.append(run(jax.tree.map(jnp.array, state), split.flat)[0])
+    assert accessed[0] < accessed[1]  # the skipped stage no longer reads the parameters
+    assert jax.tree.structure(ends[0]) == jax.tree.structure(ends[1])  # same state, same checkpoint
+    # the same numbers up to float32 rounding (XLA contracts g + 0·θ into Adam's loops differently)
+    for a, b in zip(jax.tree.leaves(ends[0]["params"]), jax.tree.leaves(ends[1]["params"])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # the stage itself: skipped only when told, otherwise g + weight_decay·θ
+    g, p = {"w": jnp.array([1.0, -2.0])}, {"w": jnp.array([3.0, 4.0])}
+    stage = state_lib.decayed_weights(0.5)
+    assert np.allclose(stage.update(g, stage.init(p), p)[0]["w"], [2.5, 0.0])
+    assert np.array_equal(stage.update(g, stage.init(p), p, weight_decay_is_zero=True)[0]["w"], g["w"])

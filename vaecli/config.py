@@ -74,6 +74,10 @@ class TrainConfig:
     # on, validation, pictures, eval-elbo and sample use it (--raw-params: the raw ones).
     ema_decay: float = field(default=0.0, metadata=_check(lambda v: 0 <= v < 1,
                                                           "must be in [0, 1): 0 turns it off, e.g. 0.999"))
+    # Matmuls of the training step on a GPU: float32 (exact), tf32 (TensorFloat-32, what JAX
+    # does on NVIDIA GPUs when not told), bfloat16 (bf16 inputs, float32 sums). XLA's CPU
+    # backend computes all three in float32.
+    precision: Literal["float32", "tf32", "bfloat16"] = "float32"
 
 
 @dataclass(frozen=True)
