@@ -74,11 +74,12 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("training curves: " + "; ".join(names), fontsize=10)
+    title = "training curves: " + "; ".join(names)
+    fig.suptitle(title, fontsize=10)
 
     png = Path(out) if out is not None else opened[0].path / "plots" / f"curves-step{last}.png"
     png.parent.mkdir(exist_ok=True)
     fig.savefig(png)
     npy = png.with_suffix(".npy")
     np.save(npy, np.concatenate(rows))
-    return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened]}
+    return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened], "title": title}
