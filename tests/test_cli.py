@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import vaecli
+import vaecli.config
 from vaecli.cli import app
 
 from conftest import COMPILE_CACHE, tiny_overrides
@@ -42,7 +43,7 @@ class Out:
     exception: BaseException | None = None  # in-process only: what the command raised
 
 
-def vae(*args, timeout: float = 120) -> Out:
+def vae(*args, timeout: float = 300) -> Out:
     """Run `python -m vaecli.cli ARGS` as a separate process."""
     p = subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
                        capture_output=True, text=True, timeout=timeout)
@@ -181,7 +182,7 @@ def test_unknown_dataset_exits_1(tmp_path):
     runs_dir = tmp_path / "runs"
     (tmp_path / "cache").mkdir()
     (tmp_path / "tfds").mkdir()
-    out = vae("train", "--config", CONFIG, "--set", "data.dataset=no_such_dataset_xyz",
+    out = vae_inproc("train", "--config", CONFIG, "--set", "data.dataset=no_such_dataset_xyz",
               "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"data.data_dir={tmp_path / 'tfds'}",
               "--runs-dir", runs_dir)
     assert_error(out, 1, "unknown dataset", "no_such_dataset_xyz", only_line=False)
@@ -191,7 +192,7 @@ def test_unknown_dataset_exits_1(tmp_path):
 def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
     runs_dir = tmp_path / "runs"
     t = time.monotonic()
-    out = vae("train", "--config", CONFIG, *offline, "--runs-dir", runs_dir)
+    out = vae_inproc("train", "--config", CONFIG, *offline, "--runs-dir", runs_dir)
     elapsed = time.monotonic() - t
     assert_error(out, 1, "binarized_mnist", "data.manual_dir", only_line=False)
     assert elapsed < 60  # TFDS alone would retry its download for minutes
@@ -232,7 +233,8 @@ def test_bad_step(command, tiny_run):
     available = ", ".join(map(str, steps))
     line = assert_error(vae_inproc(command, tiny_run, "--step", "999999"), 1, "999999", available)
     assert "available" in line
-    assert_error(vae_inproc(command, tiny_run, "--step", "abc"), 1, "--step", "abc", available)
+    # a malformed --step is a usage error (exit 2), as the README's exit codes say
+    assert_error(vae_inproc(command, tiny_run, "--step", "abc"), 2, "--step", "abc", available)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -255,7 +257,7 @@ def test_bad_arguments_exit_2(args, needle, tiny_run):
 
 def test_debug_shows_the_traceback(tmp_path):
     out = vae("--debug", "train", "--config", tmp_path / "nope.yaml", "--runs-dir", tmp_path / "runs")
-    assert out.code != 0
+    assert out.code == 2  # the config error's own exit code, traceback or not
     assert "Traceback" in out.stderr
     assert "ConfigError" in out.stderr and "nope.yaml" in out.stderr
     assert run_folders(tmp_path / "runs") == []
@@ -289,7 +291,7 @@ def test_train_writes_a_complete_run(cli_run):
 def test_sample(cli_run, tmp_path):
     from PIL import Image
 
-    out = vae("sample", cli_run, "--n", 9, "--seed", 1)
+    out = vae_inproc("sample", cli_run, "--n", 9, "--seed", 1)
     assert out.code == 0, out.stderr
     png, npy = (Path(line) for line in out.stdout.splitlines())
     assert png.parent == npy.parent == cli_run / "samples"
@@ -311,7 +313,7 @@ PROTOCOL_FIELDS = ("dataset", "split", "num_examples", "binarize", "samples", "s
 
 def test_eval_elbo_json(cli_run, tmp_path):
     npz = tmp_path / "per-example.npz"
-    out = vae("eval-elbo", cli_run, "--split", "test", "--samples", "5,1", "--kl-mc-samples", 20,
+    out = vae_inproc("eval-elbo", cli_run, "--split", "test", "--samples", "5,1", "--kl-mc-samples", 20,
               "--per-example", npz, "--json")
     assert out.code == 0, out.stderr
     report = json.loads(out.stdout)  # one JSON document and nothing else on stdout
@@ -349,6 +351,11 @@ def test_eval_elbo_json(cli_run, tmp_path):
     assert arrays["log_likelihood_k5"].mean() == pytest.approx(k5["log_likelihood"], rel=1e-5)
     assert arrays["elbo_k1"].mean() == pytest.approx(k1["elbo"], rel=1e-5)
     assert list(arrays["samples"]) == [1, 5] and int(arrays["checkpoint_step"]) == step
+    for doc in report["results"]:  # recon_k<K>: the reconstruction term averaged over the same K draws
+        k = doc["samples"]
+        assert arrays[f"recon_k{k}"].shape == (128,)
+        assert arrays[f"recon_k{k}"].mean() == pytest.approx(doc["recon"], rel=1e-5)
+    assert int(arrays["seed"]) == 0
 
 
 def test_eval_elbo_is_deterministic_and_each_k_stands_alone(cli_run):
@@ -394,29 +401,37 @@ def test_two_trainings_started_together_get_their_own_folders(tiny_cache, tmp_pa
         assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
 
 
-@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
-def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, signame, code):
+def train_then_signal(tiny_cache, runs_dir: Path, *signames: str) -> tuple[subprocess.Popen, str, str]:
+    """Start a long `vae train`, wait until its first epoch is logged, send `signames` one
+    right after the other, and wait for it to end: (process, stdout, stderr)."""
     import signal
 
-    from vaecli import metrics
-    from vaecli.checkpoints import Checkpoints
-
-    runs_dir = tmp_path / "runs"
     args = tiny_train_args(tiny_cache, runs_dir, "sig") + ["--set", "train.epochs=100000",
                                                            "--set", "checkpoint.every_epochs=1000"]
     p = subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180
         while time.time() < deadline:  # wait until training is under way
             folders = run_folders(runs_dir)
             if folders and (folders[0] / "metrics.jsonl").exists() and (folders[0] / "metrics.jsonl").read_text():
                 break
             time.sleep(0.2)
-        p.send_signal(getattr(signal, signame))
-        out, err = p.communicate(timeout=60)
+        for name in signames:
+            p.send_signal(getattr(signal, name))
+        out, err = p.communicate(timeout=120)
     finally:
         p.kill()
+    return p, out, err
+
+
+@pytest.mark.parametrize("signame, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, signame, code):
+    from vaecli import metrics
+    from vaecli.checkpoints import Checkpoints
+
+    runs_dir = tmp_path / "runs"
+    p, out, err = train_then_signal(tiny_cache, runs_dir, signame)
     assert p.returncode == code, err
     assert "Traceback" not in err and out == ""
     assert err.strip().splitlines()[-1].startswith(f"interrupted: {signame}")
@@ -426,6 +441,73 @@ def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, si
     assert summary["status"] == "interrupted" and summary["last_checkpoint_step"] == last_step
     with Checkpoints(run / "checkpoints", read_only=True) as ck:
         assert ck.steps() == [last_step]  # saved on the way out, though none was due
+
+
+@pytest.mark.xfail(reason="bug found by this test (intermittent): after the second signal the trainer prints 'interrupted' "
+                          "and then dies of SIGSEGV (exit -11) at interpreter shutdown instead of exiting 130",
+                   strict=False)
+def test_a_second_signal_stops_at_once(tmp_path, tiny_cache):
+    """SIGINT asks for a stop after the epoch in flight; a SIGTERM right behind it does not
+    wait for that: the trainer stops at once (KeyboardInterrupt path, exit 130), without the
+    first signal's 'stopped after epoch' checkpoint message."""
+    p, out, err = train_then_signal(tiny_cache, tmp_path / "runs", "SIGINT", "SIGTERM")
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1] == "interrupted", err[-2000:]
+
+
+def test_seeds_sweep_and_json_through_the_command_line(tiny_cache, tmp_path):
+    """--seeds 0-1 × --sweep optim.lr=two values, at most 3 replicas per program: 4 ordinary
+    run folders from 2 programs; --json prints {"runs": [{"run", "summary"}]} and nothing else."""
+    runs_dir = tmp_path / "runs"
+    out = vae_inproc(*tiny_train_args(tiny_cache, runs_dir, "grid"), "--set", "train.epochs=1", "--seeds", "0-1",
+                     "--sweep", "optim.lr=1e-3,3e-3", "--max-replicas-per-program", 3, "--json")
+    assert out.code == 0, out.stderr
+    doc = json.loads(out.stdout)
+    folders = [Path(r["run"]) for r in doc["runs"]]
+    assert sorted(folders) == run_folders(runs_dir) and len(folders) == 4
+    assert [f.name.rsplit("-", 1)[0] for f in folders] == [
+        "grid-seed0-lr1e-3", "grid-seed0-lr3e-3", "grid-seed1-lr1e-3", "grid-seed1-lr3e-3"]
+    programs = []
+    for r, folder in zip(doc["runs"], folders):
+        assert r["summary"] == json.loads((folder / "summary.json").read_text())
+        assert r["summary"]["status"] == "completed"
+        replica = json.loads((folder / "meta.json").read_text()).get("replica")  # none in a program of one
+        programs.append((replica["program"] if replica else [folder.name], r["summary"]["replicas_in_program"]))
+        cfg = vaecli.config.load(folder / "config.yaml")
+        assert (cfg.seed, cfg.optim.lr) == (int(folder.name.split("seed")[1][0]),
+                                            float(folder.name.split("-lr")[1].rsplit("-", 1)[0]))
+    first = [f.name for f in folders[:3]]
+    assert programs == [(first, 3)] * 3 + [([folders[3].name], 1)]
+
+
+def test_progress_bar_on_a_terminal(tiny_cache, tmp_path):
+    """log.progress=bar with stderr on a pseudo-terminal: rich redraws a bar; stdout stays the
+    run folder alone."""
+    import pty
+
+    leader, follower = pty.openpty()
+    args = [*tiny_train_args(tiny_cache, tmp_path / "runs", "bar"), "--set", "train.epochs=2",
+            "--set", "log.progress=bar"]
+    p = subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT,
+                         env={**ENV, "TERM": "xterm", "COLUMNS": "100"}, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = p.communicate(timeout=120)
+    os.close(leader)
+    assert p.returncode == 0, seen.decode(errors="replace")[-2000:]
+    text = seen.decode(errors="replace")
+    assert "━" in text and "\x1b[" in text  # rich's bar, redrawn with escape codes
+    assert "epoch 1/2" not in text  # not the plain per-epoch lines of a pipe
+    assert Path(out.decode().strip()).is_dir() and out.decode().count("\n") == 1
 
 
 def test_every_command_has_json_on_stdout_alone(cli_run, tmp_path):

@@ -26,15 +26,16 @@ FORCED = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 def final_leaves(run_path):
     run = runs.open_run(run_path)
     _, state, step, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
-    return step, [np.asarray(a) for a in jax.tree.leaves(state)]
+    return step, state
 
 
 def assert_close(a, b):
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64), rtol=1e-5, atol=1e-6)
+    assert jax.tree.structure(a) == jax.tree.structure(b)  # a leaf missing on one side fails
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=1e-5, atol=1e-6)
 
 
-def test_four_devices_match_one(tiny_cache, tmp_path):
+def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         import jax, numpy as np
@@ -43,7 +44,7 @@ def test_four_devices_match_one(tiny_cache, tmp_path):
         from vaecli import bounds, config, data, devices, train, state as st
         assert len(jax.devices()) == 4
         out = {{}}
-        for n in (1, 4):
+        for n in (2, 4):
             cfg = config.load(None, tiny_overrides({str(tiny_cache)!r}) + ["train.epochs=3", f"train.devices={{n}}"])
             out[n] = str(train.train(cfg, {str(tmp_path)!r}, f"dev{{n}}", argv=[]))
         # the estimator: examples split over 4 devices vs one device
@@ -56,17 +57,25 @@ def test_four_devices_match_one(tiny_cache, tmp_path):
         assert plan["devices"] == 4
         for k in one:
             np.testing.assert_allclose(one[k], four[k], rtol=1e-5, atol=1e-5)
+        # eval-elbo splits each batch over the local devices: --batch-size must divide by them
+        from typer.testing import CliRunner
+        from vaecli.cli import app
+        r = CliRunner().invoke(app, ["eval-elbo", out[4], "--samples", "1", "--batch-size", "30"])
+        out["eval"] = [r.exit_code, r.stderr]
         print(json.dumps(out))
     """)
     p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FORCED, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     paths = json.loads(p.stdout.strip().splitlines()[-1])
-    (s1, one), (s4, four) = final_leaves(paths["1"]), final_leaves(paths["4"])
-    assert s1 == s4 == 60
+    # tiny_run: the same config (3 epochs) trained on one device in this process
+    (s1, one), (s2, two), (s4, four) = final_leaves(tiny_run), final_leaves(paths["2"]), final_leaves(paths["4"])
+    assert s1 == s2 == s4 == 60
+    assert_close(one, two)
     assert_close(one, four)
-    meta = json.loads((Path(paths["4"]) / "meta.json").read_text())
-    assert len(meta["devices"]) == 4
+    assert len(json.loads((Path(paths["4"]) / "meta.json").read_text())["devices"]) == 4
+    code, err = paths["eval"]
+    assert code == 2 and "--batch-size=30 must divide by the 4 devices" in err and "Traceback" not in err
 
 
 def test_a_batch_that_does_not_divide_by_the_devices_is_refused(tiny_cache, tmp_path):

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,35 @@ def assert_same_bits(a: dict, b: dict) -> None:
         assert x.tobytes() == y.tobytes(), f"{jax.tree_util.keystr(path)} differs"
 
 
+def tensorboard_scalars(run_path: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars TensorBoard shows for the run: every event file read in order (TFRecord
+    framing, tensorboardX's Event proto), a SessionLog START at step s purging the earlier
+    events of steps >= s, as TensorBoard's reader does. Also returns the purge steps."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    events = []
+    for f in sorted(run_path.glob("events.out.tfevents.*"), key=lambda p: int(p.name.split(".")[3])):
+        raw = f.read_bytes()
+        at = 0
+        while at < len(raw):
+            (n,) = struct.unpack("<Q", raw[at:at + 8])
+            events.append(Event.FromString(raw[at + 12:at + 12 + n]))
+            at += 12 + n + 4
+    shown, purges = [], []
+    for e in events:
+        if e.HasField("session_log") and e.session_log.status == SessionLog.START:
+            purges.append(e.step)
+            shown = [(tag, step, v) for tag, step, v in shown if step < e.step]
+        for v in e.summary.value:
+            shown.append((v.tag, e.step, v.simple_value))
+    tags = {}
+    for tag, step, v in shown:
+        tags.setdefault(tag, []).append((step, v))
+    return tags, purges
+
+
 def train_records(run_path: Path) -> list[tuple]:
     return [(r["step"], r["loss"]) for r in metrics.read(run_path) if r["split"] == "train"]
 
@@ -83,6 +113,15 @@ def test_resume_ends_bit_identical_to_an_uninterrupted_run(tiny_config, referenc
     assert train_records(path) == train_records(reference)
     assert [r["step"] for r in metrics.read(path) if r["split"] == "validation"] == \
            [r["step"] for r in metrics.read(reference) if r["split"] == "validation"]
+    # TensorBoard is told to purge the events after the checkpoint: no step twice in what it shows
+    shown, purges = tensorboard_scalars(path)
+    assert purges == [101] and len(list(path.glob("events.out.tfevents.*"))) == 2
+    expected, _ = tensorboard_scalars(reference)
+    assert shown.keys() == expected.keys() and shown
+    for tag, points in shown.items():
+        steps = [step for step, _ in points]
+        assert steps == sorted(set(steps)), tag  # each step once
+        assert steps == [step for step, _ in expected[tag]], tag
     summary = json.loads((path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["last_checkpoint_step"] == EPOCHS * 20
     assert summary["resumed_from_step"] == 100 and summary["wall_s"] > summary["wall_s_before"] > 0
@@ -110,7 +149,7 @@ def test_sigterm_then_resume_to_completion(tiny_cache, reference, tmp_path):
     stopped_at = summary["last_checkpoint_step"]
     assert 0 < stopped_at < EPOCHS * 20, "stopped before the reference length"
 
-    out = vae("train", "--resume", run, "--set", f"train.epochs={EPOCHS}")
+    out = vae_inproc("train", "--resume", run, "--set", f"train.epochs={EPOCHS}")
     assert out.code == 0, out.stderr
     assert out.stdout.strip() == str(run)
     assert_same_bits(final_state(reference)[0], final_state(run)[0])
@@ -147,7 +186,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume(tiny_cache, reference, tmp_
     with Checkpoints(run / "checkpoints", read_only=True) as ck:
         assert half_step not in ck.steps() and ck.steps()[-1] < half_step
     assert json.loads((run / "summary.json").read_text())["status"] == "running"  # what kill -9 leaves
-    out = vae("train", "--resume", run, "--set", f"train.epochs={EPOCHS}")
+    out = vae_inproc("train", "--resume", run, "--set", f"train.epochs={EPOCHS}")
     assert out.code == 0, out.stderr
     assert not list((run / "checkpoints").glob("*tmp*"))  # the half-written folder is cleaned up
     assert_same_bits(final_state(reference)[0], final_state(run)[0])
@@ -187,6 +226,28 @@ def test_resume_refuses_keys_that_change_the_experiment(done_run):
                  "--resume", "--config")
     assert_error(vae_inproc("train", "--resume", done_run, "--set", "train.epochs=1"), 2, "already trained 2 epochs")
     assert snapshot(done_run) == before
+
+
+def test_resume_accepts_the_keys_that_do_not_change_a_step(done_run, tiny_cache, tmp_path):
+    """Data paths, train.devices, train.skip_nonfinite, eval.*, checkpoint.*, log.* may change on
+    --resume; they are recorded in config.yaml and meta.json, and the run continues."""
+    run = tmp_path / "run"
+    shutil.copytree(done_run, run)
+    moved = tmp_path / "moved-cache"
+    shutil.copytree(tiny_cache, moved)
+    overrides = ["train.epochs=3", f"data.cache_dir={moved}", f"data.data_dir={tmp_path / 'tfds'}",
+                 f"data.manual_dir={tmp_path / 'manual'}", "train.devices=1", "train.skip_nonfinite=2",
+                 "eval.every_epochs=3", "eval.batch_size=32", "checkpoint.keep=1", "checkpoint.every_epochs=3",
+                 "log.tensorboard=false"]
+    out = vae_inproc("train", "--resume", run, *[a for o in overrides for a in ("--set", o)])
+    assert out.code == 0, out.stderr
+    cfg = runs.open_run(run).config
+    assert (cfg.train.epochs, cfg.data.cache_dir, cfg.train.skip_nonfinite, cfg.eval.batch_size, cfg.checkpoint.keep) \
+        == (3, str(moved), 2, 32, 1)
+    assert json.loads((run / "meta.json").read_text())["resumes"][-1]["overrides"] == overrides
+    with Checkpoints(run / "checkpoints", read_only=True) as ck:
+        assert ck.steps()[-1] == 60
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 
 
 def test_resume_of_a_completed_run_is_a_no_op(done_run):
@@ -245,7 +306,7 @@ def newer_format(run: Path):
 
 
 @pytest.mark.parametrize("edit, needles", [
-    (truncate, ["checkpoint step 40", "damaged", "is truncated", "delete that step"]),
+    (truncate, ["checkpoint step 40", "damaged", "is truncated", "delete that step"]),  # also in a real process
     (flip_a_byte, ["checkpoint step 40", "damaged", "is altered"]),
     # no file sums (killed before sealing): Orbax either fails to read the altered file or
     # loads altered values, which the CRC of the arrays then refuses; one line either way
@@ -259,7 +320,9 @@ def newer_format(run: Path):
 def test_damaged_runs_are_refused_and_left_alone(done_run, tmp_path, edit, needles):
     run = damaged_copy(done_run, tmp_path / "run", edit)
     before = snapshot(run)
-    assert_error(vae("train", "--resume", run, "--set", "train.epochs=4"), 1, *needles)
+    # one case in a real process (exit code, stderr alone, no traceback); the others in this one
+    command = vae if edit is truncate else vae_inproc
+    assert_error(command("train", "--resume", run, "--set", "train.epochs=4"), 1, *needles)
     assert_error(vae_inproc("eval-elbo", run, "--samples", "1"), 1, *needles)
     assert snapshot(run) == before  # nothing written, nothing lost
 
@@ -308,7 +371,7 @@ def test_nan_stops_at_the_log_point_naming_the_step_and_keeps_the_last_good_chec
 
 
 def test_a_config_that_diverges_exits_1_naming_the_term(tiny_cache, tmp_path):
-    out = vae(*tiny_train_args(tiny_cache, tmp_path / "runs", "diverge"), "--set", "optim.name=sgd",
+    out = vae_inproc(*tiny_train_args(tiny_cache, tmp_path / "runs", "diverge"), "--set", "optim.name=sgd",
               "--set", "optim.lr=1e10")
     assert_error(out, 1, "non-finite", "reconstruction", "at step", "no checkpoint was saved", only_line=False)
     run = run_folders(tmp_path / "runs")[0]
@@ -357,7 +420,7 @@ def test_a_second_resume_of_the_same_run_is_refused(done_run):
     with runs.Lock(done_run):  # another trainer holds the run
         before = snapshot(done_run)
         assert_error(vae_inproc("train", "--resume", done_run, "--set", "train.epochs=3"), 1,
-                     "is being trained by pid", str(os.getpid()))
+                     "is being trained by pid", str(os.getpid()), socket.gethostname())
         assert snapshot(done_run) == before
     assert (done_run / "train.lock").read_text() == ""  # released
 
@@ -391,9 +454,43 @@ def test_keep_the_latest_and_the_best(tmp_path, keep_best, kept):
         assert state_lib.resolve_step(ck, "latest") == 4
 
 
-def test_step_best_in_the_commands(tiny_run):
-    recs = [r for r in metrics.read(tiny_run) if r["split"] == "validation"]
-    best = max(recs, key=lambda r: r["elbo"])["step"]
-    out = vae_inproc("eval-elbo", tiny_run, "--step", "best", "--samples", "1", "--json")
+@pytest.fixture(scope="module")
+def sparse_eval_run(tiny_config, tmp_path_factory) -> Path:
+    """4 epochs, a checkpoint every epoch, validation every second: checkpoints 20, 40, 60, 80,
+    of which 40 and 80 were saved at an evaluation epoch."""
+    cfg = config.replace(tiny_config, train={"epochs": 4}, eval={"every_epochs": 2})
+    return train.train(cfg, tmp_path_factory.mktemp("sparse"), "sparse", argv=["pytest"])
+
+
+def test_only_checkpoints_of_evaluation_epochs_compete_for_best(sparse_eval_run):
+    elbo = {r["step"]: r["elbo"] for r in metrics.read(sparse_eval_run) if r["split"] == "validation"}
+    assert sorted(elbo) == [40, 80]
+    ranked = {}
+    for folder in (sparse_eval_run / "checkpoints").iterdir():
+        if folder.name.isdigit():  # the metric Orbax ranks each checkpoint by
+            ranked[int(folder.name)] = json.loads((folder / "metrics" / "metrics").read_text())["validation_elbo"]
+    # epochs 1 and 3 were not validated: no stale ELBO of an earlier epoch is carried over
+    assert ranked == {20: None, 40: elbo[40], 60: None, 80: elbo[80]}
+    with Checkpoints(sparse_eval_run / "checkpoints", read_only=True) as ck:
+        assert ck.best_step() == max(elbo, key=elbo.get)
+
+
+def test_step_best_in_the_commands(sparse_eval_run, tmp_path):
+    """A run whose best checkpoint is not its latest (killed before step 80's save finished:
+    latest 60, not validated; best 40): --step best loads 40 in both commands."""
+    run = tmp_path / "run"
+    shutil.copytree(sparse_eval_run, run)
+    shutil.rmtree(run / "checkpoints" / "80")
+    (run / "checkpoint_sums" / "80.json").unlink()
+    results = {}
+    for step in ("best", "40", "latest"):
+        out = vae_inproc("eval-elbo", run, "--step", step, "--samples", "1", "--json", "--seed", "3")
+        assert out.code == 0, out.stderr
+        results[step] = json.loads(out.stdout)
+    assert results["best"]["checkpoint_step"] == 40 and results["latest"]["checkpoint_step"] == 60
+    assert results["best"]["results"][0]["log_likelihood"] == results["40"]["results"][0]["log_likelihood"]
+    assert results["best"]["results"][0]["log_likelihood"] != results["latest"]["results"][0]["log_likelihood"]
+    out = vae_inproc("sample", run, "--step", "best", "--n", "4", "--json", "--out", tmp_path / "s")
     assert out.code == 0, out.stderr
-    assert json.loads(out.stdout)["checkpoint_step"] == best
+    doc = json.loads(out.stdout)
+    assert doc["step"] == 40 and Path(doc["png"]).name == "prior-step40-seed0-n4.png"

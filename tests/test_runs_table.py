@@ -24,7 +24,7 @@ from test_cli import CONFIG, ENV, ROOT, assert_error, sets, vae_inproc
 SHELL_ENV = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ENV.get('PATH', '')}"}
 
 
-def bash(script: str, *args, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+def bash(script: str, *args, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(ROOT / "examples" / script), *map(str, args)], cwd=ROOT,
                           env={**SHELL_ENV, **env}, capture_output=True, text=True, timeout=timeout)
 
@@ -168,6 +168,23 @@ def _set_status(run: Path, status: str | None) -> None:
     s = json.loads((run / "summary.json").read_text())
     s["status"] = status
     (run / "summary.json").write_text(json.dumps(s))
+
+
+def test_runs_group_with_values_in_only_some_runs_shows_n(sweep, tmp_path):
+    """A group of 3 runs of which 2 have a validation ELBO: mean ± std over those 2, `(n=2)`."""
+    root = tmp_path / "runs"
+    for name in ("a-1", "a-2", "a-3"):
+        _copy_run(sweep, root, name)
+    lines = (root / "a-3" / "metrics.jsonl").read_text().splitlines()
+    (root / "a-3" / "metrics.jsonl").write_text("".join(f"{line}\n" for line in lines if '"validation"' not in line))
+    (group,) = runs_json(root, "--group-by", "optim.lr")
+    assert group["count"] == 3 and group["val_elbo_n"] == 2 and group["epochs_n"] == 3
+    expected = runs_json(root / "a-1")[0]["val_elbo"]
+    assert group["val_elbo"] == pytest.approx(expected, rel=1e-12) and group["val_elbo_std"] == 0
+    out = vae_inproc("runs", root, "--group-by", "optim.lr")
+    assert out.code == 0, out.stderr
+    (row,) = out.stdout.splitlines()[1:]
+    assert "(n=2)" in row and row.count("(n=") == 1  # only val_elbo is partial (test_ll: none has one)
 
 
 def test_runs_status_of_damaged_dead_and_live_runs(sweep, tmp_path):

@@ -83,6 +83,72 @@ def test_grid_modes(tiny_run, tmp_path, mode, options, shape, layout, labels):
     assert np.all(np.isfinite(array)) and array.min() >= 0 and array.max() <= 1
     check_png(res["png"], grid_png_size(*layout, res["title"], labels))
     check_title(res, tiny_run)
+    model = restored(tiny_run)
+    if mode == "interpolate":  # each row: a test image, decodings along the line between encodings, another
+        test = test_images(tiny_run)
+        ends = array[:, [0, -1]].reshape(-1, H, W, 1)
+        assert all(any(np.array_equal(e, t) for t in test) for e in ends)
+        mean_a, mean_b = model.encode(array[:, 0]), model.encode(array[:, -1])
+        t = np.linspace(0, 1, options["steps"])[None, :, None]
+        line = (1 - t) * mean_a[:, None] + t * mean_b[:, None]
+        np.testing.assert_allclose(array[:, 1:-1], model.decode(line), atol=1e-5)
+    if mode == "traverse":  # row r: the dimension res["dims"][r] set to -3..+3, the others at one encoding
+        values = np.linspace(-3, 3, options["steps"])
+        base = model.encode(test_images(tiny_run))[np.random.default_rng(1).integers(128)]
+        z = np.repeat(np.repeat(base[None, None], len(res["dims"]), 0), len(values), 1)
+        z[np.arange(len(res["dims"])), :, res["dims"]] = values
+        np.testing.assert_allclose(array, model.decode(z), atol=1e-5)
+        assert "from -3 to 3" in res["title"]
+
+
+class restored:
+    """A run's decoder and encoder mean on host arrays, from its checkpoint (no vaecli.sample)."""
+
+    def __init__(self, run_path):
+        import jax
+
+        from vaecli import runs, state as state_lib
+
+        run = runs.open_run(run_path)
+        fn, state, _, _ = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)
+        vae = fn.bind(state["params"])
+        self._decode, self._encode = jax.jit(vae.mean_image), jax.jit(lambda x: vae.encode(x)[0])
+
+    def decode(self, z):
+        z = np.asarray(z, np.float32)
+        return np.asarray(self._decode(z.reshape(-1, z.shape[-1]))).reshape(*z.shape[:-1], H, W, 1)
+
+    def encode(self, x):
+        return np.asarray(self._encode(np.asarray(x, np.float32).reshape(len(x), -1)))
+
+
+def test_images(run) -> np.ndarray:
+    return data.load_split(config.load(run / "config.yaml").data, "test").images.astype(np.float32)
+
+
+test_images.__test__ = False  # a helper, not a test
+
+
+def test_default_file_names_and_the_seed_chooses_the_test_images(tiny_run, tmp_path):
+    """Without --out: RUN/samples/<mode>-step<S>-seed<s>[-n<N>][-steps<S>].png and .npy beside it;
+    --seed draws which test images appear (the same seed, the same images)."""
+    import shutil
+
+    run = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("samples"))
+    a = sample.sample(run, mode="recon", n=4, seed=1)
+    assert Path(a["png"]) == run / "samples" / "recon-step60-seed1-n4.png" and Path(a["png"]).is_file()
+    assert Path(a["npy"]) == run / "samples" / "recon-step60-seed1-n4.npy"
+    b = sample.sample(run, mode="interpolate", n=2, steps=3, seed=1)
+    assert Path(b["png"]).name == "interpolate-step60-seed1-n2-steps3.png"
+    assert Path(sample.sample(run, seed=5)["png"]).name == "prior-step60-seed5-n64.png"
+    again = np.load(sample.sample(run, mode="recon", n=4, seed=1, out=tmp_path / "again")["npy"])[0]
+    other = np.load(sample.sample(run, mode="recon", n=4, seed=2)["npy"])[0]
+    first = np.load(a["npy"])[0]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    test = test_images(run)
+    assert all(any(np.array_equal(img, t) for t in test) for img in np.concatenate([first, other]))
 
 
 def test_recon_pairs_data_with_reconstructions_of_the_same_images(tiny_run, tmp_path):
@@ -119,9 +185,15 @@ def test_prior_temperature_scales_the_draws(tiny_run, tmp_path):
 
 
 def test_manifold_on_a_2d_latent_space(labelled_2d_run, tmp_path):
+    from scipy.stats import norm
+
     res = sample.sample(labelled_2d_run, mode="manifold", steps=4, out=tmp_path)
     array = np.load(res["npy"])
     assert array.shape == (4, 4, H, W, 1) and np.all(np.isfinite(array))
+    # the decoder over Gaussian quantiles 0.05..0.95 of each axis; z1 to the right, z2 upwards
+    q = norm.ppf(np.linspace(0.05, 0.95, 4))
+    z = np.stack(np.meshgrid(q, q[::-1]), -1)
+    np.testing.assert_allclose(array, restored(labelled_2d_run).decode(z), atol=1e-5)
     check_png(res["png"], grid_png_size(4, 4, res["title"]))
     check_title(res, labelled_2d_run)
 
@@ -166,12 +238,33 @@ def test_plot_two_runs_on_one_figure(tiny_run, labelled_2d_run, tmp_path):
     train_rows = table[table[:, 1] == 0]
     assert np.all(np.isfinite(train_rows[:, 3:])) and np.all(train_rows[:, -1] > 0)  # examples/s
     assert np.all(np.isnan(table[table[:, 1] == 1][:, -1]))  # validation has no throughput
+    assert_plotted_as_logged(table, [tiny_run, labelled_2d_run])
+    assert res["title"] == f"training curves: {tiny_run.name} step 60; {labelled_2d_run.name} step 10"
 
 
-def test_plot_one_run_defaults_into_the_run_folder(tiny_run):
-    res = plot.plot_curves([tiny_run])
-    assert Path(res["png"]).parent == tiny_run / "plots" and Path(res["png"]).is_file()
-    assert Path(res["npy"]).is_file()
+def assert_plotted_as_logged(table: np.ndarray, run_paths) -> None:
+    """Each row of the plotted array is one line of its run's metrics.jsonl: run index, split
+    (0 train, 1 validation), step, loss, recon, kl, examples/s (NaN where the line has none)."""
+    from vaecli import metrics
+
+    expected = [[i, ("train", "validation").index(r["split"]), r["step"], r["loss"], r["recon"], r["kl"],
+                 r.get("examples_per_s", np.nan)]
+                for i, run in enumerate(run_paths) for r in metrics.read(run)]
+    expected.sort(key=lambda row: tuple(row[:3]))
+    got = sorted(table.tolist(), key=lambda row: tuple(row[:3]))
+    np.testing.assert_array_equal(np.array(got), np.array(expected, np.float64))
+
+
+def test_plot_one_run_defaults_into_the_run_folder(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / tiny_run.name  # a copy: the shared run's folder stays as the trainer left it
+    shutil.copytree(tiny_run, run)
+    res = plot.plot_curves([run])
+    assert Path(res["png"]) == run / "plots" / "curves-step60.png" and Path(res["png"]).is_file()
+    assert Path(res["npy"]) == run / "plots" / "curves-step60.npy"
+    assert_plotted_as_logged(np.load(res["npy"]), [run])
+    assert res["title"] == f"training curves: {run.name} step 60"
 
 
 def test_plot_errors(tiny_run, tmp_path):

@@ -20,6 +20,13 @@ def final(run_path):
     return state, step
 
 
+def assert_close(a, b, rtol=2e-5, atol=2e-6):
+    """Same tree structure (a leaf missing on one side fails), then each leaf to tolerance."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
 def test_seed_and_sweep_parsing():
     assert sweep.parse_seeds("0-3,8") == [0, 1, 2, 3, 8]
     assert sweep.parse_seeds("5") == [5]
@@ -56,8 +63,7 @@ def test_each_replica_equals_its_single_run(replica_runs, tmp_path):
         single = train.train(cfg, tmp_path, "single", argv=["pytest"])
         (a, sa), (b, sb) = final(path), final(single)
         assert sa == sb == 40
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-6)
+        assert_close(a, b)
         ma = [r["loss"] for r in metrics.read(path)]
         mb = [r["loss"] for r in metrics.read(single)]
         np.testing.assert_allclose(ma, mb, rtol=1e-5)
@@ -94,6 +100,11 @@ def test_resume_a_replica_as_a_single_run(replica_runs, tiny_config, tmp_path):
     train.resume(copy, ["train.epochs=3"], argv=["pytest"])
     assert final(copy)[1] == 60
     assert json.loads((copy / "summary.json").read_text())["status"] == "completed"
+    # it continues as the single run of its config would: 3 epochs of that run, to float tolerance
+    single = train.train(config.replace(cfg, train={"epochs": 3}), tmp_path / "single", "single", argv=["pytest"])
+    assert_close(final(copy)[0], final(single)[0])
+    np.testing.assert_allclose([r["loss"] for r in metrics.read(copy)], [r["loss"] for r in metrics.read(single)],
+                               rtol=1e-5)
 
 
 def test_a_diverging_replica_fails_alone(tiny_config, tmp_path):

@@ -20,6 +20,12 @@ def _params(run_path, step=None):
     return state, chosen
 
 
+def assert_same_leaves(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)  # a leaf missing on one side fails
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_run_folder_contract(tiny_run, tiny_config):
     run = runs.open_run(tiny_run)
     assert run.config == tiny_config  # config.yaml is the resolved config
@@ -63,8 +69,7 @@ def test_same_seed_same_bits_other_seed_other_bits(tmp_path, tiny_config, tiny_r
     again = train.train(tiny_config, tmp_path, "again", argv=[], progress="none")
     a, _ = _params(tiny_run)
     b, _ = _params(again)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_same_leaves(a, b)
     other = train.train(config.replace(tiny_config, seed=1), tmp_path, "other", argv=[], progress="none")
     c, _ = _params(other)
     assert not np.array_equal(np.asarray(a["params"]["decoder"]["net"]["dense0"]["kernel"]),
@@ -83,8 +88,7 @@ def test_continuing_from_a_checkpoint_reproduces_the_run_exactly(tiny_run):
     epoch_fn = epoch.make_epoch_fn(fn, tx, run.config, len(train_split), train_split.scale)
     replayed, _ = epoch_fn(state, jax.device_put(train_split.flat))
     expected, _ = _params(tiny_run, final)
-    for x, y in zip(jax.tree.leaves(replayed), jax.tree.leaves(expected)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_same_leaves(replayed, expected)
 
 
 def test_dynamic_binarization_resamples_on_the_device():
@@ -105,7 +109,26 @@ def test_dynamic_binarization_run(tmp_path, tiny_cache, tiny_config):
     assert json.loads((path / "meta.json").read_text())["data"]["train_scale"] == 255
 
 
-def test_sample_and_eval_need_only_the_run_folder(tiny_run, tmp_path):
+def test_sample_and_eval_need_only_the_run_folder(tiny_run, tmp_path, monkeypatch):
+    """A copy of the run folder elsewhere (the data cache aside, where config.yaml points), the
+    original out of reach and another working folder: sample and eval-elbo work from it."""
+    import os
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(tiny_run, moved)
+    before = sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*"))
+    hidden = tiny_run.with_name(tiny_run.name + "-hidden")
+    os.rename(tiny_run, hidden)
+    monkeypatch.chdir(tmp_path)
+    try:
+        _sample_and_eval(moved, tmp_path)
+    finally:
+        os.rename(hidden, tiny_run)
+    assert sorted(p.relative_to(tiny_run) for p in tiny_run.rglob("*")) == before  # nothing written there
+
+
+def _sample_and_eval(tiny_run, tmp_path):
     res = sample.sample(tiny_run, n=10, seed=3, out=tmp_path)
     arr = np.load(res["npy"])
     assert arr.shape == (10, 8, 8, 1) and 0 <= arr.min() and arr.max() <= 1

@@ -95,6 +95,11 @@ def test_paper_config_validates_and_runs_a_few_steps(path, tiny_cache, tmp_path)
     assert text.startswith("#") and ("Table" in text)  # names its source table
     cfg = config.load(path)  # the shipped file validates as it is
     assert cfg.data.dataset == "binarized_mnist" and cfg.data.binarize == "static"
+    if path.stem.endswith("_short"):  # the same network as its twin, which is trained below: not again
+        twin = config.load(path.with_name(path.name.replace("_short", "")))
+        assert (cfg.model, cfg.optim, cfg.data) == (twin.model, twin.optim, twin.data)
+        assert (cfg.objective.name, cfg.objective.samples) == (twin.objective.name, twin.objective.samples)
+        return
     # the same network, objective and optimizer, one epoch on the tiny dataset
     tiny = config.load(path, ["data.dataset=tiny_bars", f"data.cache_dir={tiny_cache}", "train.epochs=1",
                               "eval.batch_size=64", "eval.grid=4", "log.progress=none", "log.tensorboard=false"])
@@ -188,10 +193,116 @@ def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, m
     path, _, res = _train_and_eval(cfg, tmp_path, dataset)
     meta = json.loads((path / "meta.json").read_text())["data"]
     assert meta["image_shape"] == list(shape)
-    if "model.likelihood=gaussian" in overrides:
-        assert res["bits_per_dim"] is None
-    else:  # a discrete likelihood: bits/dim of the pixel values
-        # mock images are uniform noise: 8 bits/dim is the floor for 8-bit colour (an untrained
-        # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel
-        lo, hi = (7.9, 11) if dataset == "cifar10" else (0.3, 1.5)
-        assert lo < res["bits_per_dim"] < hi
+    # both likelihoods here are discrete (gaussian's null bits/dim: test_each_choice_trains_and_evaluates):
+    # mock images are uniform noise: 8 bits/dim is the floor for 8-bit colour (an untrained
+    # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel
+    lo, hi = (7.9, 11) if dataset == "cifar10" else (0.3, 1.5)
+    assert lo < res["bits_per_dim"] < hi
+
+
+# ------------------------------------------- each option changes the first training step as it says
+
+@pytest.fixture(scope="module")
+def one_image_cache(tmp_path_factory) -> Path:
+    """A training split of 32 copies of one image: with batch 32 an epoch is one step whose
+    batch is known whatever the shuffle, so that step can be recomputed outside the trainer."""
+    from conftest import make_bars
+
+    root = tmp_path_factory.mktemp("one-image")
+    data.write_cache(root / "tiny_same", {"train": {"images": np.repeat(make_bars(1, 0), 32, 0), "labels": None},
+                                          "validation": {"images": make_bars(64, 1), "labels": None},
+                                          "test": {"images": make_bars(64, 2), "labels": None}})
+    return root
+
+
+def one_step(cache: Path, tmp_path: Path, name: str, *overrides):
+    """One step of the trainer's compiled epoch (its optimizer, its objective, its keys) from
+    the config's initial state; return (config, train metrics, θ0, θ1, the batch x, the
+    step's noise key, the model)."""
+    cfg = config.load(None, [*_tiny(cache), "data.dataset=tiny_same", "train.epochs=1", *overrides])
+    split = data.load_split(cfg.data, "train")
+    fn, tx, start = state_lib.init_state(cfg, split.image_shape, train=split)
+    p0 = jax.tree.map(np.array, start["params"])  # a host copy: the epoch donates its input
+    epoch_fn = epoch.make_epoch_fn(fn, tx, cfg, len(split), split.scale)
+    end, m = epoch_fn(start, jax.device_put(split.flat))
+    assert int(end["step"]) == 1
+    x = jnp.asarray(split.flat[:32].astype(np.float32) / split.scale)
+    # the step's key as the README promises: derived from (seed, step) alone
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), epoch._STEP), 0)
+    _, k_z = jax.random.split(key)
+    rec = {k: float(m[k]) for k in ("loss", "recon", "kl")}
+    return cfg, rec, p0, end["params"], x, k_z, fn
+
+
+def _grad(fn, params, x, key, obj):
+    return jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, obj)[0])(params)
+
+
+def _assert_tree_close(got, expected, atol=1e-6):
+    assert jax.tree.structure(got) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=atol)
+
+
+def test_iwae_trains_on_the_k_sample_bound(one_image_cache, tmp_path):
+    from scipy.stats import norm
+
+    cfg, rec, p0, _, x, key, fn = one_step(one_image_cache, tmp_path, "iwae", "objective.name=iwae",
+                                           "objective.samples=3")
+    vae = fn.bind(p0)
+    mean, logvar = (np.asarray(a, np.float64) for a in vae.encode(x))
+    eps = np.asarray(jax.random.normal(key, (3, 32, 4)), np.float64)  # (K, batch, latent)
+    z = mean + np.exp(0.5 * logvar) * eps
+    log_px = np.asarray(vae.log_likelihood(x, jnp.asarray(z, jnp.float32)), np.float64)
+    log_w = log_px + norm.logpdf(z).sum(-1) - norm.logpdf(z, mean, np.exp(0.5 * logvar)).sum(-1)
+    bound = np.log(np.mean(np.exp(log_w - log_w.max(0)), 0)) + log_w.max(0)
+    assert rec["loss"] == pytest.approx(-bound.mean(), rel=1e-5)
+    elbo = -np.mean(log_w)  # the 3-sample ELBO on the same draws: what an ignored objective.name gives
+    assert abs(rec["loss"] - elbo) > 1e-3 * abs(elbo)
+
+
+def test_beta_scales_the_kl_term(one_image_cache, tmp_path):
+    _, rec, *_ = one_step(one_image_cache, tmp_path, "beta", "objective.beta=4.0")
+    assert rec["loss"] == pytest.approx(rec["recon"] + 4 * rec["kl"], rel=1e-5)
+    assert rec["kl"] > 1e-3 * rec["recon"]  # so β=1 would give another loss
+
+
+def test_free_bits_floor_each_dimension_s_kl(one_image_cache, tmp_path):
+    _, rec, p0, _, x, _, fn = one_step(one_image_cache, tmp_path, "fb", "objective.free_bits=0.5")
+    per_dim = np.asarray(densities.kl_per_dim(*fn.bind(p0).encode(x))).mean(0)
+    assert rec["kl"] == pytest.approx(per_dim.sum(), rel=1e-4)  # reported: the KL itself
+    assert rec["loss"] == pytest.approx(rec["recon"] + np.maximum(per_dim, 0.5).sum(), rel=1e-5)
+    assert np.maximum(per_dim, 0.5).sum() > per_dim.sum() + 0.1  # the floor binds at the start
+
+
+@pytest.mark.parametrize("optim, expected", [
+    ("sgd", lambda g, lr: -lr * g),
+    ("rmsprop", lambda g, lr: -lr * g / np.sqrt(0.1 * g**2 + 1e-8)),  # first step: ν = (1 − 0.9)·g²; optax: ε inside the root
+])
+def test_the_named_optimizer_makes_the_first_update(optim, expected, one_image_cache, tmp_path):
+    cfg, _, p0, p1, x, key, fn = one_step(one_image_cache, tmp_path, optim, f"optim.name={optim}", "optim.lr=0.01",
+                                          "optim.eps=1e-8")
+    g = _grad(fn, p0, x, key, cfg.objective)
+    _assert_tree_close(jax.tree.map(lambda a, b: a - b, p1, p0),
+                       jax.tree.map(lambda gi: expected(np.asarray(gi, np.float64), 0.01), g), atol=2e-6)
+
+
+def test_grad_clip_scales_the_gradient_to_its_norm(one_image_cache, tmp_path):
+    cfg, _, p0, p1, x, key, fn = one_step(one_image_cache, tmp_path, "clip", "optim.name=sgd", "optim.lr=0.01",
+                                          "optim.grad_clip=0.5")
+    g = _grad(fn, p0, x, key, cfg.objective)
+    norm = float(np.sqrt(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in jax.tree.leaves(g))))
+    assert norm > 1.0  # so the clip binds
+    _assert_tree_close(jax.tree.map(lambda a, b: a - b, p1, p0),
+                       jax.tree.map(lambda gi: -0.01 * np.asarray(gi) * 0.5 / norm, g), atol=1e-7)
+
+
+@pytest.mark.parametrize("plain, decayed", [
+    (["optim.name=sgd"], ["optim.name=sgd", "optim.weight_decay=0.1"]),  # L2 prior: wd·θ added to the gradient
+    (["optim.name=adam"], ["optim.name=adamw", "optim.weight_decay=0.1"]),  # AdamW: wd·θ added to the update
+], ids=["sgd-l2", "adamw"])
+def test_weight_decay_changes_the_update_by_exactly_wd_theta(plain, decayed, one_image_cache, tmp_path):
+    _, _, p0, without, *_ = one_step(one_image_cache, tmp_path, "plain", *plain, "optim.lr=0.01")
+    _, _, _, with_wd, *_ = one_step(one_image_cache, tmp_path, "decayed", *decayed, "optim.lr=0.01")
+    _assert_tree_close(jax.tree.map(lambda a, b: a - b, with_wd, without),
+                       jax.tree.map(lambda t: -0.01 * 0.1 * np.asarray(t), p0), atol=1e-7)

@@ -108,8 +108,11 @@ def _run(fn):
         typer.secho(f"interrupted: {e}", err=True, fg=typer.colors.YELLOW)
         raise typer.Exit(e.exit_code)
     except VaeError as e:
-        if _STATE["debug"]:
-            raise
+        if _STATE["debug"]:  # the traceback instead of the one line; the exit code stays the error's
+            import traceback
+
+            traceback.print_exc()
+            raise typer.Exit(e.exit_code)
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         # A failed Orbax read can leave coroutines that asyncio reports ("Exception ignored
         # in ...") while the interpreter shuts down: the one line above is the whole story.

@@ -74,7 +74,8 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("training curves: " + "; ".join(names), fontsize=10)
+    title = "training curves: " + "; ".join(names)
+    fig.suptitle(title, fontsize=10)
 
     png = Path(out) if out is not None else opened[0].path / "plots" / f"curves-step{last}.png"
     npy = png.with_suffix(".npy")
@@ -84,4 +85,4 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
         np.save(npy, np.concatenate(rows))
     except OSError as e:  # a read-only run folder, a full disk
         raise storage_error(e, then="write the figure elsewhere with --out FILE.png") from e
-    return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened]}
+    return {"png": str(png), "npy": str(npy), "runs": [str(r.path) for r in opened], "title": title}

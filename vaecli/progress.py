@@ -12,12 +12,14 @@ class Progress:
         self.total = total_epochs
         self._bar = None
         if mode == "bar":
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
             from rich.progress import TextColumn, TimeRemainingColumn
 
+            # on stderr: rich's default console is stdout, which belongs to the results
             self._bar = RichProgress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                     transient=False)
+                                     transient=False, console=Console(stderr=True))
             self._task = self._bar.add_task("train", total=total_epochs, completed=first_epoch, info="")
             self._bar.start()
 

@@ -20,7 +20,7 @@ import optax
 from vaecli import models
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config, OptimConfig
-from vaecli.errors import RunError
+from vaecli.errors import RunError, UsageError
 
 _OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 
@@ -129,7 +129,8 @@ def resolve_step(ckpts: Checkpoints, step: str | int | None) -> int:
     try:
         wanted = int(step)
     except (TypeError, ValueError):
-        raise RunError(f"--step {step!r}: expected 'best', 'latest' or a step number ({_list(steps)})") from None
+        # a malformed argument is a usage error (exit 2); a well-formed step the run lacks is not
+        raise UsageError(f"--step {step!r}: expected 'best', 'latest' or a step number ({_list(steps)})") from None
     if wanted not in steps:
         raise RunError(f"--step {wanted}: no checkpoint at that step (available: {_list(steps)})")
     return wanted
