@@ -443,9 +443,6 @@ def test_signal_stops_after_the_epoch_with_a_checkpoint(tmp_path, tiny_cache, si
         assert ck.steps() == [last_step]  # saved on the way out, though none was due
 
 
-@pytest.mark.xfail(reason="bug found by this test (intermittent): after the second signal the trainer prints 'interrupted' "
-                          "and then dies of SIGSEGV (exit -11) at interpreter shutdown instead of exiting 130",
-                   strict=False)
 def test_a_second_signal_stops_at_once(tmp_path, tiny_cache):
     """SIGINT asks for a stop after the epoch in flight; a SIGTERM right behind it does not
     wait for that: the trainer stops at once (KeyboardInterrupt path, exit 130), without the

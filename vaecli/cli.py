@@ -122,6 +122,13 @@ def _run(fn):
         if _STATE["debug"]:
             raise
         typer.secho("interrupted", err=True, fg=typer.colors.RED)
+        if _STATE.get("own_process"):
+            # A second signal stops at once: a compiled call or an Orbax/TensorStore thread may
+            # still be running, and tearing the interpreter down under them can crash
+            # (SIGSEGV at exit). The summary already says "interrupted": leave without teardown.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         raise typer.Exit(130)
     except OSError as e:  # an I/O fault no command turned into its own line: the path, the cause, the fix
         if _STATE["debug"]:
@@ -464,5 +471,11 @@ def data_list(
     _run(go)
 
 
-if __name__ == "__main__":
+def main_process() -> None:
+    """The `vae` program: the app, in a process of its own (unlike in-process tests)."""
+    _STATE["own_process"] = True
     app()
+
+
+if __name__ == "__main__":
+    main_process()
