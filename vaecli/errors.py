@@ -40,3 +40,15 @@ class AlreadyDone(VaeError):
     scripts can always call it."""
 
     exit_code = 0
+
+
+class Paused(VaeError):
+    """Training stopped at its time limit (`train.time_limit`) after saving a checkpoint:
+    not a failure; `vae train` prints the run folders and exits 3 (`vaecli.stops.EXIT_PAUSED`)
+    so a requeue script can tell "continue me" from done (0) and failed (1)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, paths: list):
+        super().__init__(message)
+        self.paths = list(paths)
