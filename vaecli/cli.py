@@ -140,7 +140,9 @@ def _run(fn):
         raise typer.Exit(StorageError.exit_code)
 
 
-StepOpt = Annotated[str, typer.Option("--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number.")]
+StepOpt = Annotated[Optional[str], typer.Option(
+    "--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number "
+                   "[default: best on a run that stopped early (train.patience), else latest].")]
 RawParamsOpt = Annotated[bool, typer.Option(
     "--raw-params", help="A run trained with train.ema_decay > 0: use the raw parameters, not their EMA.")]
 
@@ -155,8 +157,13 @@ def train(
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders are created (default: runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
-                         "(--set may change only train.epochs, train.skip_nonfinite, eval.*, checkpoint.*, "
-                         "log.* and data paths).")] = None,
+                         "(--set may change only train.epochs, train.skip_nonfinite, train.time_limit, "
+                         "train.patience, train.min_delta, eval.*, checkpoint.*, log.* and data paths).")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time-limit", metavar="DURATION",
+        help="Stop at the last epoch boundary that fits in DURATION (9m30s, 2h, 90s; counted from the start of the "
+             "process), save a checkpoint, mark the run 'paused' and exit 3; --resume continues it. "
+             "Same as --set train.time_limit=DURATION.")] = None,
     seeds: Annotated[Optional[str], typer.Option(
         "--seeds", help="Train these seeds as replicas of one compiled program: 0-7, 1,3,5.")] = None,
     sweep: Annotated[Optional[list[str]], typer.Option(
@@ -193,14 +200,18 @@ def train(
             from vaecli import devices
 
             devices.distributed_init()  # before any other JAX call
+        from vaecli import stops
         from vaecli.launch import train_command
 
+        started = stops.now() - stops.process_age()  # --time-limit counts the whole command
         result = train_command(config=config, overrides=set_ or [], name=name, runs_dir=runs_dir, resume=resume,
                                seeds=seeds, sweeps=sweep or [], max_replicas=max_replicas, argv=sys.argv,
-                               before_compute=_use_compile_cache)
+                               time_limit=time_limit, clock_start=started, before_compute=_use_compile_cache)
         if result.notice:
-            typer.echo(result.notice, err=True)
+            typer.secho(result.notice, err=True, fg=typer.colors.YELLOW if result.exit_code else None)
         report(result.paths)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)  # 3: paused by --time-limit (vaecli.stops.EXIT_PAUSED)
 
     _run(go)
 
@@ -263,7 +274,7 @@ def sample(
     split: Annotated[str, typer.Option(help="Where test images come from (recon, interpolate, traverse, "
                                             "latents).")] = "test",
     seed: Annotated[int, typer.Option(help="Seed of the prior draws and of the images picked.")] = 0,
-    step: StepOpt = "latest",
+    step: StepOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
     raw_params: RawParamsOpt = False,
     as_json: JsonOpt = False,
@@ -292,7 +303,7 @@ def eval_elbo(
     split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
     samples: Annotated[str, typer.Option(
         "--samples", "-k", help="K importance samples per example, or several: 1,50,5000.")] = "1000",
-    step: StepOpt = "latest",
+    step: StepOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per compiled batch.")] = 100,
     kl_mc_samples: Annotated[int, typer.Option(

@@ -17,6 +17,7 @@ import yaml
 
 from vaecli import choices, objectives
 from vaecli.errors import ConfigError
+from vaecli.stops import is_duration
 
 
 def _check(pred, message):
@@ -78,6 +79,14 @@ class TrainConfig:
     # does on NVIDIA GPUs when not told), bfloat16 (bf16 inputs, float32 sums). XLA's CPU
     # backend computes all three in float32.
     precision: Literal["float32", "tf32", "bfloat16"] = "float32"
+    # Wall time ("9m30s", "2h", "90s"): stop at the last epoch boundary that fits, with a
+    # checkpoint, status `paused`, exit 3 (vaecli.stops); null: no limit.
+    time_limit: Optional[str] = field(default=None, metadata=_check(
+        is_duration, "is not a duration; write e.g. 9m30s, 2h, 1h30m or 90s"))
+    # Early stopping: end the run after this many validations without the validation ELBO
+    # rising by more than min_delta nats (0: off).
+    patience: int = field(default=0, metadata=_NON_NEGATIVE)
+    min_delta: float = field(default=0.0, metadata=_NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -292,9 +301,27 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
+def _stop_checks(cfg: Config) -> None:
+    t = cfg.train
+    if not t.patience:
+        return
+    # "Without validation": too few validations in the run for `patience` of them to follow
+    # a best one, so early stopping could never happen.
+    validations = t.epochs // cfg.eval.every_epochs
+    if validations <= t.patience:
+        more = ", validate more often (eval.every_epochs)" if cfg.eval.every_epochs > 1 else ""
+        raise ConfigError(f"train.patience: {t.patience} validations without improvement cannot happen in a run that "
+                          f"validates {validations} times (train.epochs={t.epochs}, eval.every_epochs="
+                          f"{cfg.eval.every_epochs}); set train.patience below {max(validations, 1)}{more} "
+                          f"or train.patience=0 (off)")
+    if not cfg.checkpoint.keep_best:
+        raise ConfigError("train.patience: early stopping keeps the best checkpoint; set checkpoint.keep_best=true")
+
+
 def from_dict(raw: Any) -> Config:
     cfg = _build(Config, raw, "")
     _cross_checks(cfg)
+    _stop_checks(cfg)
     return cfg
 
 
@@ -328,7 +355,8 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
 # Keys `vae train --resume RUN --set ...` may change: they decide how long to train, what
 # to log and where the data lives, never what a step computes. A prefix ending in "."
 # covers a whole section.
-RESUMABLE = ("train.epochs", "train.skip_nonfinite", "train.devices", "eval.", "checkpoint.", "log.",
+RESUMABLE = ("train.epochs", "train.skip_nonfinite", "train.devices", "train.time_limit", "train.patience",
+             "train.min_delta", "eval.", "checkpoint.", "log.",
              "data.data_dir", "data.manual_dir", "data.cache_dir")
 
 

@@ -83,3 +83,15 @@ def storage_error(e: OSError, what=None, then: str = "", verb: str | None = "wri
     if not then and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # no command-specific way out
         line += ": write elsewhere" if e.errno == errno.EROFS else ", or write elsewhere"
     return StorageError(line + (f"; {then}" if then else ""))
+
+
+class Paused(VaeError):
+    """Training stopped at its time limit (`train.time_limit`) after saving a checkpoint:
+    not a failure; `vae train` prints the run folders and exits 3 (`vaecli.stops.EXIT_PAUSED`)
+    so a requeue script can tell "continue me" from done (0) and failed (1)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, paths: list):
+        super().__init__(message)
+        self.paths = list(paths)

@@ -140,6 +140,14 @@ def _list(steps) -> str:
     return ", ".join(str(s) for s in steps)
 
 
+def default_step(run_dir: Path) -> str:
+    """The checkpoint a command uses when none is named: 'best' on a run that stopped early
+    (the point of early stopping is the model at the best validation), else 'latest'."""
+    from vaecli.runs import read_json
+
+    return "best" if (read_json(Path(run_dir) / "summary.json") or {}).get("stopped_early") is True else "latest"
+
+
 def params_kind(cfg: Config, raw_params: bool = False) -> str:
     """Which parameters evaluation uses: "ema" (the moving average, when train.ema_decay > 0
     and not `raw_params`) or "raw"."""
@@ -148,7 +156,10 @@ def params_kind(cfg: Config, raw_params: bool = False) -> str:
 
 def load_state(cfg: Config, image_shape, checkpoint_dir: Path, step=None, raw_params: bool = False):
     """Restore (Functional, state, step, record) from a run's checkpoints. With EMA on (and
-    not `raw_params`), state["params"] holds the EMA parameters (see `params_kind`)."""
+    not `raw_params`), state["params"] holds the EMA parameters (see `params_kind`); `step`
+    None: the run's `default_step`."""
+    if step is None:
+        step = default_step(Path(checkpoint_dir).parent)
     fn, _, like = init_state(cfg, image_shape)
     with Checkpoints(checkpoint_dir, read_only=True) as ckpts:
         chosen = resolve_step(ckpts, step)

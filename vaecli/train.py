@@ -21,27 +21,32 @@ import jax
 import numpy as np
 
 import vaecli
-from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib, trackers
+from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib, stops, trackers
+from vaecli import metrics as metrics_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.epoch import make_epoch_fn
-from vaecli.errors import AlreadyDone, Interrupted, RunError, StorageError, UsageError
+from vaecli.errors import AlreadyDone, Interrupted, Paused, RunError, StorageError, UsageError
 from vaecli.progress import Progress
 from vaecli.recorder import Recorder
 from vaecli.signals import StopOnSignal
 
-def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str | None = None) -> Path:
+
+def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str | None = None,
+          clock_start: float | None = None) -> Path:
     """Train a model as `cfg` says in a new run folder; return the folder. `progress`
-    overrides log.progress (auto | bar | lines | none)."""
-    return train_replicas([cfg], runs_dir, [name], argv, progress=progress)[0]
+    overrides log.progress (auto | bar | lines | none). `clock_start`: the `stops.now()` reading
+    from which `train.time_limit` counts (default: this call)."""
+    return train_replicas([cfg], runs_dir, [name], argv, progress=progress, clock_start=clock_start)[0]
 
 
 def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], argv: list[str],
-                   progress: str | None = None) -> list[Path]:
+                   progress: str | None = None, clock_start: float | None = None) -> list[Path]:
     """Train configs that differ only in `sweep.REPLICA_KEYS` (seed, learning rate, weight
     decay) as ONE compiled program with a replica axis; each replica writes an ordinary run
-    folder."""
+    folder. Raises `Paused` (with the folders) when `train.time_limit` stopped it."""
     t_start = time.perf_counter()
+    clock_start = stops.now() if clock_start is None else clock_start
     if devices.is_primary():
         for name in names:
             runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
@@ -55,7 +60,7 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
             locks.enter_context(recorder_lib.lock(path))
             run, model, start = new_run(path, cfg, argv, train_split, val_split, extra)
             run_list.append(run), starts.append(start)
-        session(run_list, model, train_split, val_split, starts, t_start, progress)
+        session(run_list, model, train_split, val_split, starts, t_start, progress, clock_start=clock_start)
     return paths
 
 
@@ -70,28 +75,66 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, ex
     return run, (fn, tx), _Start(state)
 
 
-def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], progress: str | None = None) -> Path:
+def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], progress: str | None = None,
+               clock_start: float | None = None) -> Path:
     """Continue a run from its latest complete checkpoint (or from step 0 if it saved none)
     with its own config.yaml; `overrides` may change only `config.RESUMABLE` keys.
 
     Everything is checked (lock, config, data, checkpoint) before anything in the run
     folder is touched."""
+    return resume_replicas([run_path], overrides, argv, progress=progress, clock_start=clock_start)[0]
+
+
+def resume_replicas(run_paths: list[str | Path], overrides: list[str], argv: list[str],
+                    progress: str | None = None, clock_start: float | None = None) -> list[Path]:
+    """Continue the replicas of one program (as `train_replicas` wrote them) as one program
+    again, so that they end with the bits an uninterrupted program gives. Runs that have
+    nothing left to train (completed, or stopped early) are left as they are; the others must
+    restart from the same epoch. One run: `resume_run`."""
     from vaecli import config as config_lib
 
     t_start = time.perf_counter()
-    run = runs.open_run(run_path)
-    cfg = config_lib.apply_resume_overrides(run.config, overrides)
-    trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
-    with recorder_lib.lock(run.path):
-        train_split, val_split = _load_data(cfg)
-        model, run, start = restart(run, cfg, overrides, argv, train_split)
-        session([run], model, train_split, val_split, [start], t_start, progress)
-        return run.path
+    clock_start = stops.now() if clock_start is None else clock_start
+    opened = [runs.open_run(p) for p in run_paths]
+    if len(opened) > 1 and all("replica" in r.meta for r in opened):
+        opened.sort(key=lambda r: r.meta["replica"]["index"])  # the program's own order: its bits
+    cfgs = [config_lib.apply_resume_overrides(run.config, overrides) for run in opened]
+    for cfg in cfgs:
+        trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
+    with contextlib.ExitStack() as locks:
+        for run in opened:
+            locks.enter_context(recorder_lib.lock(run.path))
+        data_splits = _load_data(cfgs[0])
+        todo, done = [], []
+        for run, cfg in zip(opened, cfgs):
+            try:
+                todo.append((run, cfg, *_restore(run, cfg, data_splits[0])))
+            except AlreadyDone as e:
+                done.append(str(e))
+        if not todo:
+            raise AlreadyDone(done[0] if len(done) == 1 else f"all {len(done)} runs have nothing left to train")
+        if len({t[4] for t in todo}) > 1:
+            raise RunError("the runs to resume together restart from different epochs ("
+                           + ", ".join(f"{t[0].path.name}: {t[4]}" for t in todo) + "); resume them one by one")
+        run_list, starts = [], []
+        for run, cfg, model, state, epoch, record, old_summary in todo:
+            run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
+            run_list.append(run), starts.append(start)
+        session(run_list, model, *data_splits, starts, t_start, progress, clock_start=clock_start)
+        return [run.path for run in run_list]
 
 
 def restart(run: runs.Run, cfg: Config, overrides: list[str], argv: list[str], train_split):
     """A run folder's state at its latest complete checkpoint (step 0 if none), its resume
     recorded: (model, run, _Start). The caller holds the run's lock and loaded the data."""
+    model, state, epoch, record, old_summary = _restore(run, cfg, train_split)
+    run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
+    return model, run, start
+
+
+def _restore(run: runs.Run, cfg: Config, train_split):
+    """(model, state, epoch, record, old summary) at the run's latest complete checkpoint;
+    AlreadyDone when it has nothing left to train. Reads only."""
     old_summary = runs.read_json(run.path / "summary.json") or {}
     if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
         raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
@@ -112,12 +155,24 @@ def restart(run: runs.Run, cfg: Config, overrides: list[str], argv: list[str], t
     if epoch == cfg.train.epochs and old_summary.get("status") == "completed":
         raise AlreadyDone(f"{run.path} already completed {epoch} epochs; extend it with --resume "
                           f"{run.path} --set train.epochs=N")
+    early = stops.EarlyStop.resume(cfg.train, record, metrics_lib.read(run.path, "validation") if record else ())
+    if early.stop and old_summary.get("status") == "completed":
+        raise AlreadyDone(f"{run.path} stopped early after epoch {epoch} ({early.since} validations without "
+                          f"improvement; the best was at epoch {early.top_epoch}); to go on, raise it with "
+                          f"--resume {run.path} --set train.patience=N")
+    return (fn, tx), state, epoch, record, old_summary
+
+
+def _reopen(run: runs.Run, cfg: Config, state, epoch: int, record, old_summary: dict, overrides, argv):
+    """The resume recorded in the run folder (vaecli.recorder.reopen): (run, _Start)."""
     step = int(state["step"])
     run = recorder_lib.reopen(run, cfg, step, {
         "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
         "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
     before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
-    return (fn, tx), run, _Start(state, epoch, record, before)
+    if old_summary.get("time_estimates"):
+        before["time_estimates"] = old_summary["time_estimates"]
+    return run, _Start(state, epoch, record, before)
 
 
 resume = resume_run  # the name the tests and scripts know
@@ -193,10 +248,10 @@ class _ReplicaAxis:
 
 
 def session(run_list: list[runs.Run], model, train_split, val_split, starts: list[_Start], t_start: float,
-            progress: str | None, slots: Slots | None = None) -> None:
+            progress: str | None, slots: Slots | None = None, clock_start: float | None = None) -> None:
     """Run the epochs of every replica from its start to its `train.epochs` (and of the
     replicas `slots` puts in their place), keeping each summary.json's status true on every
-    exit path."""
+    exit path. `clock_start`: the `stops.now()` reading from which `train.time_limit` counts."""
     slots = slots or Slots()
     cfg = run_list[0].config
     first = starts[0]
@@ -213,7 +268,8 @@ def session(run_list: list[runs.Run], model, train_split, val_split, starts: lis
                                              restored=start.record, before=start.summary)
 
             recs.extend(open_recorder(run, start) for run, start in zip(run_list, starts))
-            _loop(recs, model, train_split, val_split, starts, bar, t_start, stop, slots, open_recorder)
+            _loop(recs, model, train_split, val_split, starts, bar, t_start, stop, slots, open_recorder,
+                  stops.now() if clock_start is None else clock_start)
     except BaseException as e:
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         for rec in recs:
@@ -267,24 +323,56 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
 
 
 def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Start], bar: Progress,
-          t_start: float, stop: StopOnSignal, slots: Slots, open_recorder) -> None:
+          t_start: float, stop: StopOnSignal, slots: Slots, open_recorder, clock_start: float) -> None:
     cfg = recs[0].cfg  # the replicas differ only in values their states carry
     axis = _ReplicaAxis(len(recs))
     mesh = devices.make_mesh(cfg.train.devices)
     devices.check_batch(cfg.train.batch_size, mesh)
     state = devices.replicate(axis.stack([s.state for s in starts]), mesh)
     images = devices.replicate(train_split.flat, mesh)  # the whole training split, on every device, uint8
-    program = _compile(model, cfg, train_split, val_split, state, images, axis, mesh)
+    budget = None
+    if cfg.train.time_limit is not None:
+        budget = stops.TimeBudget(stops.parse_duration(cfg.train.time_limit), clock_start,
+                                  estimates=recs[0].summary.get("time_estimates"))
+    # out of time already: pause at once, without compiling what could not run
+    out_of_time = budget is not None and stops.now() >= budget.deadline
+    program = None if out_of_time else _compile(model, cfg, train_split, val_split, state, images, axis, mesh)
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     examples_per_epoch = steps_per_epoch * cfg.train.batch_size
     every = list(recs)  # each recorder the program has had, slots refilled included
     t0 = [t_start] * len(recs)  # when each slot's occupant started
+    # the patience counters where each run restarts (carried in the checkpoint records)
+    watch = [_watch(rec, s) for rec, s in zip(recs, starts)]
+    saved_step = [int(s.state["step"]) if s.record else None for s in starts]
+    save_s = [0.0]  # this epoch's saves, all replicas: the final save writes them all
 
-    epoch_times, epoch = [], starts[0].epoch  # epoch: the program's count (a slot's own is its step's)
+    def save(r: int, host, step: int, epoch: int, force: bool):
+        """Save slot r's state (`host`: the host copy, made here if None); return the copy."""
+        t, rec = stops.now(), recs[r]
+        host = devices.to_host(state) if host is None else host
+        # ranked for keep_best only when validated at this very step (no extra pass)
+        fresh_val = rec.val_record is not None and rec.val_record["step"] == step
+        rec.save(step, state_lib.checkpointed(axis.take(host, r)),
+                 {"epoch": epoch, "train": rec.train_record, "validation": rec.val_record,
+                  "early_stopping": watch[r].record()},
+                 validation_elbo=rec.val_record["elbo"] if fresh_val else None, force=force)
+        saved_step[r] = step
+        if budget is not None:  # measured whole (host copy, write, seal): the final save must fit too
+            rec.finish_saves()
+            save_s[0] += stops.now() - t
+        return host
+
+    epoch_times, epoch, paused = [], starts[0].epoch, False  # epoch: the program's count (a slot's own is its step's)
     try:
         while any(rec.active for rec in recs):
+            if budget is not None and not budget.fits_next():
+                paused, host = True, None
+                for r, rec in enumerate(recs):  # the state after the last epoch, unless saved already
+                    if rec.active and rec.train_record is not None and saved_step[r] != rec.train_record["step"]:
+                        host = save(r, host, rec.train_record["step"], rec.train_record["epoch"], force=True)
+                break
             epoch += 1
-            t = time.perf_counter()
+            t, t_budget, save_s[0] = time.perf_counter(), stops.now(), 0.0
             state, m = program.epoch(state, images)
             m = axis.host(m)  # the log point: the only host sync of the epoch
             dt = time.perf_counter() - t
@@ -292,9 +380,7 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
             stopping = stop.signum is not None
             own = [int(s) // steps_per_epoch for s in m["step"]]  # each slot's epoch
             last = [e >= cfg.train.epochs for e in own]
-            saving = [e % cfg.checkpoint.every_epochs == 0 or last[r] or stopping for r, e in enumerate(own)]
-            host = devices.to_host(state) if any(s and rec.active for s, rec in zip(saving, recs)) else None
-            done = []
+            host, done = None, []
             for r, rec in enumerate(recs):
                 if not rec.active:
                     continue
@@ -314,26 +400,30 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                     if len(recs) > 1:
                         bar.message(f"replica {rec.path.name} failed: {message}")
                     continue
+                new_best = early_end = False
                 if e % cfg.eval.every_epochs == 0 or last[r]:
                     params = devices.local(axis.take(state["ema" if "ema" in state else "params"], r))
                     rec.val_record = program.validate(rec, params, step, e, t0[r])
                     rec.log(rec.val_record)
                     rec.pictures(program.pictures, rec.cfg.seed, params, step)
-                if saving[r]:
-                    # ranked for keep_best only when validated at this very step (no extra pass)
-                    fresh_val = rec.val_record is not None and rec.val_record["step"] == step
-                    rec.save(step, state_lib.checkpointed(axis.take(host, r)),
-                             {"epoch": e, "train": rec.train_record, "validation": rec.val_record},
-                             validation_elbo=rec.val_record["elbo"] if fresh_val else None,
-                             force=last[r] or stopping)
+                    new_best = watch[r].update(rec.val_record["elbo"], e, step)
+                    early_end = watch[r].stop and not last[r]
+                # with early stopping every new best is saved: it is the checkpoint the run is for
+                saving = e % cfg.checkpoint.every_epochs == 0 or last[r] or stopping or early_end
+                if saving or (new_best and cfg.train.patience > 0):
+                    host = save(r, host, step, e, force=last[r] or stopping or early_end or new_best)
                 rec.update(epochs_done=e, step=step, skipped_updates=int(mr["skipped_total"]),
                            wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t0[r])
-                if last[r]:
+                if last[r] or early_end:
                     done.append(r)
             for r in done:  # after every save has started, so that they overlap
                 recs[r].finish_saves()
-                _complete(recs[r], epoch_times, program.compile_s, t0[r], len(recs))
+                _complete(recs[r], watch[r], epoch_times, program.compile_s, t0[r], len(recs), bar)
             bar.epoch(epoch, _progress_info(recs, m, examples_per_epoch / dt))
+            if budget is not None:
+                budget.iteration(stops.now() - t_budget)
+                if save_s[0]:
+                    budget.saved(save_s[0])
             if not slots.failures_are_results and all(rec.summary["status"] == "failed" for rec in recs):
                 raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                                f"all {len(recs)} replicas failed; see each run's summary.json")
@@ -353,6 +443,7 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                     recs[r].close()
                     full = axis.put(full, r, start.state)
                     recs[r], t0[r] = open_recorder(run, start), time.perf_counter()
+                    watch[r], saved_step[r] = _watch(recs[r], start), int(start.state["step"]) if start.record else None
                     every.append(recs[r])
                 state = devices.replicate(full, mesh)
     except BaseException:  # every exit path: the saves in flight complete, the summaries name them
@@ -362,17 +453,68 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
         raise
     for rec in recs:
         rec.finish_saves()
+    if paused:
+        _pause(recs, watch, epoch_times, program.compile_s if program else 0.0, t0, budget, starts[0].epoch)
     _finish(every, epoch_times, bar, slots)
 
 
-def _complete(rec: Recorder, epoch_times: list[float], compile_s: float, t_start: float, replicas: int) -> None:
+def _watch(rec: Recorder, start: _Start) -> stops.EarlyStop:
+    """A run's early-stopping counter where it (re)starts: from its checkpoint's record."""
+    return stops.EarlyStop.resume(rec.cfg.train, start.record,
+                                  metrics_lib.read(rec.path, "validation") if start.record else ())
+
+
+def _end_fields(rec: Recorder, epochs_done: int, epoch_times: list[float], compile_s: float, t_start: float,
+                replicas: int) -> dict:
     steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
-    rec.end("completed", epochs_done=rec.cfg.train.epochs,
-            steps=rec.train_record["step"] if rec.train_record else 0,
-            final_train=rec.train_record, final_validation=rec.val_record,
-            wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, compile_s=compile_s,
-            epoch_s_median=statistics.median(steady) if steady else None,
-            epoch_s_first=epoch_times[0] if epoch_times else None, replicas_in_program=replicas)
+    return dict(epochs_done=epochs_done, steps=rec.train_record["step"] if rec.train_record else rec.summary["step"],
+                final_train=rec.train_record, final_validation=rec.val_record,
+                wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, compile_s=compile_s,
+                epoch_s_median=statistics.median(steady) if steady else None,
+                epoch_s_first=epoch_times[0] if epoch_times else None, replicas_in_program=replicas)
+
+
+def _complete(rec: Recorder, watch: stops.EarlyStop, epoch_times: list[float], compile_s: float, t_start: float,
+              replicas: int, bar: Progress) -> None:
+    """A run that reached train.epochs, or whose patience ran out (train.patience)."""
+    e = rec.train_record["epoch"]
+    early = {"stopped_early": e < rec.cfg.train.epochs} if rec.cfg.train.patience else {}
+    rec.end("completed", **_end_fields(rec, e, epoch_times, compile_s, t_start, replicas), **early, **watch.summary())
+    if early.get("stopped_early"):
+        bar.message(f"{rec.path.name}: stopped early after epoch {e}: {watch.since} validations without "
+                    f"an improvement > train.min_delta; best validation ELBO {watch.top_elbo:.2f} at epoch "
+                    f"{watch.top_epoch} (checkpoint step {watch.top_step}, --step best)")
+
+
+def _pause(recs: list[Recorder], watch: list[stops.EarlyStop], epoch_times: list[float], compile_s: float,
+           t0: list[float], budget: stops.TimeBudget, starts_epoch: int) -> None:
+    """train.time_limit: the active runs end `paused` (checkpoint saved) and Paused is raised."""
+    cfg = recs[0].cfg
+    paused_after = starts_epoch
+    for r, rec in enumerate(recs):
+        if rec.active:
+            done = rec.train_record["epoch"] if rec.train_record else rec.summary["epochs_done"]
+            paused_after = max(paused_after, done)
+            rec.end("paused", **_end_fields(rec, done, epoch_times, compile_s, t0[r], len(recs)),
+                    paused_after_epoch=done, time_limit=cfg.train.time_limit,
+                    time_estimates=budget.estimates(), **watch[r].summary())
+    failed = [rec.path.name for rec in recs if rec.summary["status"] == "failed"]
+    where = str(recs[0].path) if len(recs) == 1 else f"{len(recs) - len(failed)} run folders"
+    step = recs[0].summary.get("last_checkpoint_step")
+    if paused_after == starts_epoch and budget.last.get("left_s", 0) <= 0:
+        why = (f"train.time_limit={cfg.train.time_limit} had run out before the first epoch of this session "
+               f"(start-up, data and compilation took {stops.now() - budget.start:.1f} s); nothing trained")
+    elif paused_after == starts_epoch:
+        why = (f"the first epoch of this session and a save (estimated at {budget.last['need_s']:.1f} s) do not "
+               f"fit in the {budget.last['left_s']:.1f} s left of train.time_limit={cfg.train.time_limit}; "
+               f"nothing trained")
+    else:
+        why = (f"stopped after epoch {paused_after} of {cfg.train.epochs} to fit train.time_limit="
+               f"{cfg.train.time_limit} (checkpoint step {step}; one more epoch, a save and the exit were "
+               f"estimated at {budget.last['need_s']:.1f} s, {max(0.0, budget.last['left_s']):.1f} s were left)")
+    raise Paused(f"{why}; continue with vae train --resume {where}"
+                 + (f"; {len(failed)} replicas failed (non-finite loss): {', '.join(failed)}" if failed else ""),
+                 [rec.path for rec in recs])
 
 
 def _finish(recs: list[Recorder], epoch_times: list[float], bar: Progress, slots: Slots) -> None:

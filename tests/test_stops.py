@@ -1,0 +1,286 @@
+"""Runs that stop before train.epochs: --time-limit (paused, exit 3, bit-identical resume),
+early stopping (train.patience; the counter survives a resume), and the paper-row script
+(benchmarks/paper_rows.py) that builds on both.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaecli import config, metrics, runs, state as state_lib, stops, train
+from vaecli.checkpoints import Checkpoints
+from vaecli.errors import AlreadyDone, Paused
+
+from conftest import TINY
+from test_cli import ENV, ROOT, assert_error, run_folders, sets, tiny_train_args, vae_inproc
+from test_resume import assert_same_bits, final_state, train_records
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+# ------------------------------------------------------------------------ durations
+
+
+def test_durations():
+    assert stops.parse_duration("9m30s") == 570 and stops.parse_duration("2h") == 7200
+    assert stops.parse_duration("1h30m") == 5400 and stops.parse_duration("90s") == 90
+    assert stops.parse_duration("90") == 90 and stops.parse_duration("0.5s") == 0.5
+    for bad in ("", "5x", "m", "1h-3m", "s9"):
+        with pytest.raises(ValueError):
+            stops.parse_duration(bad)
+
+
+def test_bad_time_limit_is_one_line_exit_2(tiny_cache, tmp_path):
+    runs_dir = tmp_path / "runs"
+    assert_error(vae_inproc(*tiny_train_args(tiny_cache, runs_dir, "x"), "--time-limit", "5x"), 2,
+                 "train.time_limit", "'5x'", "9m30s")
+    assert_error(vae_inproc(*tiny_train_args(tiny_cache, runs_dir, "x"), "--set", "train.time_limit=soon"), 2,
+                 "train.time_limit")
+    assert run_folders(runs_dir) == []
+
+
+# ------------------------------------------------------------------------ time limit
+
+
+class Ticks:
+    """A clock for time limits that advances one second per reading: where the run pauses
+    is then the same on a loaded machine as on an idle one (training itself is real)."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def test_time_limit_pauses_then_resume_is_bit_identical(tiny_config, tmp_path, monkeypatch):
+    """A run with a time limit stops at the last epoch boundary that fits (checkpoint,
+    `paused`, the end inside the limit); resumed to a length past that point it ends with
+    the bits, and the metrics, of a run that was never stopped."""
+    ticks = Ticks()
+    monkeypatch.setattr(stops, "clock", ticks)
+    limit = 30
+    cfg = config.replace(tiny_config, train={"epochs": 100000, "time_limit": f"{limit}s"},
+                         eval={"every_epochs": 10}, checkpoint={"every_epochs": 7})
+    start = ticks.t
+    with pytest.raises(Paused) as e:
+        train.train(cfg, tmp_path / "a", "limited", argv=["pytest"], progress="none")
+    run = e.value.paths[0]
+    s = summary(run)
+    paused = s["epochs_done"]
+    assert s["status"] == "paused" and s["paused_after_epoch"] == paused >= 4, s
+    assert ticks.t - start <= limit, "the run ended past its time limit"
+    assert s["last_checkpoint_step"] == paused * 20 and s["time_limit"] == "30s"
+    assert s["time_estimates"] == {"epoch_s": 3.0, "save_s": 1.0}  # the largest iteration held a save
+    with Checkpoints(run / "checkpoints", read_only=True) as ck:
+        assert ck.steps()[-1] == paused * 20
+    assert "--resume" in str(e.value) and str(run) in str(e.value)
+
+    total = paused + 3
+    assert train.resume(run, [f"train.epochs={total}", "train.time_limit=null"], argv=["pytest"]) == run
+    reference = train.train(config.replace(cfg, train={"epochs": total, "time_limit": None}), tmp_path / "b", "ref",
+                            argv=["pytest"], progress="none")
+    assert_same_bits(final_state(reference)[0], final_state(run)[0])
+    assert train_records(run) == train_records(reference)
+    val_steps = lambda path: [r["step"] for r in metrics.read(path, "validation")]
+    assert val_steps(run) == val_steps(reference)
+    assert summary(run)["status"] == "completed"
+
+
+def test_replicas_pause_together_and_resume_as_one_program(tiny_config, tmp_path, monkeypatch):
+    """--seeds replicas paused by a time limit are resumed together as one program (in
+    their program's order, whatever order the folders are given in) and end with the bits
+    of the uninterrupted program."""
+    monkeypatch.setattr(stops, "clock", Ticks())
+    cfg = config.replace(tiny_config, train={"epochs": 100000, "time_limit": "20s"}, eval={"every_epochs": 10},
+                         checkpoint={"every_epochs": 10})
+    cfgs = [config.replace(cfg, seed=s) for s in (0, 1)]
+    with pytest.raises(Paused) as e:
+        train.train_replicas(cfgs, tmp_path / "a", ["r0", "r1"], argv=["pytest"], progress="none")
+    paused = {summary(p)["epochs_done"] for p in e.value.paths}
+    assert len(paused) == 1 and min(paused) >= 2 and {summary(p)["status"] for p in e.value.paths} == {"paused"}
+    total = paused.pop() + 2
+    assert train.resume_replicas(e.value.paths[::-1], [f"train.epochs={total}", "train.time_limit=null"],
+                                 argv=["pytest"]) == e.value.paths
+    ref = train.train_replicas([config.replace(c, train={"epochs": total, "time_limit": None}) for c in cfgs],
+                               tmp_path / "b", ["r0", "r1"], argv=["pytest"], progress="none")
+    for a, b in zip(e.value.paths, ref):
+        assert_same_bits(final_state(b)[0], final_state(a)[0])
+        assert train_records(a) == train_records(b) and summary(a)["status"] == "completed"
+
+
+def test_time_limit_exit_code_and_requeue(tiny_cache, tiny_run, tmp_path):
+    """--time-limit that has run out: the run folder on stdout, a `paused:` notice, exit 3;
+    --resume under the same limit pauses again (a requeue loop); without it, it completes
+    with the bits of the uninterrupted tiny run (same config, 3 epochs)."""
+    runs_dir = tmp_path / "runs"
+    args = ["train", "--config", ROOT / "configs" / "bmnist_mlp.yaml", *sets(config_overrides(tiny_cache)),
+            "--name", "tl", "--runs-dir", runs_dir]
+    out = vae_inproc(*args, "--time-limit", "0s")
+    assert out.code == stops.EXIT_PAUSED == 3, out.stderr
+    (run,) = run_folders(runs_dir)
+    assert out.stdout.strip() == str(run)
+    assert out.stderr.startswith("paused:") and "--resume" in out.stderr and "nothing trained" in out.stderr
+    s = summary(run)
+    assert s["status"] == "paused" and s["epochs_done"] == 0 and runs.open_run(run).config.train.time_limit == "0s"
+
+    again = vae_inproc("train", "--resume", run)  # config.yaml keeps the limit: paused again
+    assert again.code == 3 and again.stdout.strip() == str(run)
+    done = vae_inproc("train", "--resume", run, "--set", "train.time_limit=null")
+    assert done.code == 0, done.stderr
+    assert summary(run)["status"] == "completed"
+    assert_same_bits(final_state(tiny_run)[0], final_state(run)[0])
+    assert vae_inproc("train", "--resume", run).code == 0  # completed: nothing to do, exit 0
+
+
+def config_overrides(cache) -> list[str]:
+    from conftest import tiny_overrides
+
+    return tiny_overrides(cache)
+
+
+# ---------------------------------------------------------------------- early stopping
+
+
+@pytest.fixture(scope="module")
+def early(tiny_config, tmp_path_factory) -> Path:
+    """min_delta larger than any gain: the first validation is the reference, patience 3
+    more end the run after epoch 4 of 30."""
+    cfg = config.replace(tiny_config, train={"epochs": 30, "patience": 3, "min_delta": 1000.0})
+    return train.train(cfg, tmp_path_factory.mktemp("early"), "early", argv=["pytest"], progress="none")
+
+
+def test_early_stopping_ends_completed_with_the_best_checkpoint(early):
+    s = summary(early)
+    vals = metrics.read(early, "validation")
+    assert s["status"] == "completed" and s["stopped_early"] is True
+    assert s["epochs_done"] == 4 == len(vals) and s["epochs"] == 30
+    assert s["evaluations_without_improvement"] == 3 and s["patience"] == 3
+    best = max(vals, key=lambda r: r["elbo"])
+    assert (s["best_epoch"], s["best_step"], s["best_validation_elbo"]) == (best["epoch"], best["step"], best["elbo"])
+    with Checkpoints(early / "checkpoints", read_only=True) as ck:
+        assert best["step"] in ck.steps() and ck.best_step() == best["step"] and ck.steps()[-1] == 80
+    # eval-elbo and sample use the best checkpoint of a run that stopped early
+    assert state_lib.default_step(early) == "best"
+    run = runs.open_run(early)
+    assert state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir)[2] == best["step"]
+
+
+def test_resume_keeps_the_patience_counter(early, tmp_path):
+    """What a trainer killed after epoch 3 leaves (its epoch-4 checkpoint never written):
+    resumed, it stops after epoch 4 as the uninterrupted run did, counter and all (a counter
+    started afresh would run to epoch 6)."""
+    run = shutil.copytree(early, tmp_path / "killed")
+    shutil.rmtree(run / "checkpoints" / "80")
+    (run / "checkpoint_sums" / "80.json").unlink(missing_ok=True)
+    runs.write_json(run / "summary.json", {**summary(run), "status": "running"})
+    train.resume(run, [], argv=["pytest"])
+    assert summary(run)["stopped_early"] is True and summary(run)["epochs_done"] == 4
+    assert_same_bits(final_state(early)[0], final_state(run)[0])
+    assert train_records(run) == train_records(early)
+    # a completed early stop has nothing left to do
+    with pytest.raises(AlreadyDone, match="stopped early"):
+        train.resume(run, [], argv=["pytest"])
+
+
+def test_counter_from_metrics_matches_the_checkpoint_record(early):
+    """Checkpoints written before records carried the counter: replaying metrics.jsonl gives
+    the same counter as the record."""
+    run = runs.open_run(early)
+    _, _, _, record = state_lib.load_state(run.config, run.image_shape, run.checkpoint_dir, 60)
+    from_record = stops.EarlyStop.resume(run.config.train, record)
+    history = [r for r in metrics.read(early, "validation") if r["step"] <= 60]
+    replayed = stops.EarlyStop.resume(run.config.train, {k: v for k, v in record.items() if k != "early_stopping"},
+                                      history)
+    assert replayed.record() == from_record.record() and from_record.since == 2
+
+
+def test_patience_without_validation_is_refused(tiny_cache, tmp_path):
+    runs_dir = tmp_path / "runs"
+    base = tiny_train_args(tiny_cache, runs_dir, "p")  # 2 epochs, validated every epoch
+    assert_error(vae_inproc(*base, "--set", "train.patience=2"), 2, "train.patience", "validates 2 times",
+                 "below 2")
+    assert_error(vae_inproc(*base, "--set", "train.epochs=40", "--set", "eval.every_epochs=20",
+                            "--set", "train.patience=5"), 2, "train.patience", "eval.every_epochs")
+    assert_error(vae_inproc(*base, "--set", "train.patience=1", "--set", "checkpoint.keep_best=false"), 2,
+                 "checkpoint.keep_best")
+    assert run_folders(runs_dir) == []
+    cfg = config.load(ROOT / "configs" / "paper" / "vampprior.yaml")
+    assert (cfg.train.patience, cfg.eval.every_epochs, cfg.checkpoint.keep_best) == (50, 1, True)
+
+
+# ---------------------------------------------------------------- the paper-row script
+
+
+def paper_rows():
+    spec = importlib.util.spec_from_file_location("paper_rows", ROOT / "benchmarks" / "paper_rows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_rows_smoke(tiny_cache, tmp_path):
+    """The script on a paper config shrunk to the tiny dataset, two replicas: a first call
+    whose time has run out leaves the protocol unfinished (exit 3), the second resumes the
+    same folders as one program, evaluates and writes one record per seed; the records
+    are no paper rows (the protocol was changed), so the table stays unmeasured."""
+    pr = paper_rows()
+    small = [f"data.dataset={TINY}", f"data.cache_dir={tiny_cache}", "model.hidden=[16,16]", "model.latent_dim=4",
+             "train.epochs=2", "train.batch_size=32", "eval.every_epochs=1", "eval.batch_size=64", "eval.grid=4",
+             "checkpoint.every_epochs=1", "log.progress=none", "log.tensorboard=false"]
+    args = [str(ROOT / "configs" / "paper" / "iwae_vae_k1_short.yaml"), "--seeds", "0-1",
+            "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--samples", "50",
+            *sets(small)]
+    assert pr.main([*args, "--time-limit", "1s", "--eval-reserve", "1s"]) == 3
+    folder = tmp_path / "runs" / "iwae_vae_k1_short-seeds0-1"
+    assert [summary(r)["status"] for r in run_folders(folder)] == ["paused", "paused"]
+    assert not (tmp_path / "results").exists()
+
+    assert pr.main(args) == 0
+    assert len(run_folders(folder)) == 2  # the same folders, resumed
+    recs = [json.loads(p.read_text()) for p in sorted((tmp_path / "results").glob("*.json"))]
+    assert [r["seed"] for r in recs] == [0, 1]
+    for r in recs:
+        assert r["epochs"] == 2 and r["sessions"] == 2 and r["samples"] == 50 and r["status"] == "completed"
+        assert r["nll"] > 0 and 0 < r["nll_stderr"] < 1 and 0 <= r["active_units"] <= 4
+        assert r["jax_version"] and r["device"] and r["train_wall_s"] > 0
+        assert r["paper_row"] is False and "model.hidden" in r["protocol_changes"]
+        written = json.loads(next(Path(r["run"], "eval").glob("test-step*-k50.json")).read_text())
+        assert written["nll"] == r["nll"] and written["active_units"] == r["active_units"]
+    readme = (ROOT / "README.md").read_text()
+    assert pr.render_table(readme, pr.read_records(tmp_path / "results")) == pr.render_table(readme, [])
+
+
+def test_readme_table_is_filled_from_records_only():
+    """The README's "measured by vaecli" column is what the records in benchmarks/results say
+    (today: none, so every row is "not yet measured"), and a paper-row record fills its row."""
+    pr = paper_rows()
+    readme = (ROOT / "README.md").read_text()
+    records = pr.read_records()
+    assert pr.render_table(readme, records) == readme, "run benchmarks/paper_rows.py --table --write-readme"
+    rec = {"config_name": "iwae_k50", "paper_row": True, "nll": 86.91, "nll_stderr": 0.06, "seed": 0,
+           "device": "NVIDIA H200", "date": "2030-01-02", "train_minutes": 7.4}
+    row = next(line for line in pr.render_table(readme, [rec]).splitlines() if "`iwae_k50.yaml`" in line)
+    assert row.endswith("| not yet measured / 86.91 ± 0.06 (seed 0; NVIDIA H200, 2030-01-02, 7.4 min) |")
+
+
+def test_cached_data_loads_without_tensorflow(tiny_cache):
+    """A GPU machine has no TensorFlow: loading a prepared dataset from the cache never
+    imports it (here importing it would fail)."""
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
+            "from vaecli import config, data\n"
+            f"cfg = config.load(None, ['data.dataset={TINY}', 'data.cache_dir={tiny_cache}'])\n"
+            "s = data.load_split(cfg.data, 'test')\n"
+            "assert len(s) == 128 and 'tensorflow' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
