@@ -77,7 +77,7 @@ def _runs_in(folder: Path) -> list[Path]:
 def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: list[str], limit_s: float | None,
               clock_start: float, log) -> str:
     """Train (or resume) the runs of one config in `folder`: 'done' or 'paused'."""
-    from vaecli import launch, train
+    from vaecli import launch, resume as resume_lib
 
     limit = None if limit_s is None else f"{max(0.0, limit_s):.3f}s"
     existing = _runs_in(folder)
@@ -85,7 +85,7 @@ def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: lis
         keep = [o for o in overrides if config_lib.resumable(o.partition("=")[0].strip())]
         log(f"{config_file.stem}: resuming {len(existing)} run(s) in {folder}")
         try:
-            train.resume_replicas(existing, [*keep, f"train.time_limit={json.dumps(limit) if limit else 'null'}"],
+            resume_lib.resume_replicas(existing, [*keep, f"train.time_limit={json.dumps(limit) if limit else 'null'}"],
                                   argv=sys.argv, clock_start=clock_start)
         except AlreadyDone:
             pass

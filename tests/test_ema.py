@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vaecli import config, data, evaluate, metrics, runs, state as state_lib, train
+from vaecli import resume as resume_lib
 from vaecli.epoch import make_epoch_fn
 
 from conftest import tiny_overrides
@@ -77,7 +78,7 @@ def test_ema_leaves_training_unchanged_and_is_checkpointed(ema_run, tiny_run):
 def test_resume_with_ema_is_bit_identical(ema_config, ema_run, tmp_path):
     path = train.train(config.replace(ema_config, train={"epochs": 2}), tmp_path, "split", argv=["pytest"],
                        progress="none")
-    train.resume(path, ["train.epochs=3"], argv=["pytest"])
+    resume_lib.resume_run(path, ["train.epochs=3"], argv=["pytest"])
     assert_same_bits(raw_state(ema_run)[0], raw_state(path)[0])  # the EMA included
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from vaecli import config, files, metrics, runs, runs_table, train
+from vaecli import config, files, metrics, runs, runs_table
+from vaecli import resume as resume_lib
 from vaecli.checkpoints import Checkpoints
 
 from test_cli import ENV, ROOT, assert_error, vae_inproc
@@ -72,7 +73,7 @@ def complete_steps(run: Path) -> list[int]:
 
 def assert_resumes_to(run: Path, reference: Path) -> None:
     """--resume (the fault gone) ends bit-identical to the uninterrupted reference."""
-    train.resume(run, [], argv=["pytest"])
+    resume_lib.resume_run(run, [], argv=["pytest"])
     assert summary(run)["status"] == "completed"
     assert_same_bits(final_state(reference)[0], final_state(run)[0])
     assert train_records(run) == train_records(reference)

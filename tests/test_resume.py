@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from vaecli import config, data, metrics, recorder, runs, state as state_lib, train
+from vaecli import resume as resume_lib
 from vaecli import epoch
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import RunError
@@ -104,7 +105,7 @@ def long_run_args(tiny_cache, runs_dir, name) -> list:
 def test_resume_ends_bit_identical_to_an_uninterrupted_run(tiny_config, reference, tmp_path):
     short = config.replace(tiny_config, train={"epochs": 5})
     path = train.train(short, tmp_path, "split", argv=["pytest"])
-    assert train.resume(path, [f"train.epochs={EPOCHS}"], argv=["pytest"]) == path
+    assert resume_lib.resume_run(path, [f"train.epochs={EPOCHS}"], argv=["pytest"]) == path
 
     (a, step_a), (b, step_b) = final_state(reference), final_state(path)
     assert step_a == step_b == EPOCHS * 20
@@ -199,7 +200,7 @@ def test_kill_9_before_any_checkpoint_resumes_from_step_0(tiny_config, reference
                      {**runs.environment_meta(["pytest"]),
                       "data": {"image_shape": [8, 8, 1], "num_train": 640}})
     (path / "metrics.jsonl").write_text('{"step": 20, "epoch": 1, "split": "train", "loss": 1.0}\n{"step": 4')
-    train.resume(path, [f"train.epochs={EPOCHS}"], argv=["pytest"])
+    resume_lib.resume_run(path, [f"train.epochs={EPOCHS}"], argv=["pytest"])
     assert_same_bits(final_state(reference)[0], final_state(path)[0])
     assert train_records(path) == train_records(reference)
 
@@ -438,7 +439,7 @@ def test_a_lock_left_by_a_killed_process_is_not_held(tiny_config, tmp_path):
         holder.kill()
         holder.wait()
     assert "pid" in (run / "train.lock").read_text()  # the dead holder's note is still there
-    train.resume(run, ["train.epochs=2"], argv=["pytest"])  # but its lock died with it
+    resume_lib.resume_run(run, ["train.epochs=2"], argv=["pytest"])  # but its lock died with it
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vaecli import config, metrics, runs, state as state_lib, stops, train
+from vaecli import resume as resume_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import AlreadyDone, Paused
 
@@ -86,7 +87,7 @@ def test_time_limit_pauses_then_resume_is_bit_identical(tiny_config, tmp_path, m
     assert "--resume" in str(e.value) and str(run) in str(e.value)
 
     total = paused + 3
-    assert train.resume(run, [f"train.epochs={total}", "train.time_limit=null"], argv=["pytest"]) == run
+    assert resume_lib.resume_run(run, [f"train.epochs={total}", "train.time_limit=null"], argv=["pytest"]) == run
     reference = train.train(config.replace(cfg, train={"epochs": total, "time_limit": None}), tmp_path / "b", "ref",
                             argv=["pytest"], progress="none")
     assert_same_bits(final_state(reference)[0], final_state(run)[0])
@@ -109,7 +110,7 @@ def test_replicas_pause_together_and_resume_as_one_program(tiny_config, tmp_path
     paused = {summary(p)["epochs_done"] for p in e.value.paths}
     assert len(paused) == 1 and min(paused) >= 2 and {summary(p)["status"] for p in e.value.paths} == {"paused"}
     total = paused.pop() + 2
-    assert train.resume_replicas(e.value.paths[::-1], [f"train.epochs={total}", "train.time_limit=null"],
+    assert resume_lib.resume_replicas(e.value.paths[::-1], [f"train.epochs={total}", "train.time_limit=null"],
                                  argv=["pytest"]) == e.value.paths
     ref = train.train_replicas([config.replace(c, train={"epochs": total, "time_limit": None}) for c in cfgs],
                                tmp_path / "b", ["r0", "r1"], argv=["pytest"], progress="none")
@@ -183,13 +184,13 @@ def test_resume_keeps_the_patience_counter(early, tmp_path):
     shutil.rmtree(run / "checkpoints" / "80")
     (run / "checkpoint_sums" / "80.json").unlink(missing_ok=True)
     runs.write_json(run / "summary.json", {**summary(run), "status": "running"})
-    train.resume(run, [], argv=["pytest"])
+    resume_lib.resume_run(run, [], argv=["pytest"])
     assert summary(run)["stopped_early"] is True and summary(run)["epochs_done"] == 4
     assert_same_bits(final_state(early)[0], final_state(run)[0])
     assert train_records(run) == train_records(early)
     # a completed early stop has nothing left to do
     with pytest.raises(AlreadyDone, match="stopped early"):
-        train.resume(run, [], argv=["pytest"])
+        resume_lib.resume_run(run, [], argv=["pytest"])
 
 
 def test_counter_from_metrics_matches_the_checkpoint_record(early):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vaecli import config, metrics, runs, state as state_lib, sweep, train
+from vaecli import resume as resume_lib
 from vaecli.errors import RunError, UsageError
 
 from test_cli import assert_error, vae_inproc
@@ -97,7 +98,7 @@ def test_resume_a_replica_as_a_single_run(replica_runs, tiny_config, tmp_path):
     import shutil
 
     shutil.copytree(path, copy)
-    train.resume(copy, ["train.epochs=3"], argv=["pytest"])
+    resume_lib.resume_run(copy, ["train.epochs=3"], argv=["pytest"])
     assert final(copy)[1] == 60
     assert json.loads((copy / "summary.json").read_text())["status"] == "completed"
     # it continues as the single run of its config would: 3 epochs of that run, to float tolerance

@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from vaecli import config, evaluate, metrics, runs, train
+from vaecli import resume as resume_lib
 
 from conftest import tiny_overrides
 from test_cli import CONFIG, assert_error, run_folders, sets, vae_inproc
@@ -65,7 +66,7 @@ def tracked(offline, tiny_cache):
     (path / "checkpoint_sums" / f"{last}.json").unlink()
     summary = runs.read_json(path / "summary.json")
     runs.write_json(path / "summary.json", {**summary, "status": "interrupted"})
-    train.resume_run(path, ["train.epochs=4"], argv=["pytest", "--resume"])
+    resume_lib.resume_run(path, ["train.epochs=4"], argv=["pytest", "--resume"])
     report = evaluate.evaluate(path, split="test", samples="1,4", batch_size=64, kl_mc_samples=0)
     return path, uri, first, report
 

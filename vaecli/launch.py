@@ -41,7 +41,7 @@ def train_command(*, config: Path | None = None, overrides: list[str] = (), name
             raise UsageError("--resume RUN uses the run's own config.yaml and folder: drop --config, --name, "
                              "--runs-dir, --seeds and --sweep (change allowed keys with --set)")
         before_compute()
-        from vaecli.train import resume_run
+        from vaecli.resume import resume_run
 
         try:
             return Result([resume_run(resume, list(overrides), argv=list(argv), clock_start=clock_start)])

@@ -1,10 +1,11 @@
 """`vae train`: the loop around the compiled epoch (vaecli.epoch).
 
-`vaecli.launch.train_command` is the one entry the CLI calls. Every run — a single one, the replicas of
-a --seeds/--sweep program, a resumed one — goes through `session`, which compiles the
-epoch once and drives it: the host reads metrics once per epoch (the log point), never
+`vaecli.launch.train_command` is the one entry the CLI calls. Every run — a single one,
+the replicas of a --seeds/--sweep program, a resumed one (vaecli.resume), the trials of
+`vae tune` — goes through `session`, which compiles the epoch once and drives it: the host reads metrics once per epoch (the log point), never
 inside it; there it logs, validates, draws pictures and saves checkpoints through each
-run folder's recorder (vaecli.recorder), which keeps summary.json true on every exit path.
+run folder's recorder (vaecli.recorder), which keeps summary.json true on every exit path;
+how a run ends (completed, stopped early, paused, failed) is vaecli.outcomes.
 
 Host-side code always sees a replica axis: one run is the case of one replica.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +20,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import vaecli
-from vaecli import bounds, data, devices, objectives, recorder as recorder_lib, runs, sample, state as state_lib, stops, trackers
+from vaecli import bounds, data, devices, objectives, outcomes, recorder as recorder_lib, runs, sample, state as state_lib, stops
 from vaecli import metrics as metrics_lib
-from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.epoch import make_epoch_fn
-from vaecli.errors import AlreadyDone, Interrupted, Paused, RunError, StorageError, UsageError
+from vaecli.errors import Interrupted, RunError, StorageError
 from vaecli.progress import Progress
 from vaecli.recorder import Recorder
 from vaecli.signals import StopOnSignal
@@ -73,109 +71,6 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, ex
     run = recorder_lib.start(path, cfg, {**meta, **extra_meta})
     fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
     return run, (fn, tx), _Start(state)
-
-
-def resume_run(run_path: str | Path, overrides: list[str], argv: list[str], progress: str | None = None,
-               clock_start: float | None = None) -> Path:
-    """Continue a run from its latest complete checkpoint (or from step 0 if it saved none)
-    with its own config.yaml; `overrides` may change only `config.RESUMABLE` keys.
-
-    Everything is checked (lock, config, data, checkpoint) before anything in the run
-    folder is touched."""
-    return resume_replicas([run_path], overrides, argv, progress=progress, clock_start=clock_start)[0]
-
-
-def resume_replicas(run_paths: list[str | Path], overrides: list[str], argv: list[str],
-                    progress: str | None = None, clock_start: float | None = None) -> list[Path]:
-    """Continue the replicas of one program (as `train_replicas` wrote them) as one program
-    again, so that they end with the bits an uninterrupted program gives. Runs that have
-    nothing left to train (completed, or stopped early) are left as they are; the others must
-    restart from the same epoch. One run: `resume_run`."""
-    from vaecli import config as config_lib
-
-    t_start = time.perf_counter()
-    clock_start = stops.now() if clock_start is None else clock_start
-    opened = [runs.open_run(p) for p in run_paths]
-    if len(opened) > 1 and all("replica" in r.meta for r in opened):
-        opened.sort(key=lambda r: r.meta["replica"]["index"])  # the program's own order: its bits
-    cfgs = [config_lib.apply_resume_overrides(run.config, overrides) for run in opened]
-    for cfg in cfgs:
-        trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
-    with contextlib.ExitStack() as locks:
-        for run in opened:
-            locks.enter_context(recorder_lib.lock(run.path))
-        data_splits = _load_data(cfgs[0])
-        todo, done = [], []
-        for run, cfg in zip(opened, cfgs):
-            try:
-                todo.append((run, cfg, *_restore(run, cfg, data_splits[0])))
-            except AlreadyDone as e:
-                done.append(str(e))
-        if not todo:
-            raise AlreadyDone(done[0] if len(done) == 1 else f"all {len(done)} runs have nothing left to train")
-        if len({t[4] for t in todo}) > 1:
-            raise RunError("the runs to resume together restart from different epochs ("
-                           + ", ".join(f"{t[0].path.name}: {t[4]}" for t in todo) + "); resume them one by one")
-        run_list, starts = [], []
-        for run, cfg, model, state, epoch, record, old_summary in todo:
-            run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
-            run_list.append(run), starts.append(start)
-        session(run_list, model, *data_splits, starts, t_start, progress, clock_start=clock_start)
-        return [run.path for run in run_list]
-
-
-def restart(run: runs.Run, cfg: Config, overrides: list[str], argv: list[str], train_split):
-    """A run folder's state at its latest complete checkpoint (step 0 if none), its resume
-    recorded: (model, run, _Start). The caller holds the run's lock and loaded the data."""
-    model, state, epoch, record, old_summary = _restore(run, cfg, train_split)
-    run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
-    return model, run, start
-
-
-def _restore(run: runs.Run, cfg: Config, train_split):
-    """(model, state, epoch, record, old summary) at the run's latest complete checkpoint;
-    AlreadyDone when it has nothing left to train. Reads only."""
-    old_summary = runs.read_json(run.path / "summary.json") or {}
-    if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
-        raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
-                       f"({len(train_split)} images of {train_split.image_shape}, the run saw "
-                       f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
-    # train= gives the staged lr schedule its epoch length (and an init the restore replaces)
-    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
-    epoch, record = 0, None
-    with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
-        steps = ckpts.steps()
-        if steps:
-            # state["hyper"] is not checkpointed (run format 2 has none): config.yaml gives it
-            restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(state))
-            state = state_lib.with_hyper(restored, cfg)
-            epoch = int(record["epoch"])
-    if epoch > cfg.train.epochs:
-        raise UsageError(f"{run.path} has already trained {epoch} epochs; --set train.epochs=N needs N >= {epoch}")
-    if epoch == cfg.train.epochs and old_summary.get("status") == "completed":
-        raise AlreadyDone(f"{run.path} already completed {epoch} epochs; extend it with --resume "
-                          f"{run.path} --set train.epochs=N")
-    early = stops.EarlyStop.resume(cfg.train, record, metrics_lib.read(run.path, "validation") if record else ())
-    if early.stop and old_summary.get("status") == "completed":
-        raise AlreadyDone(f"{run.path} stopped early after epoch {epoch} ({early.since} validations without "
-                          f"improvement; the best was at epoch {early.top_epoch}); to go on, raise it with "
-                          f"--resume {run.path} --set train.patience=N")
-    return (fn, tx), state, epoch, record, old_summary
-
-
-def _reopen(run: runs.Run, cfg: Config, state, epoch: int, record, old_summary: dict, overrides, argv):
-    """The resume recorded in the run folder (vaecli.recorder.reopen): (run, _Start)."""
-    step = int(state["step"])
-    run = recorder_lib.reopen(run, cfg, step, {
-        "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
-        "time": runs.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
-    before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
-    if old_summary.get("time_estimates"):
-        before["time_estimates"] = old_summary["time_estimates"]
-    return run, _Start(state, epoch, record, before)
-
-
-resume = resume_run  # the name the tests and scripts know
 
 
 @dataclass
@@ -395,7 +290,7 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                 rec.poll_save()
                 if mr["bad_step"] >= 0:
                     rec.finish_saves()  # the message names the last complete checkpoint
-                    message = _nonfinite_message(rec.cfg, mr, e, rec.ckpts.steps())
+                    message = outcomes.nonfinite_message(rec.cfg, mr, e, rec.ckpts.steps())
                     rec.end("failed", message)
                     if len(recs) > 1:
                         bar.message(f"replica {rec.path.name} failed: {message}")
@@ -418,8 +313,8 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
                     done.append(r)
             for r in done:  # after every save has started, so that they overlap
                 recs[r].finish_saves()
-                _complete(recs[r], watch[r], epoch_times, program.compile_s, t0[r], len(recs), bar)
-            bar.epoch(epoch, _progress_info(recs, m, examples_per_epoch / dt))
+                outcomes.complete(recs[r], watch[r], epoch_times, program.compile_s, t0[r], len(recs), bar)
+            bar.epoch(epoch, outcomes.progress_info(recs, m, examples_per_epoch / dt))
             if budget is not None:
                 budget.iteration(stops.now() - t_budget)
                 if save_s[0]:
@@ -454,104 +349,11 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
     for rec in recs:
         rec.finish_saves()
     if paused:
-        _pause(recs, watch, epoch_times, program.compile_s if program else 0.0, t0, budget, starts[0].epoch)
-    _finish(every, epoch_times, bar, slots)
+        outcomes.pause(recs, watch, epoch_times, program.compile_s if program else 0.0, t0, budget, starts[0].epoch)
+    outcomes.finish(every, epoch_times, bar, slots)
 
 
 def _watch(rec: Recorder, start: _Start) -> stops.EarlyStop:
     """A run's early-stopping counter where it (re)starts: from its checkpoint's record."""
     return stops.EarlyStop.resume(rec.cfg.train, start.record,
                                   metrics_lib.read(rec.path, "validation") if start.record else ())
-
-
-def _end_fields(rec: Recorder, epochs_done: int, epoch_times: list[float], compile_s: float, t_start: float,
-                replicas: int) -> dict:
-    steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
-    return dict(epochs_done=epochs_done, steps=rec.train_record["step"] if rec.train_record else rec.summary["step"],
-                final_train=rec.train_record, final_validation=rec.val_record,
-                wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t_start, compile_s=compile_s,
-                epoch_s_median=statistics.median(steady) if steady else None,
-                epoch_s_first=epoch_times[0] if epoch_times else None, replicas_in_program=replicas)
-
-
-def _complete(rec: Recorder, watch: stops.EarlyStop, epoch_times: list[float], compile_s: float, t_start: float,
-              replicas: int, bar: Progress) -> None:
-    """A run that reached train.epochs, or whose patience ran out (train.patience)."""
-    e = rec.train_record["epoch"]
-    early = {"stopped_early": e < rec.cfg.train.epochs} if rec.cfg.train.patience else {}
-    rec.end("completed", **_end_fields(rec, e, epoch_times, compile_s, t_start, replicas), **early, **watch.summary())
-    if early.get("stopped_early"):
-        bar.message(f"{rec.path.name}: stopped early after epoch {e}: {watch.since} validations without "
-                    f"an improvement > train.min_delta; best validation ELBO {watch.top_elbo:.2f} at epoch "
-                    f"{watch.top_epoch} (checkpoint step {watch.top_step}, --step best)")
-
-
-def _pause(recs: list[Recorder], watch: list[stops.EarlyStop], epoch_times: list[float], compile_s: float,
-           t0: list[float], budget: stops.TimeBudget, starts_epoch: int) -> None:
-    """train.time_limit: the active runs end `paused` (checkpoint saved) and Paused is raised."""
-    cfg = recs[0].cfg
-    paused_after = starts_epoch
-    for r, rec in enumerate(recs):
-        if rec.active:
-            done = rec.train_record["epoch"] if rec.train_record else rec.summary["epochs_done"]
-            paused_after = max(paused_after, done)
-            rec.end("paused", **_end_fields(rec, done, epoch_times, compile_s, t0[r], len(recs)),
-                    paused_after_epoch=done, time_limit=cfg.train.time_limit,
-                    time_estimates=budget.estimates(), **watch[r].summary())
-    failed = [rec.path.name for rec in recs if rec.summary["status"] == "failed"]
-    where = str(recs[0].path) if len(recs) == 1 else f"{len(recs) - len(failed)} run folders"
-    step = recs[0].summary.get("last_checkpoint_step")
-    if paused_after == starts_epoch and budget.last.get("left_s", 0) <= 0:
-        why = (f"train.time_limit={cfg.train.time_limit} had run out before the first epoch of this session "
-               f"(start-up, data and compilation took {stops.now() - budget.start:.1f} s); nothing trained")
-    elif paused_after == starts_epoch:
-        why = (f"the first epoch of this session and a save (estimated at {budget.last['need_s']:.1f} s) do not "
-               f"fit in the {budget.last['left_s']:.1f} s left of train.time_limit={cfg.train.time_limit}; "
-               f"nothing trained")
-    else:
-        why = (f"stopped after epoch {paused_after} of {cfg.train.epochs} to fit train.time_limit="
-               f"{cfg.train.time_limit} (checkpoint step {step}; one more epoch, a save and the exit were "
-               f"estimated at {budget.last['need_s']:.1f} s, {max(0.0, budget.last['left_s']):.1f} s were left)")
-    raise Paused(f"{why}; continue with vae train --resume {where}"
-                 + (f"; {len(failed)} replicas failed (non-finite loss): {', '.join(failed)}" if failed else ""),
-                 [rec.path for rec in recs])
-
-
-def _finish(recs: list[Recorder], epoch_times: list[float], bar: Progress, slots: Slots) -> None:
-    steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
-    failed = [rec.path.name for rec in recs if rec.summary["status"] == "failed"]
-    completed = sum(rec.summary["status"] == "completed" for rec in recs)
-    done = f"val ELBO {recs[0].val_record['elbo']:.2f} nats, " if len(recs) == 1 and recs[0].val_record else ""
-    if steady:
-        done += f"median epoch {statistics.median(steady):.3f} s; "
-    bar.message(f"done: {done}" + (f"run folder {recs[0].path}" if len(recs) == 1
-                                   else f"{completed} of {len(recs)} replicas completed"))
-    if failed and not slots.failures_are_results:
-        raise RunError(f"{len(failed)} of {len(recs)} replicas failed (non-finite loss): {', '.join(failed)}; "
-                       f"the others completed")
-
-
-def _progress_info(recs: list[Recorder], m: dict, examples_per_s: float) -> str:
-    losses = [float(m["loss"][r]) for r, rec in enumerate(recs) if rec.active]
-    rate = f"{examples_per_s * len(recs):,.0f} ex/s"
-    if not losses:
-        return rate
-    if len(recs) == 1:
-        info = f"loss {losses[0]:.2f}  {rate}"
-        if recs[0].val_record and recs[0].val_record["epoch"] == recs[0].train_record["epoch"]:
-            info += f"  val ELBO {recs[0].val_record['elbo']:.2f}"
-        if int(m["skipped_steps"][0]):
-            info += f"  skipped {int(m['skipped_steps'][0])} non-finite updates ({int(m['skipped_total'][0])} in the run)"
-        return info
-    return f"loss {min(losses):.2f}..{max(losses):.2f} over {len(losses)} replicas  {rate}"
-
-
-def _nonfinite_message(cfg: Config, m: dict, epoch: int, saved: list[int]) -> str:
-    terms = [t for t, ok in zip(("reconstruction", "KL", "update"), m["bad_finite"]) if not ok]
-    where = f"non-finite {' and '.join(terms) or 'loss'} at step {int(m['bad_step'])} (epoch {epoch})"
-    last = f"last good checkpoint: step {saved[-1]}" if saved else "no checkpoint was saved before it"
-    if cfg.train.skip_nonfinite:
-        fix = f"after skipping {cfg.train.skip_nonfinite} (train.skip_nonfinite)"
-    else:
-        fix = "set train.skip_nonfinite: N to drop up to N bad updates, or lower optim.lr"
-    return f"{where}; {last}; {fix}"

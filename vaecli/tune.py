@@ -22,7 +22,7 @@ import math
 import time
 from pathlib import Path
 
-from vaecli import config as config_lib, devices, recorder as recorder_lib, runs, search_space, train as train_lib
+from vaecli import config as config_lib, devices, recorder as recorder_lib, runs, search_space, resume as resume_lib, train as train_lib
 from vaecli.errors import AlreadyDone, RunError, UsageError
 
 SETTINGS, JOURNAL, SUMMARY, PICTURE = "study.json", "journal.log", "summary.json", "search.png"
@@ -130,7 +130,7 @@ class _Study(train_lib.Slots):
                     raise RunError("no run folder")
                 run = runs.open_run(path)
                 self.locks.enter_context(recorder_lib.lock(run.path))
-                model, run, start = train_lib.restart(run, run.config, [], self.argv, self.train_split)
+                model, run, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
             except AlreadyDone:  # finished, but the study was not told before it stopped
                 self.study.tell(frozen.number, _final_elbo(Path(path)))
                 continue
