@@ -23,7 +23,7 @@ import numpy as np
 from vaecli import bounds, data, devices, objectives, outcomes, recorder as recorder_lib, runs, sample, state as state_lib, stops
 from vaecli import metrics as metrics_lib
 from vaecli.config import Config
-from vaecli.epoch import make_epoch_fn
+from vaecli.epoch import MATMUL_PRECISION, make_epoch_fn
 from vaecli.errors import Interrupted, RunError, StorageError
 from vaecli.progress import Progress
 from vaecli.recorder import Recorder
@@ -68,6 +68,9 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, ex
     meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
                     "num_train": len(train_split), "num_validation": len(val_split),
                     "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+    # the matmul precision the step runs at (XLA's CPU backend computes every setting in float32)
+    meta["precision"] = {"train": cfg.train.precision, "matmul": MATMUL_PRECISION[cfg.train.precision],
+                         "effective": cfg.train.precision if meta["backend"] != "cpu" else "float32"}
     run = recorder_lib.start(path, cfg, {**meta, **extra_meta})
     fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
     return run, (fn, tx), _Start(state)
