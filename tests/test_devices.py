@@ -20,7 +20,7 @@ from vaecli import config, runs, state as state_lib, train
 from conftest import tiny_overrides
 from test_cli import CONFIG, ENV, ROOT, sets
 
-FORCED = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+FORCED = {**ENV, "XLA_FLAGS": f"{ENV.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()}
 
 
 def final_leaves(run_path):

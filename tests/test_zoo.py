@@ -101,8 +101,9 @@ def test_paper_config_validates_and_runs_a_few_steps(path, tiny_cache, tmp_path)
         assert (cfg.objective.name, cfg.objective.samples) == (twin.objective.name, twin.objective.samples)
         return
     # the same network, objective and optimizer, one epoch on the tiny dataset
+    # one epoch cannot hold a patience (vampprior.yaml's early stopping is tested in test_stops.py)
     tiny = config.load(path, ["data.dataset=tiny_bars", f"data.cache_dir={tiny_cache}", "train.epochs=1",
-                              "eval.batch_size=64", "eval.grid=4", "log.progress=none", "log.tensorboard=false"])
+                              "train.patience=0", "eval.batch_size=64", "eval.grid=4", "log.progress=none", "log.tensorboard=false"])
     run = train.train(tiny, tmp_path, path.stem, argv=[], progress="none")  # ends with the validation estimate
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and math.isfinite(summary["final_validation"]["elbo"])
