@@ -37,8 +37,7 @@ def make_bare_epoch(cfg: Config, split, n_train: int | None = None):
     dynamic = cfg.data.binarize == "dynamic"
 
     def loss_fn(params, x, key):
-        loss, _, _ = objectives.training_loss(fn.bind(params), x, key, name=obj.name, samples=obj.samples,
-                                              kl=obj.kl, kl_weight=obj.beta, free_bits=obj.free_bits)
+        loss, _, _ = objectives.training_loss(fn.bind(params), x, key, obj, kl_weight=obj.beta)
         return loss
 
     def step(carry, order, images):

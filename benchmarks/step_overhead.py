@@ -118,9 +118,7 @@ class Reference:
             fn = models.functional(cfg.model, split.image_shape, cfg.seed, train=(split.flat, split.scale))
             obj = cfg.objective
             params = fn.params
-            loss_fn = lambda p, x, key: objectives.training_loss(
-                fn.bind(p), x, key, name=obj.name, samples=obj.samples, kl=obj.kl, kl_weight=obj.beta,
-                free_bits=obj.free_bits)[0]
+            loss_fn = lambda p, x, key: objectives.training_loss(fn.bind(p), x, key, obj, kl_weight=obj.beta)[0]
 
         @jax.jit
         def step(params, opt, x, key):
