@@ -3,31 +3,83 @@ and the shared binarized MNIST files (tests that need them skip when ../shared i
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
+import pickle
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
 
-from vaecli import config, data
+from vaecli import compile_cache, config, data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BMNIST = SHARED / "data" / "binarized_mnist"
 TINY = "tiny_bars"  # a dataset name that exists only in the tests' cache
 
 # Tests never write to the user's JAX compile cache (~/.cache/vaecli/jax): one temporary
-# cache for the session, read by the commands run in-process and by the subprocesses
-# (they inherit os.environ), which then skip recompiling the tiny programs they share.
-COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="vaecli-test-jax-cache-"))
-# The tests compile some hundreds of small programs and run each for a few steps: XLA's
-# backend optimisation costs more time than it saves there (test_zoo's trainings: 1.6x
-# faster without it). Set before any JAX backend starts; subprocesses inherit it. Tests
-# only: benchmarks and users get XLA's default.
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# cache for the session, made by the first pytest process (pytest-xdist's workers inherit
+# its environment) and read by every worker and every subprocess, which then skip
+# recompiling the tiny programs they share. The process that made it removes it.
+if "VAECLI_TEST_COMPILE_CACHE" not in os.environ:
+    os.environ["VAECLI_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="vaecli-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["VAECLI_TEST_COMPILE_CACHE"], ignore_errors=True)
+    # The tests compile some hundreds of small programs and run each for a few steps, so
+    # compiling is most of their time: XLA's backend optimisation and its newer (MLIR) CPU
+    # fusion emitters cost more than they save there (test_zoo + test_objectives: 195 s of
+    # CPU with the first off, 113 s with both). Set before any JAX backend starts; workers
+    # and subprocesses inherit it. Tests only: benchmarks and users get XLA's defaults.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false".strip()
+COMPILE_CACHE = Path(os.environ["VAECLI_TEST_COMPILE_CACHE"])
 os.environ["VAECLI_COMPILE_CACHE"] = str(COMPILE_CACHE)
-atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
+# The library calls the tests make in-process (train.train, evaluate, sample...) use it too:
+# a program compiled by one worker or test (same shapes, same code) is loaded by the others.
+compile_cache.enable(COMPILE_CACHE)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any], copy: bool = True) -> tuple[Path, Any]:
+    """Run `build(folder)` once in the whole session, across pytest-xdist's workers too (the
+    first worker to ask builds under a file lock; the others wait and reuse it): a trained
+    run costs its training once, not once per worker. Returns (folder, what build returned).
+    With `copy`, the folder is this worker's private copy, and every path in the returned
+    value (str, Path, lists, tuples, dicts, CompletedProcess) points into the copy: the
+    tests that write into a shared run keep the isolation they had with one process."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.pickle"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            value = build(folder)
+            done.write_bytes(pickle.dumps(value))
+        value = pickle.loads(done.read_bytes())
+    if not copy:
+        return folder, value
+    mine = tmp_path_factory.mktemp(name)
+    shutil.copytree(folder, mine, dirs_exist_ok=True, symlinks=True)
+    return mine, _relocate(value, str(folder), str(mine))
+
+
+def _relocate(value, old: str, new: str):
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, Path):
+        return Path(str(value).replace(old, new))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_relocate(v, old, new) for v in value)
+    if isinstance(value, dict):
+        return {k: _relocate(v, old, new) for k, v in value.items()}
+    if isinstance(value, subprocess.CompletedProcess):
+        return subprocess.CompletedProcess(_relocate(value.args, old, new), value.returncode,
+                                           _relocate(value.stdout, old, new), _relocate(value.stderr, old, new))
+    return value
 
 
 def make_bars(n: int, seed: int, size: int = 8) -> np.ndarray:
@@ -42,13 +94,15 @@ def make_bars(n: int, seed: int, size: int = 8) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cache")
-    data.write_cache(root / TINY, {
-        "train": {"images": make_bars(640, 0), "labels": None},
-        "validation": {"images": make_bars(128, 1), "labels": None},
-        "test": {"images": make_bars(128, 2), "labels": None},
-    })
-    return root
+    """One cache folder for the session (every worker reads the same one, so the paths in
+    run folders built once stay valid)."""
+    def build(root: Path) -> None:
+        data.write_cache(root / TINY, {
+            "train": {"images": make_bars(640, 0), "labels": None},
+            "validation": {"images": make_bars(128, 1), "labels": None},
+            "test": {"images": make_bars(128, 2), "labels": None},
+        })
+    return built_once(tmp_path_factory, "cache", build, copy=False)[0]
 
 
 def tiny_overrides(cache: Path) -> list[str]:
@@ -67,7 +121,8 @@ def tiny_run(tmp_path_factory, tiny_config) -> Path:
     """One short run of the real trainer on the tiny dataset, shared by the tests that read it."""
     from vaecli import train
 
-    return train.train(tiny_config, tmp_path_factory.mktemp("runs"), "tiny", argv=["pytest"], progress="none")
+    return built_once(tmp_path_factory, "tiny-run", lambda root: train.train(
+        tiny_config, root, "tiny", argv=["pytest"], progress="none"))[1]
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +135,16 @@ def bmnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def bmnist_cache(tmp_path_factory, bmnist_dir):
     """binarized_mnist prepared by TFDS from the shared files into a fresh TFDS data_dir and a
-    fresh vaecli cache: returns (config for bmnist_mlp with those paths, cache folder)."""
-    root = tmp_path_factory.mktemp("bmnist")
-    cfg = config.load(Path(__file__).resolve().parents[1] / "configs" / "bmnist_mlp.yaml",
-                      [f"data.manual_dir={bmnist_dir}", f"data.data_dir={root / 'tfds'}",
-                       f"data.cache_dir={root / 'cache'}", "log.progress=none"])
-    data.prepare(cfg.data)
-    return cfg, root / "cache"
+    fresh vaecli cache, once in the session: returns (config for bmnist_mlp with those
+    paths, cache folder). Read only: every worker reads the same folders."""
+    def build(root: Path) -> None:
+        data.prepare(bmnist_config(root).data)
+
+    root = built_once(tmp_path_factory, "bmnist", build, copy=False)[0]
+    return bmnist_config(root), root / "cache"
+
+
+def bmnist_config(root: Path) -> config.Config:
+    return config.load(Path(__file__).resolve().parents[1] / "configs" / "bmnist_mlp.yaml",
+                       [f"data.manual_dir={BMNIST}", f"data.data_dir={root / 'tfds'}",
+                        f"data.cache_dir={root / 'cache'}", "log.progress=none"])

@@ -25,7 +25,7 @@ import vaecli
 import vaecli.config
 from vaecli.cli import app
 
-from conftest import COMPILE_CACHE, tiny_overrides
+from conftest import COMPILE_CACHE, built_once, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "bmnist_mlp.yaml"
@@ -269,16 +269,18 @@ def test_debug_shows_the_traceback(tmp_path):
 @pytest.fixture(scope="module")
 def cli_run(tiny_cache, tmp_path_factory) -> Path:
     """`vae train` through the command line; its stdout is the run folder and nothing else."""
-    runs_dir = tmp_path_factory.mktemp("cli-runs")
-    out = vae(*tiny_train_args(tiny_cache, runs_dir, "clitest"))
-    assert out.code == 0, out.stderr
-    assert "Traceback" not in out.stderr
-    lines = out.stdout.splitlines()
-    assert len(lines) == 1, out.stdout
-    run = Path(lines[-1])
-    assert run.is_dir() and run.parent == runs_dir and run.name.startswith("clitest-")
-    assert run_folders(runs_dir) == [run]
-    return run
+    def build(runs_dir: Path) -> Path:
+        out = vae(*tiny_train_args(tiny_cache, runs_dir, "clitest"))
+        assert out.code == 0, out.stderr
+        assert "Traceback" not in out.stderr
+        lines = out.stdout.splitlines()
+        assert len(lines) == 1, out.stdout
+        run = Path(lines[-1])
+        assert run.is_dir() and run.parent == runs_dir and run.name.startswith("clitest-")
+        assert run_folders(runs_dir) == [run]
+        return run
+
+    return built_once(tmp_path_factory, "cli-run", build)[1]
 
 
 def test_train_writes_a_complete_run(cli_run):

@@ -104,7 +104,6 @@ def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
     assert set(np.unique(data.load_split(cfg, "test").images)) <= {0, 1}
 
 
-@pytest.mark.xdist_group("bmnist")  # one worker prepares binarized MNIST once
 def test_binarized_mnist_from_manual_dir(bmnist_cache):
     cfg, _ = bmnist_cache
     sizes = {s: len(data.load_split(cfg.data, s)) for s in data.SPLITS}
@@ -117,7 +116,6 @@ def test_binarized_mnist_from_manual_dir(bmnist_cache):
     assert sum(f.stat().st_size for f in folder.iterdir()) < 8 * 2**20  # compact enough to carry
 
 
-@pytest.mark.xdist_group("bmnist")  # one worker prepares binarized MNIST once
 def test_cached_data_loads_without_tensorflow(bmnist_cache):
     cfg, _ = bmnist_cache
     code = ("import sys; from vaecli import config, data; "

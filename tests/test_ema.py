@@ -16,7 +16,7 @@ from vaecli import config, data, evaluate, metrics, runs, state as state_lib, tr
 from vaecli import resume as resume_lib
 from vaecli.epoch import make_epoch_fn
 
-from conftest import tiny_overrides
+from conftest import built_once, tiny_overrides
 from test_cli import CONFIG, assert_error, run_folders, sets, vae_inproc
 from test_resume import assert_same_bits
 
@@ -37,7 +37,8 @@ def ema_config(tiny_config):
 
 @pytest.fixture(scope="module")
 def ema_run(ema_config, tmp_path_factory):
-    return train.train(ema_config, tmp_path_factory.mktemp("ema"), "ema", argv=["pytest"], progress="none")
+    return built_once(tmp_path_factory, "ema", lambda root: train.train(
+        ema_config, root, "ema", argv=["pytest"], progress="none"))[1]
 
 
 @pytest.mark.parametrize("value", ["1", "1.5", "-0.1"])

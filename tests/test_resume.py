@@ -29,7 +29,7 @@ from vaecli import epoch
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import RunError
 
-from conftest import TINY, make_bars, tiny_overrides
+from conftest import TINY, built_once, make_bars, tiny_overrides
 from test_cli import ENV, ROOT, assert_error, run_folders, tiny_train_args, vae, vae_inproc
 
 EPOCHS = 12  # the length every interrupted run is resumed to
@@ -87,7 +87,7 @@ def train_records(run_path: Path) -> list[tuple]:
 def reference(tiny_config, tmp_path_factory) -> Path:
     """An uninterrupted run of EPOCHS epochs: what every interrupted run must end equal to."""
     cfg = config.replace(tiny_config, train={"epochs": EPOCHS})
-    return train.train(cfg, tmp_path_factory.mktemp("reference"), "ref", argv=["pytest"])
+    return built_once(tmp_path_factory, "reference", lambda root: train.train(cfg, root, "ref", argv=["pytest"]))[1]
 
 
 def start(args: list, runs_dir: Path) -> subprocess.Popen:
@@ -210,8 +210,8 @@ def test_kill_9_before_any_checkpoint_resumes_from_step_0(tiny_config, reference
 
 @pytest.fixture(scope="module")
 def done_run(tiny_config, tmp_path_factory) -> Path:
-    return train.train(config.replace(tiny_config, train={"epochs": 2}), tmp_path_factory.mktemp("done"), "done",
-                       argv=["pytest"])
+    cfg = config.replace(tiny_config, train={"epochs": 2})
+    return built_once(tmp_path_factory, "done", lambda root: train.train(cfg, root, "done", argv=["pytest"]))[1]
 
 
 def snapshot(run: Path) -> dict:
@@ -460,7 +460,7 @@ def sparse_eval_run(tiny_config, tmp_path_factory) -> Path:
     """4 epochs, a checkpoint every epoch, validation every second: checkpoints 20, 40, 60, 80,
     of which 40 and 80 were saved at an evaluation epoch."""
     cfg = config.replace(tiny_config, train={"epochs": 4}, eval={"every_epochs": 2})
-    return train.train(cfg, tmp_path_factory.mktemp("sparse"), "sparse", argv=["pytest"])
+    return built_once(tmp_path_factory, "sparse", lambda root: train.train(cfg, root, "sparse", argv=["pytest"]))[1]
 
 
 def test_only_checkpoints_of_evaluation_epochs_compete_for_best(sparse_eval_run):

@@ -17,7 +17,7 @@ import pytest
 
 from vaecli import metrics, runs
 
-from conftest import tiny_overrides
+from conftest import built_once, tiny_overrides
 from test_cli import CONFIG, ENV, ROOT, assert_error, sets, vae_inproc
 
 # The scripts call `vae`: the one installed next to this interpreter.
@@ -42,10 +42,12 @@ def runs_json(*args) -> list[dict]:
 @pytest.fixture(scope="module")
 def sweep(tiny_cache, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """examples/sweep.sh over 2 learning rates x 2 seeds, 2 epochs each."""
-    runs_dir = tmp_path_factory.mktemp("sweep") / "runs"
-    p = bash("sweep.sh", *tiny_args(tiny_cache),
-             env={"RUNS_DIR": str(runs_dir), "LRS": "1e-3 3e-3", "SEEDS": "0 1", "CONFIG": str(CONFIG)})
-    return p, runs_dir
+    def build(root: Path):
+        p = bash("sweep.sh", *tiny_args(tiny_cache),
+                 env={"RUNS_DIR": str(root / "runs"), "LRS": "1e-3 3e-3", "SEEDS": "0 1", "CONFIG": str(CONFIG)})
+        return p, root / "runs"
+
+    return built_once(tmp_path_factory, "sweep", build)[1]
 
 
 def test_sweep_script_trains_every_combination(sweep):

@@ -14,7 +14,7 @@ from PIL import Image
 from vaecli import config, data, pictures, plot, sample, train
 from vaecli.errors import RunError, UsageError
 
-from conftest import make_bars, tiny_overrides
+from conftest import built_once, make_bars, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 8  # tiny_bars images
@@ -40,15 +40,17 @@ def check_title(res: dict, run: Path) -> None:
 @pytest.fixture(scope="module")
 def labelled_2d_run(tmp_path_factory) -> Path:
     """A run with a 2-D latent space on bars whose label is the row of the horizontal bar."""
-    root = tmp_path_factory.mktemp("labelled")
-    splits = {}
-    for name, n, seed in (("train", 320, 0), ("validation", 64, 1), ("test", 96, 2)):
-        images = make_bars(n, seed)
-        splits[name] = {"images": images, "labels": images[:, :, :, 0].all(axis=2).argmax(axis=1).astype(np.int64)}
-    data.write_cache(root / "cache" / "tiny_bars_labelled", splits)
-    cfg = config.load(None, tiny_overrides(root / "cache") + ["data.dataset=tiny_bars_labelled",
-                                                              "model.latent_dim=2", "train.epochs=1"])
-    return train.train(cfg, root / "runs", "twod", argv=["pytest"], progress="none")
+    def build(root: Path) -> Path:
+        splits = {}
+        for name, n, seed in (("train", 320, 0), ("validation", 64, 1), ("test", 96, 2)):
+            images = make_bars(n, seed)
+            splits[name] = {"images": images, "labels": images[:, :, :, 0].all(axis=2).argmax(axis=1).astype(np.int64)}
+        data.write_cache(root / "cache" / "tiny_bars_labelled", splits)
+        cfg = config.load(None, tiny_overrides(root / "cache") + ["data.dataset=tiny_bars_labelled",
+                                                                  "model.latent_dim=2", "train.epochs=1"])
+        return train.train(cfg, root / "runs", "twod", argv=["pytest"], progress="none")
+
+    return built_once(tmp_path_factory, "labelled", build, copy=False)[1]
 
 
 def check_png(path: str, size: tuple[int, int] | None = None) -> None:
@@ -315,7 +317,8 @@ def test_cli_help_lists_every_mode_with_its_defaults():
 def vamp_run(tmp_path_factory, tiny_cache) -> Path:
     cfg = config.load(None, tiny_overrides(tiny_cache) + ["model.prior=vamp", "model.pseudo_inputs=4",
                                                           "objective.kl=mc", "train.epochs=2"])
-    return train.train(cfg, tmp_path_factory.mktemp("vamp"), "vamp", argv=["pytest"], progress="none")
+    return built_once(tmp_path_factory, "vamp", lambda root: train.train(
+        cfg, root, "vamp", argv=["pytest"], progress="none"))[1]
 
 
 def test_traverse_of_a_vampprior_run_is_ordered_and_labelled_by_the_encoder_mean_variance(vamp_run, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 
 from vaecli import metrics
 
+from conftest import built_once
 from test_cli import ENV, ROOT, tiny_train_args
 
 ANSI = "\x1b"
@@ -37,13 +38,15 @@ def losses(run: Path) -> list:
 def two_processes(tiny_cache, tmp_path_factory):
     """The same tiny training in two fresh processes sharing a new, empty compile cache;
     the second one logs its compilations (JAX_LOG_COMPILES), cache hits included."""
-    tmp = tmp_path_factory.mktemp("compile-cache")
-    cache_dir = tmp / "jax"
-    first = vae_env(*train_args(tiny_cache, tmp / "runs"), env={"VAECLI_COMPILE_CACHE": str(cache_dir)})
-    entries = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
-    second = vae_env(*train_args(tiny_cache, tmp / "runs"),
-                     env={"VAECLI_COMPILE_CACHE": str(cache_dir), "JAX_LOG_COMPILES": "1"})
-    return first, entries, second, cache_dir
+    def build(tmp: Path):
+        cache_dir = tmp / "jax"
+        first = vae_env(*train_args(tiny_cache, tmp / "runs"), env={"VAECLI_COMPILE_CACHE": str(cache_dir)})
+        entries = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
+        second = vae_env(*train_args(tiny_cache, tmp / "runs"),
+                         env={"VAECLI_COMPILE_CACHE": str(cache_dir), "JAX_LOG_COMPILES": "1"})
+        return first, entries, second, cache_dir
+
+    return built_once(tmp_path_factory, "compile-cache", build)[1]
 
 
 def test_train_in_a_pipe_prints_the_run_alone_and_plain_progress(two_processes):

@@ -18,7 +18,7 @@ from vaecli import resume as resume_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import AlreadyDone, Paused
 
-from conftest import TINY
+from conftest import TINY, built_once
 from test_cli import ENV, ROOT, assert_error, run_folders, sets, tiny_train_args, vae_inproc
 from test_resume import assert_same_bits, final_state, train_records
 
@@ -157,7 +157,8 @@ def early(tiny_config, tmp_path_factory) -> Path:
     """min_delta larger than any gain: the first validation is the reference, patience 3
     more end the run after epoch 4 of 30."""
     cfg = config.replace(tiny_config, train={"epochs": 30, "patience": 3, "min_delta": 1000.0})
-    return train.train(cfg, tmp_path_factory.mktemp("early"), "early", argv=["pytest"], progress="none")
+    return built_once(tmp_path_factory, "early", lambda root: train.train(
+        cfg, root, "early", argv=["pytest"], progress="none"))[1]
 
 
 def test_early_stopping_ends_completed_with_the_best_checkpoint(early):

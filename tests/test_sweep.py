@@ -12,6 +12,7 @@ from vaecli import config, metrics, runs, state as state_lib, sweep, train
 from vaecli import resume as resume_lib
 from vaecli.errors import RunError, UsageError
 
+from conftest import built_once
 from test_cli import assert_error, vae_inproc
 
 
@@ -53,8 +54,8 @@ def test_sweep_refuses_keys_that_change_shapes_or_code(key, tiny_cache, tmp_path
 def replica_runs(tiny_config, tmp_path_factory):
     base = config.replace(tiny_config, train={"epochs": 2})
     items = sweep.expand(config.to_dict(base), [0, 1], ["optim.lr=1e-3,3e-3", "optim.weight_decay=0,1e-3"], "rep")
-    paths = train.train_replicas([c for _, c in items], tmp_path_factory.mktemp("replicas"), [n for n, _ in items],
-                                 argv=["pytest"])
+    paths = built_once(tmp_path_factory, "replicas", lambda root: train.train_replicas(
+        [c for _, c in items], root, [n for n, _ in items], argv=["pytest"]))[1]
     return list(zip(paths, [c for _, c in items]))
 
 

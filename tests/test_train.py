@@ -145,7 +145,6 @@ def _sample_and_eval(tiny_run, tmp_path):
     assert evaluate.evaluate(tiny_run, split="test", samples=50, seed=0)["results"][0]["log_likelihood"] == r50["log_likelihood"]
 
 
-@pytest.mark.xdist_group("bmnist")  # one worker prepares binarized MNIST once
 def test_binarized_mnist_training_loss_falls(bmnist_cache, tmp_path):
     """Two real epochs of bmnist_mlp on binarized MNIST, then eval on its run: through the
     `vae` program, with XLA's default optimisation (the suite turns it off for its tiny

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -12,6 +13,7 @@ import pytest
 from vaecli import config, epoch, metrics, runs, search_space, sweep, train, tune
 from vaecli.errors import Interrupted, UsageError
 
+from conftest import built_once, tiny_overrides
 from test_cli import assert_error, vae_inproc
 
 SPACE = ["optim.lr=log:1e-4:1e-2", "objective.beta=0.5:4", "optim.weight_decay=0,1e-5,1e-4"]
@@ -79,14 +81,14 @@ def test_budget_and_resume_refusals(tmp_path):
 def study(tiny_cache, tmp_path_factory):
     """6 trials, 3 per program, 2 epochs; trial 1 pruned at its first validation, so trial 3
     takes its slot after epoch 1 while trials 0 and 2 go on."""
-    from conftest import tiny_overrides
+    def build(root: Path):
+        raw = config.to_dict(config.load(None, tiny_overrides(tiny_cache) + ["train.epochs=2"]))
+        study_dir = tune.create(raw, SPACE, 6, 3, "median", root, "study", ["pytest"])
+        before = epoch.TRACES["epoch"]
+        summary = tune.run(study_dir, ["pytest"], pruner=PruneTrials([1]))
+        return study_dir, summary, epoch.TRACES["epoch"] - before
 
-    root = tmp_path_factory.mktemp("study")
-    raw = config.to_dict(config.load(None, tiny_overrides(tiny_cache) + ["train.epochs=2"]))
-    study_dir = tune.create(raw, SPACE, 6, 3, "median", root, "study", ["pytest"])
-    before = epoch.TRACES["epoch"]
-    summary = tune.run(study_dir, ["pytest"], pruner=PruneTrials([1]))
-    return study_dir, summary, epoch.TRACES["epoch"] - before
+    return built_once(tmp_path_factory, "study", build, copy=False)[1]  # read only: paths in its files stay true
 
 
 def test_study_trains_trials_as_replicas_and_refills_a_pruned_slot(study):
