@@ -71,6 +71,14 @@ def make_mesh(devices: int | None) -> Mesh:
     return Mesh(np.array(available[:n]), (AXIS,))
 
 
+def check_layout(cfg) -> Mesh:
+    """The mesh of `cfg.train.devices`, its batch checked against it: called before a run
+    folder is created or reopened, so a layout that cannot run leaves nothing behind."""
+    mesh = make_mesh(cfg.train.devices)
+    check_batch(cfg.train.batch_size, mesh)
+    return mesh
+
+
 def check_batch(batch_size: int, mesh: Mesh, what: str = "train.batch_size") -> None:
     if batch_size % mesh.size:
         raise ConfigError(f"{what}={batch_size} must divide by the {mesh.size} devices of the mesh "

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import vaecli
-from vaecli import metrics as metrics_lib, recorder as recorder_lib, runs, state as state_lib, stops, trackers
+from vaecli import devices, metrics as metrics_lib, recorder as recorder_lib, runs, state as state_lib, stops, trackers
 from vaecli.checkpoints import Checkpoints
 from vaecli.config import Config
 from vaecli.errors import AlreadyDone, RunError, UsageError
@@ -44,6 +44,7 @@ def resume_replicas(run_paths: list[str | Path], overrides: list[str], argv: lis
     cfgs = [config_lib.apply_resume_overrides(run.config, overrides) for run in opened]
     for cfg in cfgs:
         trackers.check(cfg)  # a tracker's missing extra or unreachable URI: exit 2, before anything is touched
+        devices.check_layout(cfg)  # so is a --set train.devices the batch cannot be split over
     with contextlib.ExitStack() as locks:
         for run in opened:
             locks.enter_context(recorder_lib.lock(run.path))

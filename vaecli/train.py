@@ -48,8 +48,10 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
     if devices.is_primary():
         for name in names:
             runs.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
-    # Data first: a dataset that cannot be loaded leaves no run folder behind.
+    # Data and devices first: a dataset that cannot be loaded, or a batch the devices cannot
+    # share, leaves no run folder behind.
     train_split, val_split = _load_data(cfgs[0])
+    devices.check_layout(cfgs[0])
     paths = devices.share_paths([runs.create(runs_dir, name) for name in names] if devices.is_primary() else None)
     with contextlib.ExitStack() as locks:
         run_list, starts = [], []
@@ -224,8 +226,7 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
           t_start: float, stop: StopOnSignal, slots: Slots, open_recorder, clock_start: float) -> None:
     cfg = recs[0].cfg  # the replicas differ only in values their states carry
     axis = _ReplicaAxis(len(recs))
-    mesh = devices.make_mesh(cfg.train.devices)
-    devices.check_batch(cfg.train.batch_size, mesh)
+    mesh = devices.check_layout(cfg)
     state = devices.replicate(axis.stack([s.state for s in starts]), mesh)
     images = devices.replicate(train_split.flat, mesh)  # the whole training split, on every device, uint8
     budget = None
