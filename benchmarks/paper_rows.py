@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from vaecli import config as config_lib, runs, stops  # noqa: E402  (no JAX at import)
+from vaecli import config as config_lib, files, runs, stops  # noqa: E402  (no JAX at import)
 from vaecli.errors import AlreadyDone, Paused, VaeError  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -139,7 +139,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
         "elbo": res["elbo"], "active_units": res["active_units"], "latent_dim": res["latent_dim"],
     }
     results.mkdir(parents=True, exist_ok=True)
-    runs.write_json(out, rec)
+    files.write_json(out, rec)
     log(f"{config_file.stem} seed {rec['seed']}: NLL {rec['nll']:.2f} ± {rec['nll_stderr']:.2f} (K={samples}), "
         f"{rec['active_units']} active units, {rec['epochs']} epochs in {rec['train_minutes']} min on "
         f"{rec['device']} -> {out}")
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         text = render_table(README.read_text(), read_records(args.results))
         if args.write_readme:
-            runs.write_text(README, text)
+            files.write_text(README, text)
         else:
             print(text[text.index(TABLE_BEGIN):text.index(TABLE_END)])
         return 0

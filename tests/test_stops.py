@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vaecli import config, metrics, runs, state as state_lib, stops, train
+from vaecli import config, files, metrics, runs, state as state_lib, stops, train
 from vaecli import resume as resume_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import AlreadyDone, Paused
@@ -184,7 +184,7 @@ def test_resume_keeps_the_patience_counter(early, tmp_path):
     run = shutil.copytree(early, tmp_path / "killed")
     shutil.rmtree(run / "checkpoints" / "80")
     (run / "checkpoint_sums" / "80.json").unlink(missing_ok=True)
-    runs.write_json(run / "summary.json", {**summary(run), "status": "running"})
+    files.write_json(run / "summary.json", {**summary(run), "status": "running"})
     resume_lib.resume_run(run, [], argv=["pytest"])
     assert summary(run)["stopped_early"] is True and summary(run)["epochs_done"] == 4
     assert_same_bits(final_state(early)[0], final_state(run)[0])

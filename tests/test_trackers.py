@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from vaecli import config, evaluate, metrics, runs, train
+from vaecli import config, evaluate, files, metrics, runs, train
 from vaecli import resume as resume_lib
 
 from conftest import tiny_overrides
@@ -65,7 +65,7 @@ def tracked(offline, tiny_cache):
     shutil.rmtree(path / "checkpoints" / str(last))
     (path / "checkpoint_sums" / f"{last}.json").unlink()
     summary = runs.read_json(path / "summary.json")
-    runs.write_json(path / "summary.json", {**summary, "status": "interrupted"})
+    files.write_json(path / "summary.json", {**summary, "status": "interrupted"})
     resume_lib.resume_run(path, ["train.epochs=4"], argv=["pytest", "--resume"])
     report = evaluate.evaluate(path, split="test", samples="1,4", batch_size=64, kl_mc_samples=0)
     return path, uri, first, report

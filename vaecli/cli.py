@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,13 +17,11 @@ import typer
 
 import vaecli
 from vaecli import sample as sample_modes  # the mode registry, for the help (imports no JAX)
+from vaecli.process import STATE as _STATE, run as _run, use_compile_cache as _use_compile_cache
 
 app = typer.Typer(
     help="Train, sample and evaluate variational autoencoders; every run lives in its own folder.",
     no_args_is_help=True, pretty_exceptions_enable=False)
-
-_STATE = {"debug": False, "compile_cache": None}
-
 
 # Shell completion (`vae --install-completion`): the shell runs `vae` on every TAB, so these
 # import vaecli.completion (no JAX) only when asked.
@@ -58,86 +55,6 @@ def main(
 ):
     _STATE["debug"] = debug
     _STATE["compile_cache"] = compile_cache
-
-
-def _use_compile_cache() -> None:
-    """Turn on JAX's persistent compilation cache (or off) before anything compiles.
-    Called by the commands that compile, after their argument checks (it imports JAX)."""
-    from vaecli import compile_cache
-
-    setting = _STATE["compile_cache"]
-    if setting is not None and setting.strip().lower() == "off":
-        compile_cache.enable(None)
-        return
-    if not setting:
-        setting = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecli" / "jax"
-    compile_cache.enable(setting)
-
-
-def _quiet_libraries() -> None:
-    # TensorFlow (used only to prepare TFDS data) and absl are chatty on import.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import logging
-
-    # Orbax logs routine notes as warnings, and a failed background save as errors with
-    # tracebacks: vaecli reports that failure itself, in one line (--debug shows them).
-    logging.getLogger("absl").setLevel(logging.ERROR if _STATE["debug"] else logging.CRITICAL)
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    if not _STATE["debug"]:
-        sys.unraisablehook = _drop_closed_loop_callbacks
-
-
-def _drop_closed_loop_callbacks(unraisable) -> None:
-    """After a failed Orbax save, TensorStore callbacks still fire into the asyncio loop of the
-    write that failed, which is closed; Python reports each as an ignored exception with a
-    traceback. They change nothing (the failure itself is reported in one line): drop them."""
-    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def _run(fn):
-    """Call fn(); turn library errors into one line and an exit code."""
-    from vaecli.errors import Interrupted, StorageError, VaeError
-
-    _quiet_libraries()
-    try:
-        return fn()
-    except Interrupted as e:
-        typer.secho(f"interrupted: {e}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(e.exit_code)
-    except VaeError as e:
-        if _STATE["debug"]:  # the traceback instead of the one line; the exit code stays the error's
-            import traceback
-
-            traceback.print_exc()
-            raise typer.Exit(e.exit_code)
-        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
-        # A failed Orbax read can leave coroutines that asyncio reports ("Exception ignored
-        # in ...") while the interpreter shuts down: the one line above is the whole story.
-        sys.unraisablehook = lambda unraisable: None
-        raise typer.Exit(e.exit_code)
-    except KeyboardInterrupt:
-        if _STATE["debug"]:
-            raise
-        typer.secho("interrupted", err=True, fg=typer.colors.RED)
-        if _STATE.get("own_process"):
-            # A second signal stops at once: a compiled call or an Orbax/TensorStore thread may
-            # still be running, and tearing the interpreter down under them can crash
-            # (SIGSEGV at exit). The summary already says "interrupted": leave without teardown.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        raise typer.Exit(130)
-    except OSError as e:  # an I/O fault no command turned into its own line: the path, the cause, the fix
-        if _STATE["debug"]:
-            raise
-        from vaecli.errors import storage_error
-
-        typer.secho(f"error: {storage_error(e, verb=None)}", err=True, fg=typer.colors.RED)
-        sys.unraisablehook = lambda unraisable: None
-        raise typer.Exit(StorageError.exit_code)
 
 
 StepOpt = Annotated[Optional[str], typer.Option(

@@ -120,7 +120,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
             target = (Path(out) if out is not None else run.path / "eval") / f"{split}-step{chosen}-k{k}{suffix}.json"
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                runs.write_json(target, doc)
+                files.write_json(target, doc)
                 doc["written_to"] = str(target)
             except OSError as e:
                 not_saved = str(storage_error(e, target, "write the files elsewhere with --out DIR (the results are on stdout)"))

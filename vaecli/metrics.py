@@ -138,7 +138,7 @@ def read(run_dir: Path, split: str | None = None) -> list[dict]:
 def truncate(run_dir: Path, last_step: int) -> int:
     """Keep the log points up to `last_step` (the checkpoint a resumed run restarts from),
     atomically, byte for byte; return how many lines were dropped (damaged ones included)."""
-    from vaecli.runs import write_text
+    from vaecli.files import write_text
 
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from vaecli import config as config_lib, devices, runs, trackers as trackers_lib
+from vaecli import config as config_lib, devices, files, runs, trackers as trackers_lib
 from vaecli.checkpoints import Checkpoints
 from vaecli.errors import StorageError, storage_error
 from vaecli.metrics import MetricsLog, read as read_metrics, truncate
@@ -27,8 +27,8 @@ log = logging.getLogger("vaecli")
 def start(path: Path, cfg: config_lib.Config, meta: dict) -> runs.Run:
     """A new run folder's first files: the resolved config and meta.json, before step 0."""
     if devices.is_primary():
-        runs.write_text(path / "config.yaml", config_lib.dump_yaml(cfg))
-        runs.write_json(path / "meta.json", meta)
+        files.write_text(path / "config.yaml", config_lib.dump_yaml(cfg))
+        files.write_json(path / "meta.json", meta)
     return runs.Run(path, cfg, meta)
 
 
@@ -46,8 +46,8 @@ def reopen(run: runs.Run, cfg: config_lib.Config, step: int, resume_entry: dict)
         try:
             truncate(run.path, step)
             if cfg != run.config:
-                runs.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
-            runs.write_json(run.path / "meta.json", meta)
+                files.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
+            files.write_json(run.path / "meta.json", meta)
         except OSError as e:  # each file is replaced atomically: the run can still be resumed
             raise storage_error(e, then=f"once fixed, resume it again (or copy {run.path} to writable storage "
                                         f"and resume the copy)") from e
@@ -90,7 +90,7 @@ class Recorder:
         trackers = trackers_lib.Trackers(self.run, meta.get("trackers"), logged_to)
         if trackers.ids and trackers.ids != meta.get("trackers"):
             meta = {**meta, "trackers": {**(meta.get("trackers") or {}), **trackers.ids}}
-            runs.write_json(self.path / "meta.json", meta)
+            files.write_json(self.path / "meta.json", meta)
             self.run = runs.Run(self.path, self.cfg, meta)
         return trackers
 
@@ -104,7 +104,7 @@ class Recorder:
         stays the previous one, which names only complete checkpoints; once this process has
         exited, `vae runs` shows the run as died (its train.lock is free)."""
         try:
-            runs.write_json(self.path / "summary.json", self.summary)
+            files.write_json(self.path / "summary.json", self.summary)
         except OSError as e:
             self._settle()
             raise storage_error(e, self.path / "summary.json", self.resume_hint()) from e

@@ -27,7 +27,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaecli import config as config_lib, files
+from vaecli import config as config_lib
 from vaecli.errors import ConfigError, RunError, UsageError
 
 # Bump when the run folder layout or the checkpointed state changes. 2 (vaecli 0.2): the
@@ -38,15 +38,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file atomically (vaecli.files): old or new, never half of one."""
-    files.write_text(path, text)
-
-
-def write_json(path: Path, obj) -> None:
-    files.write_json(path, obj)
 
 
 def read_json(path: Path) -> dict | None:

@@ -22,7 +22,7 @@ import math
 import time
 from pathlib import Path
 
-from vaecli import config as config_lib, devices, recorder as recorder_lib, runs, search_space, resume as resume_lib, train as train_lib
+from vaecli import config as config_lib, devices, files, recorder as recorder_lib, runs, search_space, resume as resume_lib, train as train_lib
 from vaecli.errors import AlreadyDone, RunError, UsageError
 
 SETTINGS, JOURNAL, SUMMARY, PICTURE = "study.json", "journal.log", "summary.json", "search.png"
@@ -50,7 +50,7 @@ def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str
     search_space.parse_all(spaces, raw)
     search_space.check_args(trials, replicas, pruner)
     path = runs.create(runs_dir, name)
-    runs.write_json(path / SETTINGS, {"config": raw, "space": list(spaces), "trials": trials, "replicas": replicas,
+    files.write_json(path / SETTINGS, {"config": raw, "space": list(spaces), "trials": trials, "replicas": replicas,
                                       "pruner": pruner, "argv": list(argv), "created": runs.utc_now().isoformat()})
     return path
 
@@ -72,7 +72,7 @@ def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: s
     if trials is not None:
         search_space.check_args(trials, conf["replicas"], conf["pruner"])
         conf["trials"] = trials
-        runs.write_json(study_dir / SETTINGS, conf)
+        files.write_json(study_dir / SETTINGS, conf)
     raw, dims = conf["config"], search_space.parse_all(conf["space"], conf["config"])
     base = config_lib.from_dict(raw)
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_dir / JOURNAL)))
@@ -211,10 +211,10 @@ def write_summary(study_dir: Path, study, conf: dict, dims, served: list[list[in
         summary["best"] = {"trial": best.number, "params": best.params, "validation_elbo": best.value,
                            "run": best.user_attrs.get("run")}
     if devices.is_primary():
-        runs.write_json(study_dir / SUMMARY, summary)
+        files.write_json(study_dir / SUMMARY, summary)
         if trials:
             from vaecli.tune_plot import plot_search
 
             summary["picture"] = str(plot_search(trials, dims, study_dir / PICTURE))
-            runs.write_json(study_dir / SUMMARY, summary)
+            files.write_json(study_dir / SUMMARY, summary)
     return summary
