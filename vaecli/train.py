@@ -224,127 +224,52 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
 
 def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Start], bar: Progress,
           t_start: float, stop: StopOnSignal, slots: Slots, open_recorder, clock_start: float) -> None:
+    """Drive one compiled program epoch by epoch until no slot is active: run the epoch, read
+    its metrics (the only host sync), let each slot log, validate and save (`_Occupants`),
+    then end, pause or refill slots."""
     cfg = recs[0].cfg  # the replicas differ only in values their states carry
     axis = _ReplicaAxis(len(recs))
     mesh = devices.check_layout(cfg)
-    state = devices.replicate(axis.stack([s.state for s in starts]), mesh)
     images = devices.replicate(train_split.flat, mesh)  # the whole training split, on every device, uint8
     budget = None
     if cfg.train.time_limit is not None:
         budget = stops.TimeBudget(stops.parse_duration(cfg.train.time_limit), clock_start,
                                   estimates=recs[0].summary.get("time_estimates"))
+    occ = _Occupants(recs, starts, axis, mesh, t_start, budget, open_recorder)
     # out of time already: pause at once, without compiling what could not run
     out_of_time = budget is not None and stops.now() >= budget.deadline
-    program = None if out_of_time else _compile(model, cfg, train_split, val_split, state, images, axis, mesh)
+    program = None if out_of_time else _compile(model, cfg, train_split, val_split, occ.state, images, axis, mesh)
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     examples_per_epoch = steps_per_epoch * cfg.train.batch_size
-    every = list(recs)  # each recorder the program has had, slots refilled included
-    t0 = [t_start] * len(recs)  # when each slot's occupant started
-    # the patience counters where each run restarts (carried in the checkpoint records)
-    watch = [_watch(rec, s) for rec, s in zip(recs, starts)]
-    saved_step = [int(s.state["step"]) if s.record else None for s in starts]
-    save_s = [0.0]  # this epoch's saves, all replicas: the final save writes them all
-
-    def save(r: int, host, step: int, epoch: int, force: bool):
-        """Save slot r's state (`host`: the host copy, made here if None); return the copy."""
-        t, rec = stops.now(), recs[r]
-        host = devices.to_host(state) if host is None else host
-        # ranked for keep_best only when validated at this very step (no extra pass)
-        fresh_val = rec.val_record is not None and rec.val_record["step"] == step
-        rec.save(step, state_lib.checkpointed(axis.take(host, r)),
-                 {"epoch": epoch, "train": rec.train_record, "validation": rec.val_record,
-                  "early_stopping": watch[r].record()},
-                 validation_elbo=rec.val_record["elbo"] if fresh_val else None, force=force)
-        saved_step[r] = step
-        if budget is not None:  # measured whole (host copy, write, seal): the final save must fit too
-            rec.finish_saves()
-            save_s[0] += stops.now() - t
-        return host
-
     epoch_times, epoch, paused = [], starts[0].epoch, False  # epoch: the program's count (a slot's own is its step's)
     try:
         while any(rec.active for rec in recs):
             if budget is not None and not budget.fits_next():
-                paused, host = True, None
-                for r, rec in enumerate(recs):  # the state after the last epoch, unless saved already
-                    if rec.active and rec.train_record is not None and saved_step[r] != rec.train_record["step"]:
-                        host = save(r, host, rec.train_record["step"], rec.train_record["epoch"], force=True)
+                paused = True
+                occ.save_unsaved()  # the state after the last epoch, unless saved already
                 break
             epoch += 1
-            t, t_budget, save_s[0] = time.perf_counter(), stops.now(), 0.0
-            state, m = program.epoch(state, images)
+            t, t_budget, occ.save_s = time.perf_counter(), stops.now(), 0.0
+            occ.state, m = program.epoch(occ.state, images)
             m = axis.host(m)  # the log point: the only host sync of the epoch
             dt = time.perf_counter() - t
             epoch_times.append(dt)
             stopping = stop.signum is not None
-            own = [int(s) // steps_per_epoch for s in m["step"]]  # each slot's epoch
-            last = [e >= cfg.train.epochs for e in own]
-            host, done = None, []
-            for r, rec in enumerate(recs):
-                if not rec.active:
-                    continue
-                mr, e = {k: v[r] for k, v in m.items()}, own[r]
-                step = int(mr["step"])
-                rec.train_record = {"step": step, "epoch": e, "split": "train",
-                                    "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
-                                    "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
-                                    "examples_per_s": examples_per_epoch / dt, "epoch_s": dt,
-                                    "elapsed_s": time.perf_counter() - t0[r]}
-                rec.log(rec.train_record)
-                rec.poll_save()
-                if mr["bad_step"] >= 0:
-                    rec.finish_saves()  # the message names the last complete checkpoint
-                    message = outcomes.nonfinite_message(rec.cfg, mr, e, rec.ckpts.steps())
-                    rec.end("failed", message)
-                    if len(recs) > 1:
-                        bar.message(f"replica {rec.path.name} failed: {message}")
-                    continue
-                new_best = early_end = False
-                if e % cfg.eval.every_epochs == 0 or last[r]:
-                    params = devices.local(axis.take(state["ema" if "ema" in state else "params"], r))
-                    rec.val_record = program.validate(rec, params, step, e, t0[r])
-                    rec.log(rec.val_record)
-                    rec.pictures(program.pictures, rec.cfg.seed, params, step)
-                    new_best = watch[r].update(rec.val_record["elbo"], e, step)
-                    early_end = watch[r].stop and not last[r]
-                # with early stopping every new best is saved: it is the checkpoint the run is for
-                saving = e % cfg.checkpoint.every_epochs == 0 or last[r] or stopping or early_end
-                if saving or (new_best and cfg.train.patience > 0):
-                    host = save(r, host, step, e, force=last[r] or stopping or early_end or new_best)
-                rec.update(epochs_done=e, step=step, skipped_updates=int(mr["skipped_total"]),
-                           wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - t0[r])
-                if last[r] or early_end:
-                    done.append(r)
+            done = occ.log_point(program, m, steps_per_epoch, dt, examples_per_epoch / dt, stopping, bar)
             for r in done:  # after every save has started, so that they overlap
                 recs[r].finish_saves()
-                outcomes.complete(recs[r], watch[r], epoch_times, program.compile_s, t0[r], len(recs), bar)
+                outcomes.complete(recs[r], occ.watch[r], epoch_times, program.compile_s, occ.t0[r], len(recs), bar)
             bar.epoch(epoch, outcomes.progress_info(recs, m, examples_per_epoch / dt))
             if budget is not None:
                 budget.iteration(stops.now() - t_budget)
-                if save_s[0]:
-                    budget.saved(save_s[0])
+                if occ.save_s:
+                    budget.saved(occ.save_s)
             if not slots.failures_are_results and all(rec.summary["status"] == "failed" for rec in recs):
                 raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                                f"all {len(recs)} replicas failed; see each run's summary.json")
             if stopping:
-                for rec in recs:
-                    rec.finish_saves()  # the message below names a checkpoint that is complete
-                name = signal.Signals(stop.signum).name
-                where = recs[0].run.checkpoint_dir if len(recs) == 1 else f"each of the {len(recs)} run folders"
-                raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step "
-                                  f"{int(m['step'][0])} in {where}", 128 + stop.signum)
-            new = slots.after_epoch(recs, epoch)
-            if new:  # refill slots in place: the same shapes, so the compiled program is reused
-                full = devices.to_host(state)
-                for r, (run, start) in sorted(new.items()):
-                    assert not recs[r].active, f"slot {r} is still in use"
-                    recs[r].finish_saves()
-                    recs[r].close()
-                    full = axis.put(full, r, start.state)
-                    recs[r], t0[r] = open_recorder(run, start), time.perf_counter()
-                    watch[r], saved_step[r] = _watch(recs[r], start), int(start.state["step"]) if start.record else None
-                    every.append(recs[r])
-                state = devices.replicate(full, mesh)
+                _interrupt(recs, stop.signum, epoch, int(m["step"][0]))
+            occ.refill(slots.after_epoch(recs, epoch))
     except BaseException:  # every exit path: the saves in flight complete, the summaries name them
         for rec in recs:
             with contextlib.suppress(StorageError):  # the error on its way comes first
@@ -353,8 +278,118 @@ def _loop(recs: list[Recorder], model, train_split, val_split, starts: list[_Sta
     for rec in recs:
         rec.finish_saves()
     if paused:
-        outcomes.pause(recs, watch, epoch_times, program.compile_s if program else 0.0, t0, budget, starts[0].epoch)
-    outcomes.finish(every, epoch_times, bar, slots)
+        outcomes.pause(recs, occ.watch, epoch_times, program.compile_s if program else 0.0, occ.t0, budget,
+                       starts[0].epoch)
+    outcomes.finish(occ.every, epoch_times, bar, slots)
+
+
+class _Occupants:
+    """The host side of a program's slots between epochs: the state, and per slot its
+    recorder, when its occupant started, its early-stopping counter and its last saved step.
+    `recs` is the caller's list, updated in place when a slot is refilled."""
+
+    def __init__(self, recs: list[Recorder], starts: list[_Start], axis: _ReplicaAxis, mesh, t_start: float,
+                 budget: stops.TimeBudget | None, open_recorder):
+        self.recs, self.axis, self.mesh, self.budget, self.open_recorder = recs, axis, mesh, budget, open_recorder
+        self.state = devices.replicate(axis.stack([s.state for s in starts]), mesh)
+        self.every = list(recs)  # each recorder the program has had, slots refilled included
+        self.t0 = [t_start] * len(recs)  # when each slot's occupant started
+        # the patience counters where each run restarts (carried in the checkpoint records)
+        self.watch = [_watch(rec, s) for rec, s in zip(recs, starts)]
+        self.saved_step = [int(s.state["step"]) if s.record else None for s in starts]
+        self.save_s = 0.0  # this epoch's saves, all replicas: the final save writes them all
+
+    def save(self, r: int, host, step: int, epoch: int, force: bool):
+        """Save slot r's state (`host`: the host copy, made here if None); return the copy."""
+        t, rec = stops.now(), self.recs[r]
+        host = devices.to_host(self.state) if host is None else host
+        # ranked for keep_best only when validated at this very step (no extra pass)
+        fresh_val = rec.val_record is not None and rec.val_record["step"] == step
+        rec.save(step, state_lib.checkpointed(self.axis.take(host, r)),
+                 {"epoch": epoch, "train": rec.train_record, "validation": rec.val_record,
+                  "early_stopping": self.watch[r].record()},
+                 validation_elbo=rec.val_record["elbo"] if fresh_val else None, force=force)
+        self.saved_step[r] = step
+        if self.budget is not None:  # measured whole (host copy, write, seal): the final save must fit too
+            rec.finish_saves()
+            self.save_s += stops.now() - t
+        return host
+
+    def save_unsaved(self) -> None:
+        """Before a pause: save each active slot's state after its last epoch, unless saved."""
+        host = None
+        for r, rec in enumerate(self.recs):
+            if rec.active and rec.train_record is not None and self.saved_step[r] != rec.train_record["step"]:
+                host = self.save(r, host, rec.train_record["step"], rec.train_record["epoch"], force=True)
+
+    def log_point(self, program: _Program, m: dict, steps_per_epoch: int, dt: float, examples_per_s: float,
+                  stopping: bool, bar: Progress) -> list[int]:
+        """Each active slot logs its epoch, validates, draws and saves when due; returns the
+        slots whose runs reached their end (train.epochs, or early stopping)."""
+        cfg = self.recs[0].cfg
+        host, done = None, []
+        for r, rec in enumerate(self.recs):
+            if not rec.active:
+                continue
+            mr, e = {k: v[r] for k, v in m.items()}, int(m["step"][r]) // steps_per_epoch  # the slot's own epoch
+            step, last = int(mr["step"]), e >= cfg.train.epochs
+            rec.train_record = {"step": step, "epoch": e, "split": "train",
+                                "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
+                                "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
+                                "examples_per_s": examples_per_s, "epoch_s": dt,
+                                "elapsed_s": time.perf_counter() - self.t0[r]}
+            rec.log(rec.train_record)
+            rec.poll_save()
+            if mr["bad_step"] >= 0:
+                rec.finish_saves()  # the message names the last complete checkpoint
+                message = outcomes.nonfinite_message(rec.cfg, mr, e, rec.ckpts.steps())
+                rec.end("failed", message)
+                if len(self.recs) > 1:
+                    bar.message(f"replica {rec.path.name} failed: {message}")
+                continue
+            new_best = early_end = False
+            if e % cfg.eval.every_epochs == 0 or last:
+                params = devices.local(self.axis.take(self.state["ema" if "ema" in self.state else "params"], r))
+                rec.val_record = program.validate(rec, params, step, e, self.t0[r])
+                rec.log(rec.val_record)
+                rec.pictures(program.pictures, rec.cfg.seed, params, step)
+                new_best = self.watch[r].update(rec.val_record["elbo"], e, step)
+                early_end = self.watch[r].stop and not last
+            # with early stopping every new best is saved: it is the checkpoint the run is for
+            saving = e % cfg.checkpoint.every_epochs == 0 or last or stopping or early_end
+            if saving or (new_best and cfg.train.patience > 0):
+                host = self.save(r, host, step, e, force=last or stopping or early_end or new_best)
+            rec.update(epochs_done=e, step=step, skipped_updates=int(mr["skipped_total"]),
+                       wall_s=rec.summary.get("wall_s_before", 0.0) + time.perf_counter() - self.t0[r])
+            if last or early_end:
+                done.append(r)
+        return done
+
+    def refill(self, new: dict[int, tuple[runs.Run, _Start]]) -> None:
+        """New occupants in place: the same shapes, so the compiled program is reused."""
+        if not new:
+            return
+        full = devices.to_host(self.state)
+        for r, (run, start) in sorted(new.items()):
+            assert not self.recs[r].active, f"slot {r} is still in use"
+            self.recs[r].finish_saves()
+            self.recs[r].close()
+            full = self.axis.put(full, r, start.state)
+            self.recs[r], self.t0[r] = self.open_recorder(run, start), time.perf_counter()
+            self.watch[r] = _watch(self.recs[r], start)
+            self.saved_step[r] = int(start.state["step"]) if start.record else None
+            self.every.append(self.recs[r])
+        self.state = devices.replicate(full, self.mesh)
+
+
+def _interrupt(recs: list[Recorder], signum: int, epoch: int, step: int):
+    """A signal arrived during the epoch: the saves it forced complete, then Interrupted."""
+    for rec in recs:
+        rec.finish_saves()  # the message below names a checkpoint that is complete
+    name = signal.Signals(signum).name
+    where = recs[0].run.checkpoint_dir if len(recs) == 1 else f"each of the {len(recs)} run folders"
+    raise Interrupted(f"{name}: stopped after epoch {epoch}, checkpoint saved at step {step} in {where}",
+                      128 + signum)
 
 
 def _watch(rec: Recorder, start: _Start) -> stops.EarlyStop:
