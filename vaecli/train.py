@@ -331,8 +331,10 @@ class _Occupants:
         for r, rec in enumerate(self.recs):
             if not rec.active:
                 continue
-            mr, e = {k: v[r] for k, v in m.items()}, int(m["step"][r]) // steps_per_epoch  # the slot's own epoch
-            step, last = int(mr["step"]), e >= cfg.train.epochs
+            mr = {k: v[r] for k, v in m.items()}
+            step = int(mr["step"])
+            e = step // steps_per_epoch  # the slot's own epoch
+            last = e >= cfg.train.epochs
             rec.train_record = {"step": step, "epoch": e, "split": "train",
                                 "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
                                 "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
