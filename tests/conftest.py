@@ -125,6 +125,18 @@ def tiny_run(tmp_path_factory, tiny_config) -> Path:
         tiny_config, root, "tiny", argv=["pytest"], progress="none"))[1]
 
 
+AMAT = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat",
+        "test": "binarized_mnist_test.amat"}
+
+
+def read_amat(path: Path) -> np.ndarray:
+    """Larochelle's .amat file as uint8 (N, 28, 28, 1), read independently of TFDS and of
+    vaecli: each line is 784 digits 0/1, each followed by a space or the newline."""
+    raw = np.fromfile(path, np.uint8).reshape(-1, 2 * 784)
+    assert set(np.unique(raw[:, 1::2])) == {ord(" "), ord("\n")}
+    return (raw[:, ::2] - ord("0")).reshape(-1, 28, 28, 1)
+
+
 @pytest.fixture(scope="session")
 def bmnist_dir() -> Path:
     if not (BMNIST / "binarized_mnist_train.amat").exists():
@@ -133,12 +145,20 @@ def bmnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def bmnist_cache(tmp_path_factory, bmnist_dir):
-    """binarized_mnist prepared by TFDS from the shared files into a fresh TFDS data_dir and a
-    fresh vaecli cache, once in the session: returns (config for bmnist_mlp with those
-    paths, cache folder). Read only: every worker reads the same folders."""
+def bmnist_images(bmnist_dir) -> dict[str, np.ndarray]:
+    """The three splits of the shared files, {split: uint8 (N, 28, 28, 1)}."""
+    return {split: read_amat(bmnist_dir / name) for split, name in AMAT.items()}
+
+
+@pytest.fixture(scope="session")
+def bmnist_cache(tmp_path_factory, bmnist_images):
+    """The whole of binarized MNIST (the shared files) as a vaecli cache, written by the test
+    once in the session: returns (config for bmnist_mlp with that cache, cache folder). Read
+    only. TFDS's way from the same files to the cache is tested in test_data, on the first
+    images of each split (TFDS PNG-encodes every image it prepares: ~30 s for all 70,000)."""
     def build(root: Path) -> None:
-        data.prepare(bmnist_config(root).data)
+        data.write_cache(root / "cache" / "binarized_mnist",
+                         {s: {"images": a, "labels": None} for s, a in bmnist_images.items()})
 
     root = built_once(tmp_path_factory, "bmnist", build, copy=False)[0]
     return bmnist_config(root), root / "cache"

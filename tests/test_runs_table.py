@@ -266,7 +266,7 @@ def test_runs_in_a_real_process_does_not_import_jax(sweep):
 def test_slurm_array_script(tiny_cache, tmp_path):
     runs_dir = tmp_path / "runs"
     lines = tmp_path / "grid.txt"
-    lines.write_text("optim.lr=3e-3 seed=1\nmodel.hidden=[16,8] seed=2\n")
+    lines.write_text("optim.lr=3e-3 seed=1\ntrain.epochs=1 seed=2\n")  # no new program to compile
     env = {"RUNS_DIR": str(runs_dir), "CONFIG": str(CONFIG)}
     for task in (1, 2):
         p = bash("slurm_array.sh", lines, *tiny_args(tiny_cache), env={**env, "SLURM_ARRAY_TASK_ID": str(task)})
@@ -275,8 +275,8 @@ def test_slurm_array_script(tiny_cache, tmp_path):
     one, two = sorted(runs_dir.iterdir())
     assert one.name.startswith("grid-1-") and two.name.startswith("grid-2-")
     c1, c2 = runs.open_run(one).config, runs.open_run(two).config
-    assert (c1.optim.lr, c1.seed, c1.model.hidden) == (3e-3, 1, (32,))  # the line, over the extra args
-    assert (c2.seed, c2.model.hidden) == (2, (16, 8))
+    assert (c1.optim.lr, c1.seed, c1.train.epochs) == (3e-3, 1, 2)  # the line, with the extra args
+    assert (c2.optim.lr, c2.seed, c2.train.epochs) == (1e-3, 2, 1)  # the line, over the extra args
 
     # A requeued task finds its run and resumes it: completed, so nothing to do, exit 0.
     p = bash("slurm_array.sh", lines, *tiny_args(tiny_cache), env={**env, "SLURM_ARRAY_TASK_ID": "1"})
@@ -286,7 +286,7 @@ def test_slurm_array_script(tiny_cache, tmp_path):
 
     rows = runs_json(runs_dir)
     assert [r["name"] for r in rows] == [one.name, two.name]
-    assert [(r["seed"], r["optim.lr"], r["model.hidden"]) for r in rows] == [(1, 3e-3, [32]), (2, 1e-3, [16, 8])]
+    assert [(r["seed"], r["optim.lr"], r["train.epochs"], r["epochs"]) for r in rows] == [(1, 3e-3, 2, 2), (2, 1e-3, 1, 1)]
     assert all(r["status"] == "completed" for r in rows)
 
     # A task id past the end of the file, or not a line number: one line, exit 2, nothing started.
