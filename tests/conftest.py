@@ -111,6 +111,16 @@ def tiny_overrides(cache: Path) -> list[str]:
             "eval.grid=16", "checkpoint.every_epochs=1", "checkpoint.keep=5", "log.progress=none"]
 
 
+@pytest.fixture
+def offline(tmp_path) -> list[str]:
+    """`--set` arguments pointing at empty data folders: any data access fails (there is no
+    network), and nothing is written to ~/.cache or ~/tensorflow_datasets."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "tfds").mkdir()
+    return [a for o in ["data.dataset=binarized_mnist", f"data.cache_dir={tmp_path / 'cache'}",
+                        f"data.data_dir={tmp_path / 'tfds'}"] for a in ("--set", o)]
+
+
 @pytest.fixture(scope="session")
 def tiny_config(tiny_cache) -> config.Config:
     return config.load(None, tiny_overrides(tiny_cache))

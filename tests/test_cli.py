@@ -82,16 +82,6 @@ def sets(overrides) -> list[str]:
     return [a for o in overrides for a in ("--set", o)]
 
 
-@pytest.fixture
-def offline(tmp_path) -> list[str]:
-    """Overrides pointing at empty data folders: any data access fails (there is no network),
-    and nothing is written to ~/.cache or ~/tensorflow_datasets."""
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "tfds").mkdir()
-    return sets(["data.dataset=binarized_mnist", f"data.cache_dir={tmp_path / 'cache'}",
-                 f"data.data_dir={tmp_path / 'tfds'}"])
-
-
 def tiny_train_args(cache: Path, runs_dir: Path, name: str) -> list[str]:
     return ["train", "--config", CONFIG, *sets(tiny_overrides(cache)), "--set", "train.epochs=2",
             "--name", name, "--runs-dir", runs_dir]
@@ -173,31 +163,6 @@ def test_batch_larger_than_data_exits_1_and_creates_nothing(tiny_cache, tmp_path
     out = vae_inproc(*tiny_train_args(tiny_cache, runs_dir, "x"), "--set", "train.batch_size=100000")
     assert_error(out, 1, "train.batch_size=100000")
     assert run_folders(runs_dir) == []
-
-
-# ------------------------------------------------------------------------ data: exit 1
-
-
-def test_unknown_dataset_exits_1(tmp_path):
-    runs_dir = tmp_path / "runs"
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "tfds").mkdir()
-    out = vae_inproc("train", "--config", CONFIG, "--set", "data.dataset=no_such_dataset_xyz",
-              "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"data.data_dir={tmp_path / 'tfds'}",
-              "--runs-dir", runs_dir)
-    assert_error(out, 1, "unknown dataset", "no_such_dataset_xyz", only_line=False)
-    assert run_folders(runs_dir) == []
-
-
-def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
-    runs_dir = tmp_path / "runs"
-    t = time.monotonic()
-    out = vae_inproc("train", "--config", CONFIG, *offline, "--runs-dir", runs_dir)
-    elapsed = time.monotonic() - t
-    assert_error(out, 1, "binarized_mnist", "data.manual_dir", only_line=False)
-    assert elapsed < 60  # TFDS alone would retry its download for minutes
-    assert run_folders(runs_dir) == []
-    assert list((tmp_path / "cache").iterdir()) == []
 
 
 # ------------------------------------------------------------ sample / eval-elbo errors

@@ -1,15 +1,20 @@
-"""The data layer: TFDS preparation, vaecli's compact cache, splits and binarization."""
+"""The data layer: TFDS preparation, vaecli's compact cache, splits and binarization; the
+data errors of the command line; TFDS datasets (mock data) that train and evaluate."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from vaecli import config, data
 from vaecli.errors import DataError
+
+from test_cli import CONFIG, assert_error, run_folders, vae_inproc
+from test_zoo import _train_and_eval
 
 
 def _cfg(**data_keys) -> config.DataConfig:
@@ -211,3 +216,60 @@ def test_vae_data_prepare_bad_input_writes_nothing(tmp_path):
     assert_error(vae_inproc("data", "list", "--cache-dir", tmp_path / "file"), 1, "is a file")
     empty = vae_inproc("data", "list", "--cache-dir", tmp_path / "none")
     assert empty.code == 0 and empty.stdout == "" and "no prepared datasets" in empty.stderr
+
+
+# Every test that imports TensorFlow is in this module, so that one pytest-xdist worker
+# (mostly) pays its import (~6 s of CPU), not each of them.
+
+# ------------------------------------------------- the command line: data errors exit 1
+
+
+def test_unknown_dataset_exits_1(tmp_path):
+    runs_dir = tmp_path / "runs"
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "tfds").mkdir()
+    out = vae_inproc("train", "--config", CONFIG, "--set", "data.dataset=no_such_dataset_xyz",
+              "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"data.data_dir={tmp_path / 'tfds'}",
+              "--runs-dir", runs_dir)
+    assert_error(out, 1, "unknown dataset", "no_such_dataset_xyz", only_line=False)
+    assert run_folders(runs_dir) == []
+
+
+def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
+    runs_dir = tmp_path / "runs"
+    t = time.monotonic()
+    out = vae_inproc("train", "--config", CONFIG, *offline, "--runs-dir", runs_dir)
+    elapsed = time.monotonic() - t
+    assert_error(out, 1, "binarized_mnist", "data.manual_dir", only_line=False)
+    assert elapsed < 60  # TFDS alone would retry its download for minutes
+    assert run_folders(runs_dir) == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# ---------------------------------------------------------------- datasets through TFDS mock data
+
+
+@pytest.mark.parametrize("dataset, overrides, shape", [
+    ("fashion_mnist", ["data.binarize=dynamic"], (28, 28, 1)),
+    ("cifar10", ["data.binarize=none", "model.kind=conv", "model.channels=[4,8]", "model.likelihood=logistic",
+                 "model.output_bias=data_mean"], (32, 32, 3)),
+])
+def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    cfg = config.load(None, [f"data.dataset={dataset}", f"data.cache_dir={tmp_path / 'c'}",
+                             f"data.data_dir={tmp_path / 'tfds'}", "data.val_size=16", "model.hidden=[16]",
+                             "model.latent_dim=4", "train.epochs=1", "train.batch_size=16", "eval.grid=4",
+                             "log.progress=none", "log.tensorboard=false", *overrides])
+    with tfds.testing.mock_data(num_examples=64):
+        split = data.load_split(cfg.data, "train")
+    assert split.image_shape == shape
+    path, _, res = _train_and_eval(cfg, tmp_path, dataset)
+    meta = json.loads((path / "meta.json").read_text())["data"]
+    assert meta["image_shape"] == list(shape)
+    # both likelihoods here are discrete (gaussian's null bits/dim: test_each_choice_trains_and_evaluates):
+    # mock images are uniform noise: 8 bits/dim is the floor for 8-bit colour (an untrained
+    # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel
+    lo, hi = (7.9, 11) if dataset == "cifar10" else (0.3, 1.5)
+    assert lo < res["bits_per_dim"] < hi

@@ -1,6 +1,6 @@
 """Every model/objective/likelihood/prior config choice trains a few steps through the one
-fused trainer and is evaluated by the one estimator; every paper config validates and runs;
-mnist / fashion_mnist / cifar10 come through TFDS's mock data."""
+fused trainer and is evaluated by the one estimator; every paper config validates and runs
+(the TFDS datasets, fashion_mnist and cifar10, train and evaluate in test_data.py)."""
 from __future__ import annotations
 
 import json
@@ -170,35 +170,6 @@ def test_objective_values(small_model):
     expected = -jnp.mean(vae.log_likelihood(x, vae.encode(x)[0]))
     assert float(ae[0]) == pytest.approx(float(expected), rel=1e-6) and float(ae[2]) == 0.0
     assert float(objectives.training_loss(vae, x, jax.random.key(9), OC(name="ae"))[0]) == float(ae[0])
-
-
-# ---------------------------------------------------------------- datasets through TFDS mock data
-
-
-@pytest.mark.parametrize("dataset, overrides, shape", [
-    ("fashion_mnist", ["data.binarize=dynamic"], (28, 28, 1)),
-    ("cifar10", ["data.binarize=none", "model.kind=conv", "model.channels=[4,8]", "model.likelihood=logistic",
-                 "model.output_bias=data_mean"], (32, 32, 3)),
-])
-def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, monkeypatch):
-    import tensorflow_datasets as tfds
-
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
-    cfg = config.load(None, [f"data.dataset={dataset}", f"data.cache_dir={tmp_path / 'c'}",
-                             f"data.data_dir={tmp_path / 'tfds'}", "data.val_size=16", "model.hidden=[16]",
-                             "model.latent_dim=4", "train.epochs=1", "train.batch_size=16", "eval.grid=4",
-                             "log.progress=none", "log.tensorboard=false", *overrides])
-    with tfds.testing.mock_data(num_examples=64):
-        split = data.load_split(cfg.data, "train")
-    assert split.image_shape == shape
-    path, _, res = _train_and_eval(cfg, tmp_path, dataset)
-    meta = json.loads((path / "meta.json").read_text())["data"]
-    assert meta["image_shape"] == list(shape)
-    # both likelihoods here are discrete (gaussian's null bits/dim: test_each_choice_trains_and_evaluates):
-    # mock images are uniform noise: 8 bits/dim is the floor for 8-bit colour (an untrained
-    # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel
-    lo, hi = (7.9, 11) if dataset == "cifar10" else (0.3, 1.5)
-    assert lo < res["bits_per_dim"] < hi
 
 
 # ------------------------------------------- each option changes the first training step as it says
