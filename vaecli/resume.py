@@ -84,16 +84,18 @@ def _restore(run: runs.Run, cfg: Config, train_split):
         raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
                        f"({len(train_split)} images of {train_split.image_shape}, the run saw "
                        f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
-    # train= gives the staged lr schedule its epoch length (and an init the restore replaces)
-    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
+    # train= gives the staged lr schedule its epoch length
     epoch, record = 0, None
     with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
         steps = ckpts.steps()
         if steps:
+            fn, tx, like = state_lib.template_state(cfg, train_split.image_shape, train=train_split)
             # state["hyper"] is not checkpointed (run format 2 has none): config.yaml gives it
-            restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(state))
+            restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(like))
             state = state_lib.with_hyper(restored, cfg)
             epoch = int(record["epoch"])
+        else:  # killed before its first checkpoint: it starts again from the init of step 0
+            fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
     if epoch > cfg.train.epochs:
         raise UsageError(f"{run.path} has already trained {epoch} epochs; --set train.epochs=N needs N >= {epoch}")
     if epoch == cfg.train.epochs and old_summary.get("status") == "completed":
