@@ -67,11 +67,12 @@ def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
                                      "--set", "train.batch_size=30", "--set", "train.devices=4",
                                      "--runs-dir", {str(tmp_path / "refused")!r}])
         out["train"] = [r.exit_code, r.stderr]
-        # a one-device run of batch 30, resumed on 4 devices: refused before the run is touched
-        one = train.train(config.replace(cfg, train={{"epochs": 1, "devices": 1, "batch_size": 30}}),
-                          {str(tmp_path / "batch30")!r}, "b30", argv=[])
+        # a one-device run of batch 32 (tiny_run) resumed on 3 devices: refused before it is touched
+        import shutil
+        from pathlib import Path
+        one = Path(shutil.copytree({str(tiny_run)!r}, {str(tmp_path / "one-device")!r}))
         before = {{str(p): p.read_bytes() for p in sorted(one.rglob("*")) if p.is_file()}}
-        r = CliRunner().invoke(app, ["train", "--resume", str(one), "--set", "train.devices=4", "--set", "train.epochs=2"])
+        r = CliRunner().invoke(app, ["train", "--resume", str(one), "--set", "train.devices=3", "--set", "train.epochs=4"])
         after = {{str(p): p.read_bytes() for p in sorted(one.rglob("*")) if p.is_file()}}
         out["resume"] = [r.exit_code, r.stderr, before == after]
         print(json.dumps(out))
@@ -92,7 +93,7 @@ def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
     assert code == 2 and "train.batch_size=30 must divide by the 4 devices" in err and "Traceback" not in err
     assert not (tmp_path / "refused").exists() or list((tmp_path / "refused").iterdir()) == []
     code, err, untouched = paths["resume"]
-    assert code == 2 and "train.batch_size=30 must divide by the 4 devices" in err and untouched
+    assert code == 2 and "train.batch_size=32 must divide by the 3 devices" in err and untouched
 
 
 def _free_port() -> int:

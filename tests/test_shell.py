@@ -95,24 +95,47 @@ def cli_then(args: list, env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+CACHE_SETTINGS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+
+
+def settings_after(args: list, env: dict):
+    """(result, JAX's cache settings as the command left them) of the command line run in this
+    process with the environment `env` (CliRunner's), JAX's settings restored afterwards. What
+    a command sets up is the same in a fresh process; whether JAX then reads the settings, at
+    its first compilation, is shown by the two processes above."""
+    import jax
+    from typer.testing import CliRunner
+
+    from vaecli.cli import app
+
+    saved = {k: getattr(jax.config, k) for k in CACHE_SETTINGS}
+    try:
+        r = CliRunner().invoke(app, [str(a) for a in args], env=env)
+        return r, tuple(getattr(jax.config, k) for k in CACHE_SETTINGS)
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
+
+
 def test_compile_cache_off_and_the_option_over_the_environment(tmp_path):
     # eval-elbo sets the cache up before it looks at its run folder (which does not exist).
-    env = {**ENV, "VAECLI_COMPILE_CACHE": str(tmp_path / "from-env")}
-    p = cli_then(["--compile-cache", "off", "eval-elbo", tmp_path / "nowhere"], env)
-    assert p.stderr.startswith("error: run folder not found"), p.stderr
-    assert p.stdout.split()[0] == "False"
-    p = cli_then(["--compile-cache", tmp_path / "from-option", "eval-elbo", tmp_path / "nowhere"], env)
-    assert p.stdout.split()[:2] == ["True", str(tmp_path / "from-option")]
+    env = {"VAECLI_COMPILE_CACHE": str(tmp_path / "from-env")}
+    r, settings = settings_after(["--compile-cache", "off", "eval-elbo", tmp_path / "nowhere"], env)
+    assert r.exit_code == 1 and r.stderr.startswith("error: run folder not found"), r.stderr
+    assert settings[0] is False
+    r, settings = settings_after(["--compile-cache", tmp_path / "from-option", "eval-elbo", tmp_path / "nowhere"], env)
+    assert settings[:2] == (True, str(tmp_path / "from-option"))
     assert not (tmp_path / "from-env").exists()
+    r, settings = settings_after(["eval-elbo", tmp_path / "nowhere"], env)  # the environment, without the option
+    assert settings[:2] == (True, str(tmp_path / "from-env")) and (tmp_path / "from-env").is_dir()
 
 
 def test_compile_cache_default_folder_follows_xdg(tmp_path):
-    env = {k: v for k, v in ENV.items() if k != "VAECLI_COMPILE_CACHE"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    p = cli_then(["eval-elbo", tmp_path / "nowhere"], env)
-    enabled, folder, min_s = p.stdout.split()
-    assert enabled == "True" and Path(folder) == tmp_path / "xdg" / "vaecli" / "jax" and Path(folder).is_dir()
-    assert float(min_s) == 0.0  # every program is stored, as the README says (JAX's default, 1 s, would skip most)
+    env = {"VAECLI_COMPILE_CACHE": None, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    r, (enabled, folder, min_s) = settings_after(["eval-elbo", tmp_path / "nowhere"], env)
+    assert r.exit_code == 1
+    assert enabled is True and Path(folder) == tmp_path / "xdg" / "vaecli" / "jax" and Path(folder).is_dir()
+    assert min_s == 0.0  # every program is stored, as the README says (JAX's default, 1 s, would skip most)
 
 
 def test_unwritable_compile_cache_warns_and_goes_on(tmp_path, tiny_cache):
