@@ -176,5 +176,4 @@ def bmnist_cache(tmp_path_factory, bmnist_images):
 
 def bmnist_config(root: Path) -> config.Config:
     return config.load(Path(__file__).resolve().parents[1] / "configs" / "bmnist_mlp.yaml",
-                       [f"data.manual_dir={BMNIST}", f"data.data_dir={root / 'tfds'}",
-                        f"data.cache_dir={root / 'cache'}", "log.progress=none"])
+                       [f"data.cache_dir={root / 'cache'}", "log.progress=none"])

@@ -37,7 +37,8 @@ def assert_close(a, b):
 
 def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
     script = textwrap.dedent(f"""
-        import json, sys
+        import json, shutil, sys
+        from pathlib import Path
         import jax, numpy as np
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from conftest import tiny_overrides
@@ -68,8 +69,6 @@ def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
                                      "--runs-dir", {str(tmp_path / "refused")!r}])
         out["train"] = [r.exit_code, r.stderr]
         # a one-device run of batch 32 (tiny_run) resumed on 3 devices: refused before it is touched
-        import shutil
-        from pathlib import Path
         one = Path(shutil.copytree({str(tiny_run)!r}, {str(tmp_path / "one-device")!r}))
         before = {{str(p): p.read_bytes() for p in sorted(one.rglob("*")) if p.is_file()}}
         r = CliRunner().invoke(app, ["train", "--resume", str(one), "--set", "train.devices=3", "--set", "train.epochs=4"])
