@@ -50,9 +50,10 @@ def vae(*args, timeout: float = 300) -> Out:
     return Out(p.returncode, p.stdout, p.stderr)
 
 
-def vae_inproc(*args) -> Out:
-    """Run the same command in this process (no interpreter start, JAX imported once)."""
-    r = CliRunner().invoke(app, [str(a) for a in args])
+def vae_inproc(*args, env: dict | None = None) -> Out:
+    """Run the same command in this process (no interpreter start, JAX imported once), with
+    the environment changed by `env` while it runs (a value None unsets the variable)."""
+    r = CliRunner().invoke(app, [str(a) for a in args], env=env)
     return Out(r.exit_code, r.stdout, r.stderr, r.exception)
 
 

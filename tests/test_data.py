@@ -143,9 +143,9 @@ def _rows_sorted(images: np.ndarray) -> np.ndarray:
 
 def test_binarized_mnist_cache_holds_the_whole_files_compactly(bmnist_cache, bmnist_images):
     cfg, _ = bmnist_cache
-    sizes = {s: len(data.load_split(cfg.data, s)) for s in data.SPLITS}
-    assert sizes == {"train": 50000, "validation": 10000, "test": 10000}
-    train = data.load_split(cfg.data, "train")
+    splits = {s: data.load_split(cfg.data, s) for s in data.SPLITS}
+    assert {s: len(v) for s, v in splits.items()} == {"train": 50000, "validation": 10000, "test": 10000}
+    train = splits["train"]
     assert train.image_shape == (28, 28, 1) and train.scale == 1
     np.testing.assert_array_equal(train.images, bmnist_images["train"])  # 8 pixels a byte, and back
     assert 0.10 < train.images.mean() < 0.16  # about 13% of binarized MNIST pixels are on

@@ -13,7 +13,7 @@ import pytest
 from vaecli import metrics
 
 from conftest import built_once
-from test_cli import ENV, ROOT, tiny_train_args
+from test_cli import ENV, ROOT, tiny_train_args, vae_inproc
 
 ANSI = "\x1b"
 HIT = "Persistent compilation cache hit for 'jit_epoch'"
@@ -104,14 +104,11 @@ def settings_after(args: list, env: dict):
     a command sets up is the same in a fresh process; whether JAX then reads the settings, at
     its first compilation, is shown by the two processes above."""
     import jax
-    from typer.testing import CliRunner
-
-    from vaecli.cli import app
 
     saved = {k: getattr(jax.config, k) for k in CACHE_SETTINGS}
     try:
-        r = CliRunner().invoke(app, [str(a) for a in args], env=env)
-        return r, tuple(getattr(jax.config, k) for k in CACHE_SETTINGS)
+        out = vae_inproc(*args, env=env)
+        return out, tuple(getattr(jax.config, k) for k in CACHE_SETTINGS)
     finally:
         for k, v in saved.items():
             jax.config.update(k, v)
@@ -121,7 +118,7 @@ def test_compile_cache_off_and_the_option_over_the_environment(tmp_path):
     # eval-elbo sets the cache up before it looks at its run folder (which does not exist).
     env = {"VAECLI_COMPILE_CACHE": str(tmp_path / "from-env")}
     r, settings = settings_after(["--compile-cache", "off", "eval-elbo", tmp_path / "nowhere"], env)
-    assert r.exit_code == 1 and r.stderr.startswith("error: run folder not found"), r.stderr
+    assert r.code == 1 and r.stderr.startswith("error: run folder not found"), r.stderr
     assert settings[0] is False
     r, settings = settings_after(["--compile-cache", tmp_path / "from-option", "eval-elbo", tmp_path / "nowhere"], env)
     assert settings[:2] == (True, str(tmp_path / "from-option"))
@@ -133,7 +130,7 @@ def test_compile_cache_off_and_the_option_over_the_environment(tmp_path):
 def test_compile_cache_default_folder_follows_xdg(tmp_path):
     env = {"VAECLI_COMPILE_CACHE": None, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     r, (enabled, folder, min_s) = settings_after(["eval-elbo", tmp_path / "nowhere"], env)
-    assert r.exit_code == 1
+    assert r.code == 1
     assert enabled is True and Path(folder) == tmp_path / "xdg" / "vaecli" / "jax" and Path(folder).is_dir()
     assert min_s == 0.0  # every program is stored, as the README says (JAX's default, 1 s, would skip most)
 
