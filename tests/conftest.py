@@ -112,6 +112,15 @@ def tiny_overrides(cache: Path) -> list[str]:
 
 
 @pytest.fixture
+def patched_programs(monkeypatch):
+    """For a test that patches code the compiled programs trace: no program kept by the
+    process (vaecli.programs, keyed by config) is used, and none traced here is kept."""
+    from vaecli import programs
+
+    monkeypatch.setattr(programs, "ENABLED", False)
+
+
+@pytest.fixture
 def offline(tmp_path) -> list[str]:
     """`--set` arguments pointing at empty data folders: any data access fails (there is no
     network), and nothing is written to ~/.cache or ~/tensorflow_datasets."""

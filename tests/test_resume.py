@@ -351,7 +351,7 @@ def test_all_finite_finds_one_bad_number_in_any_leaf_and_never_overflows():
 
 
 def test_nan_stops_at_the_log_point_naming_the_step_and_keeps_the_last_good_checkpoint(
-        tiny_config, tmp_path, monkeypatch):
+        tiny_config, tmp_path, monkeypatch, patched_programs):
     real = state_lib.make_optimizer
     monkeypatch.setattr(state_lib, "make_optimizer",
                         lambda cfg, *a, **kw: optax.chain(nan_updates_from(50), real(cfg, *a, **kw)))
@@ -393,7 +393,8 @@ def marked_cache(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("limit", [4, 2])
-def test_skip_nonfinite_drops_bad_updates_inside_the_compiled_step(marked_cache, tmp_path, monkeypatch, limit):
+def test_skip_nonfinite_drops_bad_updates_inside_the_compiled_step(marked_cache, tmp_path, monkeypatch, limit,
+                                                                   patched_programs):
     real = epoch.to_inputs
     blank_to_nan = lambda x_u8, key, scale, dynamic: jnp.where(
         jnp.all(x_u8 == 0, axis=-1, keepdims=True), jnp.nan, real(x_u8, key, scale, dynamic))

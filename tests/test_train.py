@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vaecli import bounds, config, data, evaluate, metrics, runs, sample, state as state_lib, train
-from vaecli import epoch
+from vaecli import epoch, programs
 from vaecli.checkpoints import Checkpoints
 
 
@@ -58,12 +58,66 @@ def test_run_folder_contract(tiny_run, tiny_config):
     assert summary["final_validation"] == va[-1]
 
 
-def test_epoch_is_traced_once_per_run(tmp_path, tiny_config):
-    before = dict(epoch.TRACES), dict(bounds.TRACES)
-    cfg = config.replace(tiny_config, train={"epochs": 4})
-    train.train(cfg, tmp_path, "once", argv=[], progress="none")
-    assert epoch.TRACES["epoch"] - before[0]["epoch"] == 1
-    assert bounds.TRACES["bounds"] - before[1]["bounds"] == 1  # the validation program, reused each eval
+def test_a_program_is_traced_once_and_kept_for_the_process(tmp_path, tiny_config):
+    """One trace of the epoch and of the validation estimator per run (reused at every epoch
+    and evaluation); a later run of the same program in the process traces nothing, also with
+    other values of what the step does not bake in, and computes the bits of a fresh trace."""
+    programs.clear()
+    before = epoch.TRACES["epoch"], bounds.TRACES["bounds"]
+    traces = lambda: (epoch.TRACES["epoch"] - before[0], bounds.TRACES["bounds"] - before[1])
+    cfg = config.replace(tiny_config, train={"epochs": 2})
+    first = train.train(cfg, tmp_path, "first", argv=[], progress="none")
+    assert traces() == (1, 1)
+    again = train.train(cfg, tmp_path, "again", argv=[], progress="none")
+    other_cfg = config.replace(cfg, seed=3, train={"epochs": 1}, objective={"beta": 0.5}, optim={"lr": 3e-3})
+    other = train.train(other_cfg, tmp_path, "other", argv=[], progress="none")
+    assert traces() == (1, 1)
+    assert_same_leaves(_params(first)[0], _params(again)[0])
+    programs.clear()
+    fresh = train.train(other_cfg, tmp_path, "fresh", argv=[], progress="none")
+    assert traces() == (2, 2)
+    assert_same_leaves(_params(other)[0], _params(fresh)[0])
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+    assert strip(metrics.read(other)) == strip(metrics.read(fresh))
+
+
+# A changed value for every field vaecli.programs leaves out of a program's key.
+IGNORED_CHANGES = {
+    "": {"seed": 7},
+    "data": {"dataset": "mnist", "data_dir": "/elsewhere", "manual_dir": "/elsewhere", "cache_dir": "/elsewhere",
+             "val_size": 5},
+    "train": {"epochs": 9, "time_limit": "1h", "patience": 2, "min_delta": 0.5},
+    "optim": {"weight_decay": 0.25, "lr": 0.5},  # lr: with the constant schedule
+    "objective": {"beta": 3.0, "warmup_epochs": 2.0, "free_bits": 0.5},
+    "eval": {"every_epochs": 3},
+    "checkpoint": {"every_epochs": 2, "keep": 1, "keep_best": True},
+    "log": {"tensorboard": False, "progress": "lines", "wandb": {"project": "p", "mode": "offline"},
+            "mlflow": {"tracking_uri": "file:/elsewhere", "experiment": "e"}},
+}
+
+
+def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
+    """The compiled epoch lowered from a config and from one with every ignored field changed
+    is the same program, so reusing it across them is sound (a weight decay of 0 is in the
+    key: the single run's program skips the stage)."""
+    covered = {s: set(f) for s, f in IGNORED_CHANGES.items()}
+    covered["optim"].discard("lr")  # ignored only with the constant schedule (a staged one bakes it in)
+    assert covered == {s: set(f) for s, f in programs.IGNORED.items()}
+    base = config.replace(tiny_config, optim={"weight_decay": 0.125}, checkpoint={"keep_best": False})
+    raw = config.to_dict(base)
+    for section, values in IGNORED_CHANGES.items():
+        (raw[section] if section else raw).update(values)
+    changed = config.from_dict(raw)
+    assert programs.training_fields(changed) == programs.training_fields(base)
+    split = data.load_split(base.data, "train")
+    texts = []
+    for cfg in (base, changed):
+        fn, tx, state = state_lib.init_state(cfg, split.image_shape, train=split)
+        texts.append(epoch.make_epoch_fn(fn, tx, cfg, len(split), split.scale).lower(state, split.flat).as_text())
+    assert texts[0] == texts[1]
+    # what is in the key does change it
+    for other in ({"optim": {"weight_decay": 0.0}}, {"train": {"ema_decay": 0.5}}, {"optim": {"schedule": "iwae"}}):
+        assert programs.training_fields(config.replace(base, **other)) != programs.training_fields(base)
 
 
 def test_same_seed_same_bits_other_seed_other_bits(tmp_path, tiny_config, tiny_run):

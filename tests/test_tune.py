@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
-from vaecli import config, epoch, metrics, runs, search_space, sweep, train, tune
+from vaecli import config, epoch, metrics, programs, runs, search_space, sweep, train, tune
 from vaecli.errors import Interrupted, UsageError
 
 from conftest import built_once, tiny_overrides
@@ -84,6 +84,7 @@ def study(tiny_cache, tmp_path_factory):
     def build(root: Path):
         raw = config.to_dict(config.load(None, tiny_overrides(tiny_cache) + ["train.epochs=2"]))
         study_dir = tune.create(raw, SPACE, 6, 3, "median", root, "study", ["pytest"])
+        programs.clear()  # a program kept from an earlier test would make it 0
         before = epoch.TRACES["epoch"]
         summary = tune.run(study_dir, ["pytest"], pruner=PruneTrials([1]))
         return study_dir, summary, epoch.TRACES["epoch"] - before

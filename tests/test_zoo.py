@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vaecli import config, data, densities, evaluate, metrics, models, objectives, sample, state as state_lib, train
-from vaecli import epoch
+from vaecli import epoch, programs
 from vaecli.cli import app
 from vaecli.config import ModelConfig, ObjectiveConfig as OC
 from vaecli.errors import ConfigError
@@ -80,6 +80,7 @@ def test_kl_warmup_ramps_the_weight_inside_the_compiled_epoch(tiny_cache, tmp_pa
     """loss = recon + w·KL with w = step / warm-up steps: below recon + KL while warming up,
     equal after; and the ramp costs no retrace (the weight is computed from the step)."""
     cfg = config.load(None, [*_tiny(tiny_cache), "train.epochs=3", "objective.warmup_epochs=2"])
+    programs.clear()  # this process may hold the program already (the warm-up is a value of the state)
     before = epoch.TRACES["epoch"]
     _, rows, _ = _train_and_eval(cfg, tmp_path, "warm")
     assert epoch.TRACES["epoch"] == before + 1

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaecli import densities
+from vaecli import densities, programs
 from vaecli.models import Functional
 
 TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
@@ -191,9 +191,13 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # own account of the program's scratch memory fits the budget (one sample at a time is
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
-        compiled = make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
-                                  devices.batch_sharding(mesh) if sharded else None).lower(
-            params, batches, jax.random.key(0)).compile()
+        batch_sharding = devices.batch_sharding(mesh) if sharded else None
+        key = None if fn.key is None else (
+            "bounds", fn.key, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
+            programs.signature(params), programs.signature(batches))
+        compiled = programs.get(key, lambda: make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
+                                                            batch_sharding).lower(
+            params, batches, jax.random.key(0)).compile())
         scratch = _scratch_bytes(compiled)
         if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
             break

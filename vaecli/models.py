@@ -295,9 +295,12 @@ def data_init(model: VAE, cfg: ModelConfig, train_flat: np.ndarray, scale: int, 
 
 
 class Functional:
-    """A model split once into (static graph, parameter dict) for use inside jit/scan."""
+    """A model split once into (static graph, parameter dict) for use inside jit/scan.
+    `key`: what determines the graph (vaecli.programs keeps the programs compiled for it),
+    None when unknown."""
 
-    def __init__(self, model: nnx.Module):
+    def __init__(self, model: nnx.Module, key: tuple | None = None):
+        self.key = key
         self.graphdef, state = nnx.split(model)
         self.treedef = jax.tree.structure(state)
         self.params = state.to_pure_dict()
@@ -314,5 +317,5 @@ def functional(cfg: ModelConfig, image_shape, seed: int, train: tuple[np.ndarray
     key = jax.random.fold_in(jax.random.key(seed), 0x1A17)  # the init stream, apart from training's
     model = build(cfg, image_shape, key)
     if train is not None:
-        data_init(model, cfg, train[0], train[1], seed)
-    return Functional(model)
+        data_init(model, cfg, train[0], train[1], seed)  # values only: the graph is cfg's and the shape's
+    return Functional(model, key=("model", cfg, tuple(image_shape)))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,10 +26,16 @@ ENCODE_BATCH = 1000
 ACTIVE_UNIT_THRESHOLD = 0.01  # as vaecli.bounds (Burda et al.): a unit is active above it
 
 
-@functools.lru_cache(maxsize=8)
 def _compiled(fn):
-    """The jitted decode/generate/encode of a Functional model: built once per model, so
-    pictures drawn at every evaluation during training compile once."""
+    """The jitted decode/generate/encode of a Functional model: built once per model (per
+    `fn.key`, vaecli.programs), so pictures drawn at every evaluation compile once."""
+    from vaecli import programs
+
+    # a Functional without a key is its own (the entry holds it, so its id is not reused)
+    return programs.get(("pictures", fn if fn.key is None else fn.key), lambda: _jitted(fn))
+
+
+def _jitted(fn):
     import jax
 
     decode = jax.jit(lambda p, z: fn.bind(p).mean_image(z))

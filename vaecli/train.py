@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from vaecli import bounds, data, devices, objectives, outcomes, recorder as recorder_lib, runs, sample, state as state_lib, stops
+from vaecli import bounds, data, devices, objectives, outcomes, programs, recorder as recorder_lib, runs, sample, state as state_lib, stops
 from vaecli import metrics as metrics_lib
 from vaecli.config import Config
 from vaecli.epoch import MATMUL_PRECISION, make_epoch_fn
@@ -195,9 +195,15 @@ class _Program:
 def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _ReplicaAxis, mesh) -> _Program:
     fn, tx = model
     t0 = time.perf_counter()
-    epoch_fn = make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale, replicas=axis.n,
-                             batch_sharding=devices.batch_sharding(mesh))
-    epoch_fn = epoch_fn.lower(state, images).compile()
+    batch_sharding = devices.batch_sharding(mesh)
+    # kept for the process: another run of the same program (a --seeds run, a trial, a test)
+    # reuses it instead of tracing, lowering and loading it again (vaecli.programs)
+    key = None if fn.key is None else (
+        "epoch", fn.key, programs.training_fields(cfg), len(train_split), train_split.scale, axis.n,
+        batch_sharding, programs.signature(state), programs.signature(images))
+    epoch_fn = programs.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
+                                                       replicas=axis.n, batch_sharding=batch_sharding)
+                            .lower(state, images).compile())
     val_estimate, _ = bounds.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.images,
                                                val_split.scale, 1, cfg.eval.batch_size,
                                                deterministic=not objectives.of(cfg).draws_samples)
