@@ -52,20 +52,24 @@ def test_gaussian_likelihood_fixed_and_learned_match_scipy():
 ALL_4PX = np.array(list(itertools.product([0, 1], repeat=4)), np.uint8)  # every 2x2 binary image
 
 
-def _is_tolerance(vae, x, k, key):
+def _is_tolerance(fn, x, k, key):
     """4 standard errors of log p̂ = log mean(w), per example, from the relative spread of w."""
-    eps = jax.random.normal(key, (k, len(x), vae.noise_dim))
-    log_px, log_pz, log_qz = vae.log_terms(jnp.asarray(x, jnp.float32), vae.encode(jnp.asarray(x, jnp.float32)), eps)
-    log_w = np.asarray(log_px + log_pz - log_qz, np.float64)
+    def log_weights(params, x):
+        vae = fn.bind(params)
+        eps = jax.random.normal(key, (k, len(x), vae.noise_dim))
+        log_px, log_pz, log_qz = vae.log_terms(x, vae.encode(x), eps)
+        return log_px + log_pz - log_qz
+
+    # jitted: one program (the suite compiles each test's programs, and eagerly this is dozens)
+    log_w = np.asarray(jax.jit(log_weights)(fn.params, jnp.asarray(x, jnp.float32)), np.float64)
     w = np.exp(log_w - log_w.max(0))
     return 4 * w.std(0) / (w.mean(0) * math.sqrt(k))
 
 
 def _check_is_against(fn, exact, k=100_000):
-    vae = fn.bind(fn.params)
     est = bounds.per_example(fn, fn.params, ALL_4PX, scale=1, k=k, seed=0, batch_size=16)["log_likelihood"]
     # Float32 sums of a few hundred terms add ~1e-4; the IS error is bounded by its standard error.
-    tol = _is_tolerance(vae, ALL_4PX, k, jax.random.key(1)) + 1e-3
+    tol = _is_tolerance(fn, ALL_4PX, k, jax.random.key(1)) + 1e-3
     assert np.all(tol < 0.1)  # the check is sharp: K=100000 pins log p(x) to a few hundredths
     np.testing.assert_array_less(np.abs(est - exact), tol)
     assert abs(np.exp(exact).sum() - 1) < 1e-3  # the brute force itself: p(x) sums to 1 over all 16 images
@@ -101,10 +105,10 @@ def test_vampprior_log_density_is_the_mixture_and_integrates_to_one():
 def test_vampprior_importance_sampled_log_px_matches_numerical_integration():
     fn = _randomize(models.functional(ModelConfig(latent_dim=1, hidden=(8,), prior="vamp", pseudo_inputs=3),
                                       (2, 2, 1), seed=0), seed=2, scale=0.7)
-    vae = fn.bind(fn.params)
     z = jnp.linspace(-15, 15, 30001)[:, None, None]  # (grid, 1, 1) against the 16 images
     x = jnp.asarray(ALL_4PX, jnp.float32)
-    log_joint = np.asarray(vae.log_likelihood(x, z) + vae.log_prior(z), np.float64)  # (grid, 16)
+    joint = jax.jit(lambda p: fn.bind(p).log_likelihood(x, z) + fn.bind(p).log_prior(z))
+    log_joint = np.asarray(joint(fn.params), np.float64)  # (grid, 16)
     exact = np.log(np.exp(log_joint).sum(0) * (30 / 30000))
     _check_is_against(fn, exact)
 
@@ -117,15 +121,19 @@ def test_two_layer_importance_sampled_log_px_matches_numerical_integration():
     # p(x) = ∫∫ p(x|z1) p(z1|z2) p(z2) dz1 dz2 on a 1201 x 1201 grid over [-12, 12]².
     g = jnp.linspace(-12, 12, 1201)
     h = 24 / 1200
-    z2 = g[:, None]
-    m1, lv1 = vae.p1(z2)  # (G, 1)
-    log_p_z1_given_z2 = -0.5 * (math.log(2 * math.pi) + lv1.T + (g[:, None] - m1.T) ** 2 * jnp.exp(-lv1.T))
-    log_p_z1 = jax.nn.logsumexp(log_p_z1_given_z2 - 0.5 * (math.log(2 * math.pi) + g[None, :] ** 2), axis=1) + math.log(h)
+
+    @jax.jit  # one program
+    def brute_force(params):
+        vae = fn.bind(params)
+        m1, lv1 = vae.p1(g[:, None])  # (G, 1): p(z1 | z2) for z2 on the grid
+        log_p_z1_given_z2 = -0.5 * (math.log(2 * math.pi) + lv1.T + (g[:, None] - m1.T) ** 2 * jnp.exp(-lv1.T))
+        log_p_z1 = jax.nn.logsumexp(log_p_z1_given_z2 - 0.5 * (math.log(2 * math.pi) + g[None, :] ** 2), axis=1) + math.log(h)
+        log_px_z1 = vae.log_likelihood(jnp.asarray(ALL_4PX, jnp.float32), g[:, None, None])  # (G, 16)
+        return log_p_z1, jax.nn.logsumexp(log_px_z1 + log_p_z1[:, None], axis=0) + math.log(h)
+
+    log_p_z1, exact = brute_force(fn.params)
     assert float(jnp.exp(log_p_z1).sum() * h) == pytest.approx(1.0, abs=1e-4)  # the marginal p(z1) integrates to 1
-    x = jnp.asarray(ALL_4PX, jnp.float32)
-    log_px_z1 = vae.log_likelihood(x, g[:, None, None])  # (G, 16)
-    exact = np.asarray(jax.nn.logsumexp(log_px_z1 + log_p_z1[:, None], axis=0) + math.log(h), np.float64)
-    _check_is_against(fn, exact)
+    _check_is_against(fn, np.asarray(exact, np.float64))
 
 
 # ---------------------------------------------------------------- nets and init

@@ -89,7 +89,7 @@ IGNORED_CHANGES = {
     "train": {"epochs": 9, "time_limit": "1h", "patience": 2, "min_delta": 0.5},
     "optim": {"weight_decay": 0.25, "lr": 0.5},  # lr: with the constant schedule
     "objective": {"beta": 3.0, "warmup_epochs": 2.0, "free_bits": 0.5},
-    "eval": {"every_epochs": 3},
+    "eval": {"every_epochs": 3, "batch_size": 32, "grid": 4},
     "checkpoint": {"every_epochs": 2, "keep": 1, "keep_best": True},
     "log": {"tensorboard": False, "progress": "lines", "wandb": {"project": "p", "mode": "offline"},
             "mlflow": {"tracking_uri": "file:/elsewhere", "experiment": "e"}},

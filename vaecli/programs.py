@@ -33,7 +33,7 @@ IGNORED = {
     "train": ("epochs", "time_limit", "patience", "min_delta"),
     "optim": ("weight_decay",),
     "objective": ("beta", "warmup_epochs", "free_bits"),
-    "eval": ("every_epochs",),
+    "eval": ("every_epochs", "batch_size", "grid"),  # the validation and picture programs have keys of their own
     "checkpoint": ("every_epochs", "keep", "keep_best"),
     "log": ("tensorboard", "progress", "wandb", "mlflow"),
 }
