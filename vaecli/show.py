@@ -101,7 +101,8 @@ def analyse(cfg: Config, train: dict, what: str) -> dict:
         raise RunError(f"train.batch_size={batch} is larger than the training split ({n_train} images); lower it")
     mesh = devices.make_mesh(cfg.train.devices)
     devices.check_batch(batch, mesh)
-    fn, tx, state = state_lib.init_state(cfg, shape)  # parameters only; no data-dependent init
+    # shapes and dtypes are all it needs: traced, not computed (no data-dependent init either)
+    fn, tx, state = state_lib.template_state(cfg, shape)
     total, modules, layers = count_params(fn.params)
     dim = int(np.prod(shape))
 
