@@ -107,7 +107,11 @@ def test_vampprior_importance_sampled_log_px_matches_numerical_integration():
                                       (2, 2, 1), seed=0), seed=2, scale=0.7)
     z = jnp.linspace(-15, 15, 30001)[:, None, None]  # (grid, 1, 1) against the 16 images
     x = jnp.asarray(ALL_4PX, jnp.float32)
-    joint = jax.jit(lambda p: fn.bind(p).log_likelihood(x, z) + fn.bind(p).log_prior(z))
+    @jax.jit  # one program
+    def joint(params):
+        vae = fn.bind(params)
+        return vae.log_likelihood(x, z) + vae.log_prior(z)
+
     log_joint = np.asarray(joint(fn.params), np.float64)  # (grid, 16)
     exact = np.log(np.exp(log_joint).sum(0) * (30 / 30000))
     _check_is_against(fn, exact)

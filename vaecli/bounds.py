@@ -192,9 +192,8 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
         batch_sharding = devices.batch_sharding(mesh) if sharded else None
-        key = None if fn.key is None else (
-            "bounds", fn.key, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
-            programs.signature(params), programs.signature(batches))
+        key = programs.key("bounds", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
+                           programs.signature(params), programs.signature(batches))
         compiled = programs.get(key, lambda: make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
                                                             batch_sharding).lower(
             params, batches, jax.random.key(0)).compile())

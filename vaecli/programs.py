@@ -71,6 +71,12 @@ def signature(tree) -> tuple:
     return treedef, tuple((tuple(a.shape), str(a.dtype), getattr(a, "sharding", None)) for a in leaves)
 
 
+def key(kind: str, fn, *parts) -> tuple | None:
+    """The key of a `kind` program of the model `fn` (a models.Functional) and `parts`: None
+    (not kept) when the model carries no key of its own."""
+    return None if fn.key is None else (kind, fn.key, *parts)
+
+
 def get(key: tuple | None, build: Callable[[], Any]) -> Any:
     """The program `build()` makes, built once per `key` (None: not kept)."""
     if key is None or not ENABLED:

@@ -84,11 +84,10 @@ def _restore(run: runs.Run, cfg: Config, train_split):
         raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
                        f"({len(train_split)} images of {train_split.image_shape}, the run saw "
                        f"{run.meta['data'].get('num_train')} of {tuple(run.image_shape)}); point data.* at the same data")
-    # train= gives the staged lr schedule its epoch length
     epoch, record = 0, None
     with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
         steps = ckpts.steps()
-        if steps:
+        if steps:  # train= gives the staged lr schedule its epoch length
             fn, tx, like = state_lib.template_state(cfg, train_split.image_shape, train=train_split)
             # state["hyper"] is not checkpointed (run format 2 has none): config.yaml gives it
             restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(like))

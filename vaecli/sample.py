@@ -32,7 +32,7 @@ def _compiled(fn):
     from vaecli import programs
 
     # a Functional without a key is its own (the entry holds it, so its id is not reused)
-    return programs.get(("pictures", fn if fn.key is None else fn.key), lambda: _jitted(fn))
+    return programs.get(programs.key("pictures", fn) or ("pictures", fn), lambda: _jitted(fn))
 
 
 def _jitted(fn):

@@ -196,11 +196,10 @@ def _compile(model, cfg: Config, train_split, val_split, state, images, axis: _R
     fn, tx = model
     t0 = time.perf_counter()
     batch_sharding = devices.batch_sharding(mesh)
-    # kept for the process: another run of the same program (a --seeds run, a trial, a test)
-    # reuses it instead of tracing, lowering and loading it again (vaecli.programs)
-    key = None if fn.key is None else (
-        "epoch", fn.key, programs.training_fields(cfg), len(train_split), train_split.scale, axis.n,
-        batch_sharding, programs.signature(state), programs.signature(images))
+    # kept for the process: a later run of the same program in it (the library called in a
+    # loop, the tests) reuses it instead of tracing, lowering and loading it again
+    key = programs.key("epoch", fn, programs.training_fields(cfg), len(train_split), train_split.scale, axis.n,
+                       batch_sharding, programs.signature(state), programs.signature(images))
     epoch_fn = programs.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
                                                        replicas=axis.n, batch_sharding=batch_sharding)
                             .lower(state, images).compile())
