@@ -41,14 +41,15 @@ if "VAECLI_TEST_COMPILE_CACHE" not in os.environ:
                                         "--xla_cpu_use_fusion_emitters=false",
                                         "--xla_cpu_parallel_codegen_split_count=1"]).strip()
 COMPILE_CACHE = Path(os.environ["VAECLI_TEST_COMPILE_CACHE"])
-# As `vae` does in its own process (cli.main_process): a worker holds the JAX objects of
-# hundreds of tests, and Python's default trigger (700 net allocations) walked them again
-# and again (test_zoo alone: 2.99 s of collections, 0.78 s with a 50,000 trigger).
-gc.set_threshold(50_000)
 os.environ["VAECLI_COMPILE_CACHE"] = str(COMPILE_CACHE)
 # The library calls the tests make in-process (train.train, evaluate, sample...) use it too:
 # a program compiled by one worker or test (same shapes, same code) is loaded by the others.
 compile_cache.enable(COMPILE_CACHE)
+
+# As `vae` does in its own process (cli.main_process): a worker holds the JAX objects of
+# hundreds of tests, and Python's default trigger (700 net allocations) walked them again
+# and again (test_zoo alone: 2.99 s of collections, 0.70 s with a 50,000 trigger).
+gc.set_threshold(50_000)
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any], copy: bool = True) -> tuple[Path, Any]:
