@@ -7,6 +7,7 @@ an error that escaped as a Python exception shows up as `result.exception`.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -43,10 +44,16 @@ class Out:
     exception: BaseException | None = None  # in-process only: what the command raised
 
 
+def vae_process(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m vaecli.cli ARGS` as a separate process, stdout and stderr pipes (not
+    terminals), the test environment changed by `env`."""
+    return subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env={**ENV, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def vae(*args, timeout: float = 300) -> Out:
     """Run `python -m vaecli.cli ARGS` as a separate process."""
-    p = subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=timeout)
+    p = vae_process(*args, timeout=timeout)
     return Out(p.returncode, p.stdout, p.stderr)
 
 
@@ -232,21 +239,36 @@ def test_debug_shows_the_traceback(tmp_path):
 # ------------------------------------------------------------------ end to end, tiny data
 
 
+def two_processes_once(tiny_cache, tmp_path_factory) -> tuple:
+    """`vae train` through the command line in two fresh processes, one after the other,
+    sharing a new, empty compile cache; log.progress=auto (stdout and stderr are pipes here).
+    The second logs its compilations (JAX_LOG_COMPILES), cache hits included. Returns (first,
+    the run folders after it, the cache's entries after it, second): test_shell's subject,
+    and the first run is `cli_run`. Built once in the session; each caller gets its own copy."""
+    def build(tmp: Path) -> tuple:
+        cache_dir, runs_dir = tmp / "jax", tmp / "runs"
+        args = [*tiny_train_args(tiny_cache, runs_dir, "clitest"), "--set", "log.progress=auto"]
+        first = vae_process(*args, env={"VAECLI_COMPILE_CACHE": str(cache_dir)})
+        folders = run_folders(runs_dir)
+        entries = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
+        second = vae_process(*args, env={"VAECLI_COMPILE_CACHE": str(cache_dir), "JAX_LOG_COMPILES": "1"})
+        return first, folders, entries, second
+
+    return built_once(tmp_path_factory, "two-processes", build)[1]
+
+
 @pytest.fixture(scope="module")
 def cli_run(tiny_cache, tmp_path_factory) -> Path:
-    """`vae train` through the command line; its stdout is the run folder and nothing else."""
-    def build(runs_dir: Path) -> Path:
-        out = vae(*tiny_train_args(tiny_cache, runs_dir, "clitest"))
-        assert out.code == 0, out.stderr
-        assert "Traceback" not in out.stderr
-        lines = out.stdout.splitlines()
-        assert len(lines) == 1, out.stdout
-        run = Path(lines[-1])
-        assert run.is_dir() and run.parent == runs_dir and run.name.startswith("clitest-")
-        assert run_folders(runs_dir) == [run]
-        return run
-
-    return built_once(tmp_path_factory, "cli-run", build)[1]
+    """The first of `two_processes_once`: its stdout is the run folder and nothing else."""
+    first, folders = two_processes_once(tiny_cache, tmp_path_factory)[:2]
+    assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stderr
+    lines = first.stdout.splitlines()
+    assert len(lines) == 1, first.stdout
+    run = Path(lines[-1])
+    assert run.is_dir() and run.name.startswith("clitest-")
+    assert folders == [run]
+    return run
 
 
 def test_train_writes_a_complete_run(cli_run):
@@ -353,19 +375,43 @@ def test_eval_elbo_table(cli_run):
         assert f"written to {cli_run / 'eval' / f'test-step40-k{k}.json'}" in out.stdout
 
 
-def test_two_trainings_started_together_get_their_own_folders(tiny_cache, tmp_path):
+# Each process sleeps until the same moment, then takes a run folder named "race" in the
+# same (fixed) second: the clash README's run-folder layout promises to resolve (-2, -3...).
+RACE = """
+import datetime as dt, sys, time
+from vaecli import runs
+runs.utc_now = lambda: dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(runs.create(sys.argv[1], "race"))
+"""
+
+
+def test_run_folders_taken_at_the_same_moment_are_never_shared(tiny_cache, tmp_path, monkeypatch):
+    """Six processes (no JAX: vaecli.runs alone) create a run folder at the same moment in the
+    same second: six folders, the timestamp then -2 ... -6, none shared. `vae train` takes its
+    folder that way: two trainings in the same second get the timestamp and the timestamp-2."""
+    from vaecli import runs
+
     runs_dir = tmp_path / "runs"
-    args = [*tiny_train_args(tiny_cache, runs_dir, "race"), "--set", "train.epochs=1"]
-    cmd = [sys.executable, "-m", "vaecli.cli", *map(str, args)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    results = [p.communicate(timeout=180) for p in procs]
+    start = time.time() + 1.5  # every interpreter is up by then
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(runs_dir), str(start)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [p.communicate(timeout=60) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err
-    folders = [Path(stdout.strip()) for stdout, _ in results]
-    assert folders[0] != folders[1]
+    base = "race-20260102T030405Z"
+    folders = [Path(out.strip()) for out, _ in results]
+    assert sorted(f.name for f in folders) == sorted([base] + [f"{base}-{i}" for i in range(2, 7)])
     assert run_folders(runs_dir) == sorted(folders)
-    for folder in folders:
+
+    monkeypatch.setattr(runs, "utc_now", lambda: dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=dt.timezone.utc))
+    trained = []
+    for _ in range(2):
+        out = vae_inproc(*tiny_train_args(tiny_cache, tmp_path / "trained", "race"), "--set", "train.epochs=1")
+        assert out.code == 0, out.stderr
+        trained.append(Path(out.stdout.strip()))
+    assert [f.name for f in trained] == ["race-20260102T030406Z", "race-20260102T030406Z-2"]
+    for folder in trained:
         assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
 
 
@@ -486,5 +532,6 @@ def test_every_command_has_json_on_stdout_alone(cli_run, tmp_path):
     assert Path(json.loads(out.stdout)["png"]).is_file()
     out = vae_inproc("runs", cli_run.parent, "--json")
     assert out.code == 0, out.stderr
-    (row,) = json.loads(out.stdout)
-    assert row["status"] == "completed" and row["name"] == cli_run.name
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert sorted(rows) == sorted(p.name for p in cli_run.parent.iterdir())  # both of two_processes_once
+    assert rows[cli_run.name]["status"] == "completed"

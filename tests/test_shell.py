@@ -4,49 +4,26 @@ cache, which lets the second process of a sweep load its programs instead of com
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from vaecli import metrics
 
-from conftest import built_once
-from test_cli import ENV, ROOT, tiny_train_args, vae_inproc
+from test_cli import tiny_train_args, two_processes_once, vae_inproc, vae_process
 
 ANSI = "\x1b"
 HIT = "Persistent compilation cache hit for 'jit_epoch'"
 
 
-def vae_env(*args, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`vae ARGS` in a fresh process, stdout and stderr pipes (not terminals)."""
-    return subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env={**ENV, **env},
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def train_args(cache: Path, runs_dir: Path) -> list[str]:
-    # log.progress=auto (the default): a bar on a terminal, plain lines in a pipe.
-    return [*tiny_train_args(cache, runs_dir, "shell"), "--set", "train.epochs=1", "--set", "log.progress=auto"]
+@pytest.fixture(scope="module")
+def two_processes(tiny_cache, tmp_path_factory) -> tuple:
+    """The same tiny training in two fresh processes sharing a new, empty compile cache."""
+    return two_processes_once(tiny_cache, tmp_path_factory)
 
 
 def losses(run: Path) -> list:
     return [(m["step"], m["split"], m["loss"]) for m in metrics.read(run)]
-
-
-@pytest.fixture(scope="module")
-def two_processes(tiny_cache, tmp_path_factory):
-    """The same tiny training in two fresh processes sharing a new, empty compile cache;
-    the second one logs its compilations (JAX_LOG_COMPILES), cache hits included."""
-    def build(tmp: Path):
-        cache_dir = tmp / "jax"
-        first = vae_env(*train_args(tiny_cache, tmp / "runs"), env={"VAECLI_COMPILE_CACHE": str(cache_dir)})
-        entries = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
-        second = vae_env(*train_args(tiny_cache, tmp / "runs"),
-                         env={"VAECLI_COMPILE_CACHE": str(cache_dir), "JAX_LOG_COMPILES": "1"})
-        return first, entries, second, cache_dir
-
-    return built_once(tmp_path_factory, "compile-cache", build)[1]
 
 
 def test_train_in_a_pipe_prints_the_run_alone_and_plain_progress(two_processes):
@@ -54,26 +31,26 @@ def test_train_in_a_pipe_prints_the_run_alone_and_plain_progress(two_processes):
     assert first.returncode == 0, first.stderr
     run = Path(first.stdout.strip())
     assert first.stdout == f"{run}\n" and run.is_dir()  # the run folder and nothing else
-    assert "epoch 1/1" in first.stderr  # progress: plain lines on stderr
+    assert "epoch 1/2" in first.stderr and "epoch 2/2" in first.stderr  # progress: plain lines on stderr
     assert ANSI not in first.stderr + first.stdout  # no colour, no bar redrawn with escape codes
     assert "━" not in first.stderr and "\r" not in first.stderr  # rich's bar characters
 
 
 def test_errors_and_results_carry_no_colour_in_a_pipe(two_processes, tmp_path):
     run = Path(two_processes[0].stdout.strip())
-    p = vae_env("eval-elbo", tmp_path / "nowhere", env={})
+    p = vae_process("eval-elbo", tmp_path / "nowhere")
     assert p.returncode == 1 and p.stderr.startswith("error: run folder not found") and ANSI not in p.stderr
-    p = vae_env("eval-elbo", run, "--samples", 2, env={})
+    p = vae_process("eval-elbo", run, "--samples", 2)
     assert p.returncode == 0, p.stderr
     assert "K=2" in p.stdout and "log p(x)" in p.stdout and ANSI not in p.stdout + p.stderr
     assert p.stdout.rstrip().endswith(f"written to {run}/eval/test-step{json.loads((run / 'summary.json').read_text())['steps']}-k2.json")
-    p = vae_env("runs", run.parent, env={})
+    p = vae_process("runs", run.parent)
     assert p.returncode == 0 and p.stderr == "" and ANSI not in p.stdout
     assert p.stdout.splitlines()[1].split()[:2] == [run.name, "completed"]
 
 
 def test_second_process_loads_its_programs_from_the_compile_cache(two_processes):
-    first, entries, second, cache_dir = two_processes
+    first, _, entries, second = two_processes
     assert first.returncode == 0 and second.returncode == 0, second.stderr
     assert any(name.startswith("jit_epoch-") for name in entries), entries  # the first run wrote the epoch
     assert HIT in second.stderr  # and the second loaded it instead of compiling
@@ -82,17 +59,6 @@ def test_second_process_loads_its_programs_from_the_compile_cache(two_processes)
     assert losses(two) == losses(one)  # the loaded program computes the same bits
     for run in (one, two):  # seen with `pytest -s`; compile_s is not asserted (a noisy shared machine)
         print(f"{run.name}: compile_s {json.loads((run / 'summary.json').read_text())['compile_s']:.2f}")
-
-
-def cli_then(args: list, env: dict) -> subprocess.CompletedProcess:
-    """Run the command line with `args` in a fresh process, then print JAX's cache settings
-    as that process left them (on stdout, after whatever the command printed)."""
-    code = ("import sys, jax; from vaecli.cli import app\n"
-            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print(jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir, "
-            "jax.config.jax_persistent_cache_min_compile_time_secs)")
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
 
 
 CACHE_SETTINGS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
@@ -135,14 +101,22 @@ def test_compile_cache_default_folder_follows_xdg(tmp_path):
     assert min_s == 0.0  # every program is stored, as the README says (JAX's default, 1 s, would skip most)
 
 
-def test_unwritable_compile_cache_warns_and_goes_on(tmp_path, tiny_cache):
-    """A cache folder that cannot be created costs a warning, not the run: training completes."""
+def test_unwritable_compile_cache_warns_and_goes_on(tmp_path, tiny_cache, caplog):
+    """A cache folder that cannot be created costs a warning, not the run: training completes,
+    with JAX's cache turned off."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    p = cli_then(["--compile-cache", blocker / "jax", *tiny_train_args(tiny_cache, tmp_path / "runs", "nocache"),
-                  "--set", "train.epochs=1"], ENV)
-    warning = p.stderr.splitlines()[0]  # first, before any progress line
-    assert warning.startswith(f"warning: compile cache {blocker / 'jax'}") and "off" in warning, p.stderr
-    run, settings = p.stdout.splitlines()  # the run folder, then the cache settings the process ran with
-    assert json.loads((Path(run) / "summary.json").read_text())["status"] == "completed"
-    assert settings.split()[0] == "False"
+    # In a fresh process (eval-elbo sets the cache up before it looks for its run folder): the
+    # warning is stderr's first line, in vaecli's format; then the command goes on to its error.
+    p = vae_process("--compile-cache", blocker / "jax", "eval-elbo", tmp_path / "nowhere")
+    lines = p.stderr.splitlines()
+    assert lines[0].startswith(f"warning: compile cache {blocker / 'jax'}") and "off" in lines[0], p.stderr
+    assert p.returncode == 1 and lines[-1].startswith("error: run folder not found"), p.stderr
+    # A training with it (in this process, where the warning is a log record) completes.
+    out, settings = settings_after(["--compile-cache", blocker / "jax",
+                                    *tiny_train_args(tiny_cache, tmp_path / "runs", "nocache"), "--set", "train.epochs=1"],
+                                   {})
+    assert out.code == 0, out.stderr
+    assert [r.getMessage() for r in caplog.records if r.name == "vaecli"][0].startswith(f"compile cache {blocker / 'jax'}")
+    assert json.loads((Path(out.stdout.strip()) / "summary.json").read_text())["status"] == "completed"
+    assert settings[0] is False

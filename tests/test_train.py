@@ -81,6 +81,17 @@ def test_a_program_is_traced_once_and_kept_for_the_process(tmp_path, tiny_config
     assert strip(metrics.read(other)) == strip(metrics.read(fresh))
 
 
+def test_kept_programs_are_bounded_and_the_least_recently_used_goes_first(monkeypatch):
+    monkeypatch.setattr(programs, "MAX_PROGRAMS", 2)
+    monkeypatch.setattr(programs, "_MEMO", type(programs._MEMO)())
+    built = []
+    for name in ["a", "b", "a", "c", "b", "a"]:
+        assert programs.get(("test", name), lambda: built.append(name) or name.upper()) == name.upper()
+    # a, b built; a used again (b is now the oldest); c evicts b; b evicts a; a evicts c
+    assert built == ["a", "b", "c", "b", "a"] and list(programs._MEMO) == [
+        (("test", "b"), programs.environment()), (("test", "a"), programs.environment())]
+
+
 # A changed value for every field vaecli.programs leaves out of a program's key.
 IGNORED_CHANGES = {
     "": {"seed": 7},
@@ -201,9 +212,9 @@ def _sample_and_eval(tiny_run, tmp_path):
 
 def test_binarized_mnist_training_loss_falls(bmnist_images, tmp_path):
     """Two real epochs of bmnist_mlp on binarized MNIST (its first 10,000 training images, in
-    batches of 50: 400 steps), then eval-elbo on the whole test split: through the `vae`
-    program, with XLA's default optimisation (the suite turns it off for its tiny programs,
-    which would make these real steps 3x slower)."""
+    batches of 50: 400 steps; the first 2,000 validation images), then eval-elbo on the first
+    2,000 test images: through the `vae` program, with XLA's default optimisation (the suite
+    turns it off for its tiny programs, which would make these real steps 3x slower)."""
     import subprocess
     import sys
 
@@ -211,7 +222,7 @@ def test_binarized_mnist_training_loss_falls(bmnist_images, tmp_path):
 
     data.write_cache(tmp_path / "cache" / "binarized_mnist",
                      {"train": {"images": bmnist_images["train"][:10000], "labels": None},
-                      **{s: {"images": bmnist_images[s], "labels": None} for s in ("validation", "test")}})
+                      **{s: {"images": bmnist_images[s][:2000], "labels": None} for s in ("validation", "test")}})
     env = {**ENV, "XLA_FLAGS": ""}
     sets = [f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=2", "train.batch_size=50", "eval.every_epochs=1",
             "checkpoint.every_epochs=1", "log.progress=none"]
@@ -230,7 +241,7 @@ def test_binarized_mnist_training_loss_falls(bmnist_images, tmp_path):
                         "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(p.stdout)["results"][0]
-    assert res["num_examples"] == 10000
+    assert res["num_examples"] == 2000
     assert res["log_likelihood"] > res["elbo"] and -135 < res["log_likelihood"] < -80
     assert (path / "eval" / "test-step400-k5.json").exists()
 
