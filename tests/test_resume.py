@@ -167,9 +167,10 @@ def test_kill_9_during_a_checkpoint_save_then_resume(tiny_cache, reference, tmp_
         partial = []
         try:
             deadline = time.time() + 120
-            # Wait calmly for the first complete step (20), then watch every millisecond: the
-            # trainer saves at every epoch, and the later saves are the ones to interrupt.
-            while time.time() < deadline and p.poll() is None and not glob.glob(str(runs_dir / "*" / "checkpoints" / "20")):
+            # Wait calmly for a first complete step, then watch every millisecond: the trainer
+            # saves at every epoch, and the later saves are the ones to interrupt.
+            while time.time() < deadline and p.poll() is None and not any(
+                    Path(f).name.isdigit() for f in glob.glob(str(runs_dir / "*" / "checkpoints" / "*"))):
                 time.sleep(0.05)
             while time.time() < deadline and p.poll() is None:
                 partial = glob.glob(str(runs_dir / "*" / "checkpoints" / "*tmp*"))
