@@ -215,21 +215,16 @@ def test_binarized_mnist_training_loss_falls(bmnist_images, tmp_path):
     batches of 50: 400 steps; the first 2,000 validation images), then eval-elbo on the first
     2,000 test images: through the `vae` program, with XLA's default optimisation (the suite
     turns it off for its tiny programs, which would make these real steps 3x slower)."""
-    import subprocess
-    import sys
-
-    from test_cli import ENV, ROOT
+    from test_cli import ROOT, vae_process
 
     data.write_cache(tmp_path / "cache" / "binarized_mnist",
                      {"train": {"images": bmnist_images["train"][:10000], "labels": None},
                       **{s: {"images": bmnist_images[s][:2000], "labels": None} for s in ("validation", "test")}})
-    env = {**ENV, "XLA_FLAGS": ""}
+    env = {"XLA_FLAGS": ""}
     sets = [f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=2", "train.batch_size=50", "eval.every_epochs=1",
             "checkpoint.every_epochs=1", "log.progress=none"]
-    args = ["train", "--config", ROOT / "configs" / "bmnist_mlp.yaml", "--runs-dir", tmp_path, "--name", "bmnist",
-            *[a for s in sets for a in ("--set", s)]]
-    p = subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = vae_process("train", "--config", ROOT / "configs" / "bmnist_mlp.yaml", "--runs-dir", tmp_path, "--name", "bmnist",
+                    *[a for s in sets for a in ("--set", s)], env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     path = Path(p.stdout.strip())
     tr = [r for r in metrics.read(path) if r["split"] == "train"]
@@ -237,8 +232,7 @@ def test_binarized_mnist_training_loss_falls(bmnist_images, tmp_path):
     assert [r["step"] for r in tr] == [200, 400]
     assert tr[1]["loss"] < tr[0]["loss"] < 200
     assert va[1]["elbo"] > va[0]["elbo"] > -150  # the validation ELBO rises (nats)
-    p = subprocess.run([sys.executable, "-m", "vaecli.cli", "eval-elbo", str(path), "--split", "test", "--samples", "5",
-                        "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    p = vae_process("eval-elbo", path, "--split", "test", "--samples", "5", "--json", env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(p.stdout)["results"][0]
     assert res["num_examples"] == 2000
