@@ -56,6 +56,21 @@ programs.MAX_PROGRAMS = 64
 # and again (test_zoo alone: 2.99 s of collections, 0.70 s with a 50,000 trigger).
 gc.set_threshold(50_000)
 
+# Markers of tests that import a library taking seconds to import (TensorFlow: ~6 s of CPU;
+# wandb + mlflow: ~3 s). Each group runs first and together: pytest-xdist's worksteal hands
+# each worker a contiguous slice of this order and steals from the ends of the slices, so a
+# group at the very start stays with one worker. Left in file order, test_data.py's sat at
+# the end of the first slice, and its last tests were often stolen: two workers imported
+# TensorFlow.
+IMPORT_GROUPS = ("tensorflow", "trackers")
+
+
+def pytest_collection_modifyitems(items):
+    def group(item) -> int:
+        return next((i for i, name in enumerate(IMPORT_GROUPS) if item.get_closest_marker(name)), len(IMPORT_GROUPS))
+
+    items.sort(key=group)  # stable: file order within each group and among the rest
+
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any], copy: bool = True) -> tuple[Path, Any]:
     """Run `build(folder)` once in the whole session, across pytest-xdist's workers too (the

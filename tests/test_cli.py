@@ -47,8 +47,20 @@ class Out:
 def vae_process(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m vaecli.cli ARGS` as a separate process, stdout and stderr pipes (not
     terminals), the test environment changed by `env`."""
-    return subprocess.run([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env={**ENV, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(vae_command(*args), cwd=ROOT, env={**ENV, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def vae_popen(*args, env: dict | None = None, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """Start `python -m vaecli.cli ARGS` in the test environment changed by `env` and return
+    at once (the tests that signal, kill or watch a running process): stdout a pipe, stderr
+    a pipe unless given (a terminal)."""
+    return subprocess.Popen(vae_command(*args), cwd=ROOT, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True)
+
+
+def vae_command(*args) -> list[str]:
+    return [sys.executable, "-m", "vaecli.cli", *map(str, args)]
 
 
 def vae(*args, timeout: float = 300) -> Out:
@@ -422,8 +434,7 @@ def train_then_signal(tiny_cache, runs_dir: Path, *signames: str) -> tuple[subpr
 
     args = tiny_train_args(tiny_cache, runs_dir, "sig") + ["--set", "train.epochs=100000",
                                                            "--set", "checkpoint.every_epochs=1000"]
-    p = subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = vae_popen(*args)
     try:
         deadline = time.time() + 180
         while time.time() < deadline:  # wait until training is under way
@@ -500,8 +511,7 @@ def test_progress_bar_on_a_terminal(tiny_cache, tmp_path):
     leader, follower = pty.openpty()
     args = [*tiny_train_args(tiny_cache, tmp_path / "runs", "bar"), "--set", "train.epochs=2",
             "--set", "log.progress=bar"]
-    p = subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT,
-                         env={**ENV, "TERM": "xterm", "COLUMNS": "100"}, stdout=subprocess.PIPE, stderr=follower)
+    p = vae_popen(*args, env={"TERM": "xterm", "COLUMNS": "100"}, stderr=follower)
     os.close(follower)
     seen = b""
     while True:
@@ -518,7 +528,7 @@ def test_progress_bar_on_a_terminal(tiny_cache, tmp_path):
     text = seen.decode(errors="replace")
     assert "━" in text and "\x1b[" in text  # rich's bar, redrawn with escape codes
     assert "epoch 1/2" not in text  # not the plain per-epoch lines of a pipe
-    assert Path(out.decode().strip()).is_dir() and out.decode().count("\n") == 1
+    assert Path(out.strip()).is_dir() and out.count("\n") == 1
 
 
 def test_every_command_has_json_on_stdout_alone(cli_run, tmp_path):

@@ -78,6 +78,7 @@ def test_unknown_split_and_damaged_cache(tmp_path):
         data.load_split(_cfg(dataset="d", cache_dir=tmp_path, val_size=5), "train")
 
 
+@pytest.mark.tensorflow
 def test_offline_without_files_fails_fast_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
     cfg = _cfg(dataset="binarized_mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds")
@@ -89,11 +90,13 @@ def test_offline_without_files_fails_fast_with_the_fix(tmp_path, monkeypatch):
                              manual_dir=tmp_path / "missing"), "train")
 
 
+@pytest.mark.tensorflow
 def test_unknown_tfds_dataset(tmp_path):
     with pytest.raises(DataError, match="unknown dataset 'no_such_dataset_xyz'"):
         data.load_split(_cfg(dataset="no_such_dataset_xyz", cache_dir=tmp_path), "train")
 
 
+@pytest.mark.tensorflow
 def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
     """Another TFDS dataset (mnist, grayscale with labels) through the real TFDS code path."""
     import tensorflow_datasets as tfds
@@ -109,6 +112,7 @@ def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
     assert set(np.unique(data.load_split(cfg, "test").images)) <= {0, 1}
 
 
+@pytest.mark.tensorflow
 def test_binarized_mnist_through_tfds_from_the_manual_dir(bmnist_dir, bmnist_images, tmp_path, monkeypatch):
     """TFDS's own binarized_mnist builder on the shared files (their checksums verified by
     TFDS), into vaecli's cache: each split holds exactly the images of its file, in the
@@ -182,6 +186,7 @@ def test_vae_data_list_shows_the_tiny_cache(tiny_cache):
     assert row.split()[:5] == ["tiny_bars", "train", "640", "8x8x1", "binary"] and str(tiny_cache) in row
 
 
+@pytest.mark.tensorflow
 def test_vae_data_prepare_then_list(tmp_path, monkeypatch):
     """`vae data prepare` through TFDS's real code path (mnist under tfds.testing.mock_data)."""
     import tensorflow_datasets as tfds
@@ -200,6 +205,7 @@ def test_vae_data_prepare_then_list(tmp_path, monkeypatch):
     assert data.load_split(_cfg(dataset="mnist", cache_dir=tmp_path / "c"), "test").images.shape[1:] == (28, 28, 1)
 
 
+@pytest.mark.tensorflow
 def test_vae_data_prepare_bad_input_writes_nothing(tmp_path):
     from test_cli import assert_error, vae_inproc
 
@@ -224,6 +230,7 @@ def test_vae_data_prepare_bad_input_writes_nothing(tmp_path):
 # ------------------------------------------------- the command line: data errors exit 1
 
 
+@pytest.mark.tensorflow
 def test_unknown_dataset_exits_1(tmp_path):
     runs_dir = tmp_path / "runs"
     (tmp_path / "cache").mkdir()
@@ -235,6 +242,7 @@ def test_unknown_dataset_exits_1(tmp_path):
     assert run_folders(runs_dir) == []
 
 
+@pytest.mark.tensorflow
 def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
     runs_dir = tmp_path / "runs"
     t = time.monotonic()
@@ -249,6 +257,7 @@ def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
 # ---------------------------------------------------------------- datasets through TFDS mock data
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("dataset, overrides, shape", [
     ("fashion_mnist", ["data.binarize=dynamic"], (28, 28, 1)),
     ("cifar10", ["data.binarize=none", "model.kind=conv", "model.channels=[4,8]", "model.likelihood=logistic",

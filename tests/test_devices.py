@@ -18,7 +18,7 @@ import numpy as np
 from vaecli import runs, state as state_lib
 
 from conftest import tiny_overrides
-from test_cli import CONFIG, ENV, ROOT, sets
+from test_cli import CONFIG, ENV, ROOT, sets, vae_popen
 
 FORCED = {**ENV, "XLA_FLAGS": f"{ENV.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()}
 
@@ -106,10 +106,8 @@ def _job(args: list, timeout: float = 300) -> list[subprocess.CompletedProcess]:
     port = _free_port()
     procs = []
     for i in range(2):
-        env = {**ENV, "VAECLI_COORDINATOR": f"127.0.0.1:{port}", "VAECLI_NUM_PROCESSES": "2",
-               "VAECLI_PROCESS_ID": str(i)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args), "--distributed"],
-                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {"VAECLI_COORDINATOR": f"127.0.0.1:{port}", "VAECLI_NUM_PROCESSES": "2", "VAECLI_PROCESS_ID": str(i)}
+        procs.append(vae_popen(*args, "--distributed", env=env))
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=timeout)

@@ -30,7 +30,7 @@ from vaecli.checkpoints import Checkpoints
 from vaecli.errors import RunError
 
 from conftest import TINY, built_once, make_bars, tiny_overrides
-from test_cli import ENV, ROOT, assert_error, run_folders, tiny_train_args, vae, vae_inproc
+from test_cli import ENV, ROOT, assert_error, run_folders, tiny_train_args, vae, vae_inproc, vae_popen
 
 EPOCHS = 12  # the length every interrupted run is resumed to
 
@@ -90,9 +90,6 @@ def reference(tiny_config, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "reference", lambda root: train.train(cfg, root, "ref", argv=["pytest"]))[1]
 
 
-def start(args: list, runs_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaecli.cli", *map(str, args)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def long_run_args(tiny_cache, runs_dir, name) -> list:
@@ -133,7 +130,7 @@ def test_resume_ends_bit_identical_to_an_uninterrupted_run(tiny_config, referenc
 
 def test_sigterm_then_resume_to_completion(tiny_cache, reference, tmp_path):
     runs_dir = tmp_path / "runs"
-    p = start(long_run_args(tiny_cache, runs_dir, "term"), runs_dir)
+    p = vae_popen(*long_run_args(tiny_cache, runs_dir, "term"))
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not any(
@@ -163,7 +160,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume(tiny_cache, reference, tmp_
     --resume continues from the last complete one to the same final bits."""
     for attempt in range(5):
         runs_dir = tmp_path / f"runs{attempt}"
-        p = start(long_run_args(tiny_cache, runs_dir, "kill"), runs_dir)
+        p = vae_popen(*long_run_args(tiny_cache, runs_dir, "kill"))
         partial = []
         try:
             deadline = time.time() + 120

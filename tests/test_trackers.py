@@ -27,8 +27,9 @@ from test_cli import CONFIG, assert_error, run_folders, sets, vae_inproc
 
 # Skipped without the extras; imported only by the tests that use them (importing both takes
 # ~2 s, which every pytest-xdist worker would pay at collection).
-pytestmark = pytest.mark.skipif(not (importlib.util.find_spec("wandb") and importlib.util.find_spec("mlflow")),
-                                reason="the trackers extra (wandb, mlflow) is not installed")
+pytestmark = [pytest.mark.skipif(not (importlib.util.find_spec("wandb") and importlib.util.find_spec("mlflow")),
+                                 reason="the trackers extra (wandb, mlflow) is not installed"),
+              pytest.mark.trackers]
 
 STEPS_PER_EPOCH = 20  # tiny_bars: 640 training images, batch 32
 EXPERIMENT = "vaecli-tests"
