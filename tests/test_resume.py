@@ -90,8 +90,6 @@ def reference(tiny_config, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "reference", lambda root: train.train(cfg, root, "ref", argv=["pytest"]))[1]
 
 
-
-
 def long_run_args(tiny_cache, runs_dir, name) -> list:
     return tiny_train_args(tiny_cache, runs_dir, name) + ["--set", "train.epochs=100000"]
 
