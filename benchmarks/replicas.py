@@ -1,15 +1,18 @@
 """Replicas in one compiled program vs one run after another.
 
     python benchmarks/replicas.py --cache-dir .cache/data [--seeds 8] [--epochs 2]
-    python benchmarks/replicas.py --cache-dir .cache/data --throughput 1,8,64 [--epochs 3]
+    python benchmarks/replicas.py --cache-dir .cache/data --throughput 1,8,64 [--epochs 3] [--config FILE]
+        [--rounds N]
 
 Default: `--seeds` runs of bmnist_mlp for `--epochs` epochs, first as a shell loop would
 start them (one `vae train` process per seed, one after another), then as one
 `vae train --seeds 0-N` process; prints the wall time of each whole and their ratio.
 
 `--throughput R1,R2,...`: in one process, the steady epoch time of a program of R replicas
-(compile excluded, median over epochs 2..E) and seed-epochs per second. One JSON line
-each; nothing is asserted.
+(compile excluded, median over epochs 2..E), its ratio to one replica's, and seed-epochs
+per second; with `--rounds N` the replica counts alternate N times (R1, R2, ..., R1, R2,
+...), so that each ratio compares times measured side by side. One JSON line each; nothing
+is asserted.
 """
 from __future__ import annotations
 
@@ -44,15 +47,16 @@ def sequential_vs_program(cache: str, data: str, seeds: int, epochs: int) -> dic
             "ratio_program_over_sequential": round(one / sum(each), 3)}
 
 
-def throughput(cache: str, data: str, replicas: list[int], epochs: int) -> list[dict]:
+def throughput(cache: str, data: str, replicas: list[int], epochs: int, config_file: Path = CONFIG,
+               rounds: int = 1) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     import statistics
 
     from vaecli import config, metrics, train
 
-    out = []
-    for n in replicas:
-        cfg = config.load(CONFIG, [f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+    out, single = [], None
+    for n in replicas * rounds:
+        cfg = config.load(config_file, [f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
                                    f"eval.every_epochs={epochs}", f"checkpoint.every_epochs={epochs}",
                                    "log.progress=none", "log.tensorboard=false"])
         cfgs = [config.replace(cfg, seed=s) for s in range(n)]
@@ -61,7 +65,10 @@ def throughput(cache: str, data: str, replicas: list[int], epochs: int) -> list[
             recs = [r for r in metrics.read(paths[0]) if r["split"] == "train"]
             epoch_s = statistics.median(r["epoch_s"] for r in recs[1:])
             compile_s = json.loads((paths[0] / "summary.json").read_text())["compile_s"]
-        out.append({"replicas": n, "epoch_s": round(epoch_s, 4), "per_seed_epoch_s": round(epoch_s / n, 5),
+        single = epoch_s if n == 1 else single
+        out.append({"config": config_file.stem, "replicas": n, "epoch_s": round(epoch_s, 4),
+                    "over_one_replica": round(epoch_s / single, 3) if single else None,
+                    "per_seed_epoch_s": round(epoch_s / n, 5),
                     "seed_epochs_per_s": round(n / epoch_s, 2), "compile_s": round(compile_s, 2)})
         print(json.dumps(out[-1]), flush=True)
     return out
@@ -74,9 +81,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--throughput", default=None, help="replica counts, e.g. 1,8,64")
+    ap.add_argument("--config", type=Path, default=CONFIG, help="config of --throughput (default bmnist_mlp)")
+    ap.add_argument("--rounds", type=int, default=1, help="--throughput: alternate the replica counts N times")
     args = ap.parse_args()
     if args.throughput:
-        throughput(args.cache_dir, args.data, [int(x) for x in args.throughput.split(",")], max(args.epochs, 3))
+        throughput(args.cache_dir, args.data, [int(x) for x in args.throughput.split(",")], max(args.epochs, 3),
+                   args.config.resolve(), args.rounds)
     else:
         print(json.dumps(sequential_vs_program(args.cache_dir, args.data, args.seeds, args.epochs)))
 
