@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaecli import models, objectives
-from vaecli.epoch import MATMUL_PRECISION
+from vaecli.compiled.epoch import MATMUL_PRECISION
 from vaecli.config import Config
+from vaecli.models import objectives, vae as models
 
 
 def make_bare_epoch(cfg: Config, split, n_train: int | None = None):

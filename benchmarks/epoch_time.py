@@ -36,7 +36,9 @@ def vaecli_epoch(data: str, epochs: int, cache_dir: str, overrides: tuple[str, .
     code = f"""
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
-from vaecli import config, metrics, train
+from vaecli import config
+from vaecli.rundir import metrics
+from vaecli.training import start as train
 cfg = config.load({str(ROOT / 'configs' / 'bmnist_mlp.yaml')!r}, {sets!r})
 import tempfile
 with tempfile.TemporaryDirectory() as d:

@@ -1,11 +1,11 @@
-"""The GPU checks of the first-run issue, in one script for one device call.
+"""The checks a GPU machine runs, in one script for one device call.
 
     python benchmarks/gpu_check.py --cache-dir .cache/data --reference .gpu/reference_epoch.py --out $OUT
     python benchmarks/gpu_check.py --cache-dir .cache/data --reference .gpu/reference_epoch.py --out $OUT \
-        --only steps [--rounds 5]      # issue 12: the per-step table alone (a few minutes)
+        --only steps [--rounds 5]      # the per-step table alone (a few minutes)
 
 Needs only vaecli's data cache (no TensorFlow/TFDS: GPU machines have none). It
-0. (issue 12) times vaecli's compiled epoch per step next to the bare fused loop and the
+0. times vaecli's compiled epoch per step next to the bare fused loop and the
    reference's loop (benchmarks/step_overhead.py) for bmnist_mlp (a whole epoch per
    measurement, so its per-epoch time too) and the IWAE-paper network at K=1 and K=50, once
    per train.precision and once per candidate XLA flag set (each in a fresh process: XLA
@@ -90,7 +90,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", required=True)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--only", choices=["steps", "rest"], default=None,
-                    help="steps: check 0 alone (issue 12's per-step table); rest: checks 1-2 alone")
+                    help="steps: check 0 alone (the per-step table); rest: checks 1-2 alone")
     args = ap.parse_args()
     out = Path(args.out)
     if args.only != "rest":

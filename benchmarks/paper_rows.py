@@ -41,7 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from vaecli import config as config_lib, files, runs, stops  # noqa: E402  (no JAX at import)
+from vaecli import clock, config as config_lib, files  # noqa: E402  (no JAX at import)
+from vaecli.rundir import layout as runs  # noqa: E402
+from vaecli.training import stops  # noqa: E402
 from vaecli.errors import AlreadyDone, Paused, VaeError  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -77,7 +79,7 @@ def _runs_in(folder: Path) -> list[Path]:
 def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: list[str], limit_s: float | None,
               clock_start: float, log) -> str:
     """Train (or resume) the runs of one config in `folder`: 'done' or 'paused'."""
-    from vaecli import launch, resume as resume_lib
+    from vaecli.training import launch, resume as resume_lib
 
     limit = None if limit_s is None else f"{max(0.0, limit_s):.3f}s"
     existing = _runs_in(folder)
@@ -107,8 +109,8 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
     import jax
 
     import vaecli
-    from vaecli import state as state_lib
-    from vaecli.evaluate import evaluate
+    from vaecli.evaluation.elbo import evaluate
+    from vaecli.rundir import restore
 
     summary = runs.read_json(run_path / "summary.json") or {}
     if summary.get("status") != "completed":
@@ -116,7 +118,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
     run = runs.open_run(run_path)
     out = results / f"{config_file.stem}-seed{run.config.seed}.json"
     previous = runs.read_json(out) if out.exists() else None
-    step_name = state_lib.default_step(run_path)
+    step_name = restore.default_step(run_path)
     if previous and previous.get("run") == str(run_path) and previous.get("samples") == samples:
         return previous  # this run's checkpoint is measured already
     t = time.perf_counter()
@@ -134,7 +136,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
         "eval_s": res["timing"]["eval_s"], "eval_total_s": time.perf_counter() - t,
         "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
         "device_count": jax.device_count(), "jax_version": jax.__version__, "vaecli_version": vaecli.__version__,
-        "date": runs.utc_now().date().isoformat(), "split": "test", "samples": samples,
+        "date": clock.utc_now().date().isoformat(), "split": "test", "samples": samples,
         "nll": res["nll"], "nll_stderr": res["log_likelihood_stderr"], "log_likelihood": res["log_likelihood"],
         "elbo": res["elbo"], "active_units": res["active_units"], "latent_dim": res["latent_dim"],
     }
@@ -198,7 +200,7 @@ def _compile_cache() -> None:
     loads the programs the first one compiled."""
     import os
 
-    from vaecli import compile_cache
+    from vaecli.compiled import cache as compile_cache
 
     setting = os.environ.get("VAECLI_COMPILE_CACHE")
     if setting and setting.strip().lower() == "off":
@@ -208,7 +210,7 @@ def _compile_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    clock_start = stops.now() - stops.process_age()
+    clock_start = clock.now() - clock.process_age()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("configs", nargs="*", type=Path, help="paper configs (configs/paper/*.yaml)")
     p.add_argument("--seeds", help="seeds trained as replicas of one program, e.g. 0-3 (default: the config's)")
@@ -234,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give one or more paper configs, or --table")
     _compile_cache()
     try:
-        limit_s = None if args.time_limit is None else stops.parse_duration(args.time_limit)
-        reserve_s = stops.parse_duration(args.eval_reserve)
+        limit_s = None if args.time_limit is None else clock.parse_duration(args.time_limit)
+        reserve_s = clock.parse_duration(args.eval_reserve)
     except ValueError as e:
         p.error(f"{e}: write a duration like 9m30s, 2h or 90s")
     try:

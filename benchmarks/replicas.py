@@ -52,7 +52,9 @@ def throughput(cache: str, data: str, replicas: list[int], epochs: int, config_f
     sys.path.insert(0, str(ROOT))
     import statistics
 
-    from vaecli import config, metrics, train
+    from vaecli import config
+    from vaecli.rundir import metrics
+    from vaecli.training import start as train
 
     out, single = [], None
     for n in replicas * rounds:

@@ -10,7 +10,7 @@ fine) it builds, on the same data and the same network:
   reference  ../shared/bench/reference_epoch.py's way: one jitted step per batch, batches sliced
              and copied from the host. For bmnist_mlp its own network and loss (imported from the
              file); for other configs the same pattern around vaecli's network and objective;
-  before     (with --before REV) vaecli's epoch.py and state.py as they were at git revision REV,
+  before     (with --before REV) vaecli's compiled/epoch.py and state.py as at git revision REV,
              loaded beside the current ones, so a cure is measured against its absence in one run.
 Then it runs one measurement of each, alternating, `--rounds` times (compilation and one warm-up
 call excluded) and prints, per config, the median time per step of each and the ratios
@@ -43,7 +43,8 @@ REFERENCE = ROOT.parent / "shared" / "bench" / "reference_epoch.py"
 DEFAULT_CONFIGS = "configs/bmnist_mlp.yaml=390,configs/paper/iwae_vae_k1.yaml=2500,configs/paper/iwae_k50.yaml=500"
 
 from bare_loop import make_bare_epoch  # noqa: E402
-from vaecli import config as config_lib, data, objectives  # noqa: E402
+from vaecli import config as config_lib, data  # noqa: E402
+from vaecli.models import objectives  # noqa: E402
 
 
 def load_file(path: Path, name: str):
@@ -56,11 +57,11 @@ def load_file(path: Path, name: str):
 def vaecli_modules(rev: str | None, tmp: Path):
     """(state module, epoch module): the current ones, or those of git revision `rev`."""
     if rev is None:
-        from vaecli import epoch, state
+        from vaecli.compiled import epoch, state
         return state, epoch
     mods = []
     for name in ("state", "epoch"):
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:vaecli/{name}.py"], check=True,
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:vaecli/compiled/{name}.py"], check=True,
                              capture_output=True, text=True).stdout
         (tmp / f"before_{name}.py").write_text(src)
         mods.append(load_file(tmp / f"before_{name}.py", f"vaecli_before_{name}"))
@@ -114,7 +115,7 @@ class Reference:
         if ref_module is not None:  # the reference's own network and loss
             params, loss_fn = ref_module.init(jax.random.key(0)), ref_module.negative_elbo
         else:
-            from vaecli import models
+            from vaecli.models import vae as models
             fn = models.functional(cfg.model, split.image_shape, cfg.seed, train=(split.flat, split.scale))
             obj = cfg.objective
             params = fn.params

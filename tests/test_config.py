@@ -237,7 +237,8 @@ def test_replace_validates_and_leaves_the_original_alone():
 @pytest.mark.parametrize("key, registry", [("model.kind", "MODEL_KINDS"), ("model.likelihood", "LIKELIHOODS"),
                                            ("model.prior", "PRIORS"), ("objective.name", "OBJECTIVES")])
 def test_choice_names_come_from_the_registries(key, registry, monkeypatch):
-    from vaecli import choices, objectives
+    from vaecli import registry as choices
+    from vaecli.models import objectives
 
     names = getattr(choices, registry, None) or getattr(objectives, registry)
     err = _config_error(overrides=[f"{key}=nope"])

@@ -9,12 +9,20 @@ import time
 
 import numpy as np
 import pytest
+from helpers import (
+    CONFIG,
+    ENV,
+    ROOT,
+    TINY,
+    assert_error,
+    run_folders,
+    train_and_eval,
+    vae_inproc,
+)
 
 from vaecli import config, data
+from vaecli.data import tfds_source
 from vaecli.errors import DataError
-
-from test_cli import CONFIG, assert_error, run_folders, vae_inproc
-from test_zoo import _train_and_eval
 
 
 def _cfg(**data_keys) -> config.DataConfig:
@@ -80,7 +88,7 @@ def test_unknown_split_and_damaged_cache(tmp_path):
 
 @pytest.mark.tensorflow
 def test_offline_without_files_fails_fast_with_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: False)
     cfg = _cfg(dataset="binarized_mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds")
     with pytest.raises(DataError, match="data.manual_dir"):
         data.load_split(cfg, "train")
@@ -101,7 +109,7 @@ def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
     """Another TFDS dataset (mnist, grayscale with labels) through the real TFDS code path."""
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: True)  # mock_data downloads nothing
     cfg = _cfg(dataset="mnist", cache_dir=tmp_path / "c", data_dir=tmp_path / "tfds", binarize="dynamic")
     with tfds.testing.mock_data(num_examples=60):
         train = data.load_split(cfg, "train")
@@ -171,7 +179,7 @@ def test_cached_data_loads_without_tensorflow(bmnist_cache):
 
 
 def test_vae_data_list_shows_the_tiny_cache(tiny_cache):
-    from test_cli import vae_inproc
+    from helpers import vae_inproc
 
     out = vae_inproc("data", "list", "--cache-dir", tiny_cache, "--json")
     assert out.code == 0, out.stderr
@@ -190,10 +198,9 @@ def test_vae_data_list_shows_the_tiny_cache(tiny_cache):
 def test_vae_data_prepare_then_list(tmp_path, monkeypatch):
     """`vae data prepare` through TFDS's real code path (mnist under tfds.testing.mock_data)."""
     import tensorflow_datasets as tfds
+    from helpers import vae_inproc
 
-    from test_cli import vae_inproc
-
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: True)  # mock_data downloads nothing
     with tfds.testing.mock_data(num_examples=30):
         out = vae_inproc("data", "prepare", "mnist", "--cache-dir", tmp_path / "c", "--data-dir", tmp_path / "tfds")
     assert out.code == 0, out.stderr
@@ -207,7 +214,7 @@ def test_vae_data_prepare_then_list(tmp_path, monkeypatch):
 
 @pytest.mark.tensorflow
 def test_vae_data_prepare_bad_input_writes_nothing(tmp_path):
-    from test_cli import assert_error, vae_inproc
+    from helpers import assert_error, vae_inproc
 
     dirs = ["--cache-dir", tmp_path / "c", "--data-dir", tmp_path / "tfds"]
     assert_error(vae_inproc("data", "prepare", "no_such_dataset_xyz", *dirs), 1, "unknown dataset",
@@ -266,7 +273,7 @@ def test_offline_without_data_fails_fast_naming_manual_dir(tmp_path, offline):
 def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: True)  # mock_data downloads nothing
     cfg = config.load(None, [f"data.dataset={dataset}", f"data.cache_dir={tmp_path / 'c'}",
                              f"data.data_dir={tmp_path / 'tfds'}", "data.val_size=16", "model.hidden=[16]",
                              "model.latent_dim=4", "train.epochs=1", "train.batch_size=16", "eval.grid=4",
@@ -274,7 +281,7 @@ def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, m
     with tfds.testing.mock_data(num_examples=64):
         split = data.load_split(cfg.data, "train")
     assert split.image_shape == shape
-    path, _, res = _train_and_eval(cfg, tmp_path, dataset)
+    path, _, res = train_and_eval(cfg, tmp_path, dataset)
     meta = json.loads((path / "meta.json").read_text())["data"]
     assert meta["image_shape"] == list(shape)
     # both likelihoods here are discrete (gaussian's null bits/dim: test_each_choice_trains_and_evaluates):
@@ -282,3 +289,16 @@ def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, m
     # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel
     lo, hi = (7.9, 11) if dataset == "cifar10" else (0.3, 1.5)
     assert lo < res["bits_per_dim"] < hi
+
+
+def test_the_tiny_cache_loads_without_tensorflow(tiny_cache):
+    """A GPU machine has no TensorFlow: loading a prepared dataset from the cache never
+    imports it (here importing it would fail)."""
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None\n"
+            "from vaecli import config, data\n"
+            f"cfg = config.load(None, ['data.dataset={TINY}', 'data.cache_dir={tiny_cache}'])\n"
+            "s = data.load_split(cfg.data, 'test')\n"
+            "assert len(s) == 128 and 'tensorflow' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr

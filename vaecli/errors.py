@@ -87,7 +87,7 @@ def storage_error(e: OSError, what=None, then: str = "", verb: str | None = "wri
 
 class Paused(VaeError):
     """Training stopped at its time limit (`train.time_limit`) after saving a checkpoint:
-    not a failure; `vae train` prints the run folders and exits 3 (`vaecli.stops.EXIT_PAUSED`)
+    not a failure; `vae train` prints the run folders and exits 3 (`vaecli.training.stops.EXIT_PAUSED`)
     so a requeue script can tell "continue me" from done (0) and failed (1)."""
 
     exit_code = 3

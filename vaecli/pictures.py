@@ -1,4 +1,8 @@
-"""Image grids as PNG files (Pillow), with a title strip naming what the grid shows."""
+"""Every picture vaecli writes, drawn here: image grids as PNG files (Pillow) with a title
+strip naming what they show, the layouts of those grids, and matplotlib figures (the object
+API on the Agg backend: no pyplot state, no display) for scatters and curves. Files are
+written atomically (vaecli.files): a full disk leaves no half PNG. No JAX here.
+"""
 from __future__ import annotations
 
 import math
@@ -58,3 +62,47 @@ def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_with(path, lambda f: img.save(f, format="PNG"))  # a full disk leaves no half PNG
     return path
+
+
+def blank_pad(images: np.ndarray, cols: int) -> np.ndarray:
+    """Pad (N, ...) with all-NaN tiles (drawn blank) to whole rows of `cols`."""
+    missing = -len(images) % cols
+    return np.concatenate([images, np.full((missing, *images.shape[1:]), np.nan, np.float32)])
+
+
+def pairs_layout(x: np.ndarray, recon: np.ndarray) -> dict:
+    """Tiles of blocks of (up to) 8 columns: a row of data over the row of their reconstructions."""
+    cols = min(len(x), 8)
+    top, bottom = blank_pad(x, cols), blank_pad(recon, cols)
+    rows = len(top) // cols
+    tiles = np.stack([top.reshape(rows, cols, *x.shape[1:]), bottom.reshape(rows, cols, *x.shape[1:])], 1)
+    return {"tiles": tiles.reshape(-1, *x.shape[1:]), "cols": cols}
+
+
+def figure(**kwargs):
+    """A matplotlib Figure of the object API: no pyplot state, no display needed."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def save_figure(fig, path: Path, dpi: int | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.write_with(path, lambda f: fig.savefig(f, format="png", dpi=dpi or "figure"))
+    return path
+
+
+def save_scatter(points, labels, axes, path: Path, title: str) -> Path:
+    """Points (N, 2), coloured by integer `labels` when given, with axis names `axes`."""
+    fig = figure(figsize=(6, 6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue", linewidths=0)
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.6, c=labels, cmap="tab10", linewidths=0)
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(title.replace(": ", "\n", 1), fontsize=9)
+    return save_figure(fig, path)

@@ -1,0 +1,124 @@
+"""`vae train` and `vae tune`: new runs, resumed runs, replicas, searches."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vaecli.cli.app import JsonOpt, app, complete_set
+from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.config import REPLICA_KEYS, RESUMABLE, summarize
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key: --set optim.lr=3e-4 (repeatable; values are YAML).",
+        autocompletion=complete_set)] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: the config file's stem).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders are created (default: runs).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
+                         f"(--set may change only {summarize(RESUMABLE)}).")] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time-limit", metavar="DURATION",
+        help="Stop at the last epoch boundary that fits in DURATION (9m30s, 2h, 90s; counted from the start of the "
+             "process), save a checkpoint, mark the run 'paused' and exit 3; --resume continues it. "
+             "Same as --set train.time_limit=DURATION.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="Train these seeds as replicas of one compiled program: 0-7, 1,3,5.")] = None,
+    sweep: Annotated[Optional[list[str]], typer.Option(
+        "--sweep", help="Replicas over values: --sweep optim.lr=1e-3,3e-4 (repeatable, cartesian product; "
+                        f"{', '.join(REPLICA_KEYS)}).")] = None,
+    max_replicas: Annotated[int, typer.Option(
+        "--max-replicas-per-program", help="Split the replicas into programs of at most this many.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (run folders and their "
+                                                          "summaries) on stdout, nothing else.")] = False,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="Join a multi-process job (jax.distributed: Slurm/Open MPI/TPU detected, or "
+                              "VAECLI_COORDINATOR, VAECLI_NUM_PROCESSES, VAECLI_PROCESS_ID); process 0 writes.")] = False,
+):
+    """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
+
+    def report(paths):
+        if distributed:
+            from vaecli.compiled import devices
+
+            if not devices.is_primary():
+                return  # one answer per job, from process 0
+        if as_json:
+            from vaecli.rundir.layout import read_json
+
+            summaries = [{"run": str(p), "summary": read_json(Path(p) / "summary.json") or {}} for p in paths]
+            typer.echo(json.dumps({"runs": summaries}, indent=2))
+        else:
+            for p in paths:
+                typer.echo(str(p))
+
+    def go():
+        if distributed:
+            from vaecli.compiled import devices
+
+            devices.distributed_init()  # before any other JAX call
+        from vaecli import clock
+        from vaecli.training.launch import train_command
+
+        started = clock.now() - clock.process_age()  # --time-limit counts the whole command
+        result = train_command(config=config, overrides=set_ or [], name=name, runs_dir=runs_dir, resume=resume,
+                               seeds=seeds, sweeps=sweep or [], max_replicas=max_replicas, argv=sys.argv,
+                               time_limit=time_limit, clock_start=started, before_compute=_use_compile_cache)
+        if result.notice:
+            typer.secho(result.notice, err=True, fg=typer.colors.YELLOW if result.exit_code else None)
+        report(result.paths)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)  # 3: paused by --time-limit (vaecli.training.stops.EXIT_PAUSED)
+
+    _run(go)
+
+
+@app.command()
+def tune(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file of every trial.")] = None,
+    space: Annotated[Optional[list[str]], typer.Option(
+        "--space", help="A searched key (repeatable): KEY=log:LOW:HIGH (log-uniform), KEY=LOW:HIGH (uniform; "
+                        f"integers for an integer key), KEY=a,b,c (one of). Keys: {', '.join(REPLICA_KEYS)}.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config key of every trial: --set train.epochs=3 (repeatable).")] = None,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", help="Trials in the study (default 16; with --resume: raise the budget).")] = None,
+    replicas: Annotated[int, typer.Option(
+        "--replicas", help="Trials trained at once, as replicas of one compiled program.")] = 8,
+    pruner: Annotated[str, typer.Option(
+        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none.")] = "median",
+    name: Annotated[Optional[str], typer.Option(help="Study name (default: <config stem>-tune).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the study folder is created "
+                                                                        "(default: runs).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue this study folder: trials left running go on from their checkpoints, "
+                         "finished ones are never repeated.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Search hyperparameters with Optuna; trials train side by side in one compiled program.
+    Prints the study folder (summary.json, search.png, trials/ of ordinary run folders)."""
+
+    def go():
+        from vaecli.tune.launch import tune_command
+
+        summary = tune_command(config=config, overrides=set_ or [], spaces=space or [], trials=trials,
+                               replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
+                               argv=sys.argv, before_compute=_use_compile_cache)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        best = summary.get("best")
+        if best:
+            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+            typer.echo(f"best: trial {best['trial']} validation ELBO {best['validation_elbo']:.2f} ({params})",
+                       err=True)
+        typer.echo(summary["study"])
+
+    _run(go)

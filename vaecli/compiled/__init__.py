@@ -1,0 +1,10 @@
+"""What XLA runs, and where: programs compiled once and driven from the host.
+
+    optimizer      optax chain of `optim.*`
+    state          the training state pytree (params, optimizer, step, key), from a config
+    epoch          one compiled epoch of training steps (`lax.scan`), data on the device
+    estimator      the ELBO and the importance-sampled log p(x), chunked over K
+    encode_decode  a model's encoder, decoder and prior sampler as compiled programs
+    devices        the data-parallel mesh, multi-process jobs, host copies
+    cache          compiled programs kept in memory, and JAX's persistent cache on disk
+"""

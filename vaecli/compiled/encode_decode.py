@@ -1,0 +1,56 @@
+"""A trained model's encoder, decoder and prior sampler as compiled programs on host arrays:
+what pictures, `vae sample` and the Python API call.
+
+The jitted functions are built once per model (keyed by its Functional's key, in
+vaecli.compiled.cache), so pictures drawn at every evaluation compile once; each compiles
+once per input shape. The encoder runs over batches of ENCODE_BATCH images (`lax.map`), so
+a whole split never sits in one activation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vaecli.compiled import cache
+
+ENCODE_BATCH = 1000
+
+
+def _compiled(fn):
+    # a Functional without a key is its own (the entry holds it, so its id is not reused)
+    return cache.get(cache.key("pictures", fn) or ("pictures", fn), lambda: _jitted(fn))
+
+
+def _jitted(fn):
+    import jax
+
+    decode = jax.jit(lambda p, z: fn.bind(p).mean_image(z))
+    generate = jax.jit(lambda p, key, n: fn.bind(p).generate(key, n), static_argnums=2)
+    encode = jax.jit(lambda p, x: jax.lax.map(lambda xb: fn.bind(p).encoder(xb), x))
+    return decode, generate, encode
+
+
+class CompiledModel:
+    """Compiled encode/decode/generate of a model `fn` (a models.vae.Functional) at `params`."""
+
+    def __init__(self, fn, params, image_shape):
+        self.params, self.image_shape = params, tuple(image_shape)
+        self._decode, self._generate, self._encode = _compiled(fn)
+
+    def decode(self, z) -> np.ndarray:
+        """z (..., latent) -> mean images E[x|z] (..., H, W, C)."""
+        z = np.asarray(z, np.float32)
+        flat = np.asarray(self._decode(self.params, z.reshape(-1, z.shape[-1])))
+        return flat.reshape(*z.shape[:-1], *self.image_shape)
+
+    def generate(self, key, n: int) -> np.ndarray:
+        """n mean images of prior draws from the JAX key `key`."""
+        flat = np.asarray(self._generate(self.params, key, n))
+        return flat.reshape(n, *self.image_shape)
+
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, C) floats -> encoder (mean, logvar), each (N, latent)."""
+        from vaecli.compiled.estimator import batch_split
+
+        batches, n = batch_split(np.asarray(x, np.float32), ENCODE_BATCH)
+        mean, logvar = self._encode(self.params, batches)
+        return tuple(np.asarray(a).reshape(-1, a.shape[-1])[:n] for a in (mean, logvar))

@@ -1,0 +1,144 @@
+"""A raw mapping (YAML, overrides applied) -> one frozen, typed, checked Config.
+
+Unknown keys, wrong types and impossible values raise `ConfigError` naming the dotted
+key, before anything is written anywhere; then the checks that involve several keys, and
+the objective's own (vaecli.registry).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any, Literal
+
+from vaecli import registry
+from vaecli.config.schema import Config
+from vaecli.errors import ConfigError
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Return `value` as type `tp`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not one of {_type_name(tp)}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a {_type_name(tp)}, got {value!r}")
+        inner = typing.get_args(tp)[0]
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        # YAML 1.1 reads `1e-3` (no dot) as a string; accept any number spelled as one.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value)
+            except ValueError:
+                out = None
+        else:
+            out = None
+        if out is not None and math.isfinite(out):
+            return out
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls, raw: Any, prefix: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "the config"
+        raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields), key=str)
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"unknown config key '{key}' (valid here: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, raw.get(name), key + ".")
+            continue
+        if name not in raw:
+            continue
+        value = _coerce(raw[name], tp, key)
+        registry = f.metadata.get("one_of")
+        if registry is not None and value not in registry:
+            raise ConfigError(f"{key}: {value!r} is not one of {' | '.join(repr(k) for k in registry)}")
+        check = f.metadata.get("check")
+        if check and value is not None and not check[0](value):
+            raise ConfigError(f"{key}: {raw[name]!r} {check[1]}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config) -> None:
+    m = cfg.model
+
+
+    if not m.hidden:
+        raise ConfigError("model.hidden: the encoder needs at least one hidden width, e.g. [500]")
+    if not registry.MODEL_KINDS[m.kind].dense and m.activation == "gated":
+        raise ConfigError(f"model.activation: 'gated' applies to dense layers only; model.kind={m.kind} needs an "
+                          "elementwise activation (relu, tanh, elu, gelu, softplus, swish)")
+    if m.latent_dim2 is not None and not m.hidden2:
+        raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
+    if m.latent_dim2 is not None and not registry.PRIORS[m.prior].standard_normal:
+        raise ConfigError("model.prior: the two-stochastic-layer model has a standard-normal top prior; "
+                          "set model.prior=normal or model.latent_dim2=null")
+    registry.objective(cfg).check(cfg)
+
+
+
+
+def _stop_checks(cfg: Config) -> None:
+    t = cfg.train
+    if not t.patience:
+        return
+    # "Without validation": too few validations in the run for `patience` of them to follow
+    # a best one, so early stopping could never happen.
+    validations = t.epochs // cfg.eval.every_epochs
+    if validations <= t.patience:
+        more = ", validate more often (eval.every_epochs)" if cfg.eval.every_epochs > 1 else ""
+        raise ConfigError(f"train.patience: {t.patience} validations without improvement cannot happen in a run that "
+                          f"validates {validations} times (train.epochs={t.epochs}, eval.every_epochs="
+                          f"{cfg.eval.every_epochs}); set train.patience below {max(validations, 1)}{more} "
+                          f"or train.patience=0 (off)")
+    if not cfg.checkpoint.keep_best:
+        raise ConfigError("train.patience: early stopping keeps the best checkpoint; set checkpoint.keep_best=true")
+
+
+def from_dict(raw: Any) -> Config:
+    cfg = _build(Config, raw, "")
+    _cross_checks(cfg)
+    _stop_checks(cfg)
+    return cfg

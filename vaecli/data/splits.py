@@ -1,0 +1,141 @@
+"""TFDS name -> the logical splits as uint8 arrays on the host, binarized as the config asks.
+
+A dataset is prepared through TFDS once (vaecli.data.tfds_source), then read from vaecli's
+own cache (vaecli.data.cache). Logical splits: `train`, `validation`, `test`. When the
+dataset has no `validation` split, the last `data.val_size` training images are held out
+as validation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from vaecli.config import DataConfig
+from vaecli.data import cache
+from vaecli.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+STATIC_BINARIZATION_SEED = 0  # fixed: a statically binarized grayscale set is the same everywhere
+
+
+def check_split(split: str, flag: str | None = None) -> None:
+    """The one check of a split name: UsageError naming the command-line `flag` when given
+    (`--split`), else DataError."""
+    if split in SPLITS:
+        return
+    if flag is not None:
+        from vaecli.errors import UsageError
+
+        raise UsageError(f"{flag} {split!r}: choose one of {', '.join(SPLITS)}")
+    raise DataError(f"unknown split '{split}' (choose one of {', '.join(SPLITS)})")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One logical split on the host. `images` is uint8 (N, H, W, C)."""
+
+    name: str
+    images: np.ndarray
+    labels: Optional[np.ndarray]
+    scale: int  # 1 if `images` are 0/1, 255 if grayscale: pixel probability = images / scale
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def flat(self) -> np.ndarray:
+        """(N, H·W·C): the layout models and the device-resident copy use."""
+        return self.images.reshape(len(self.images), -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+
+def prepare(cfg: DataConfig) -> dict:
+    """Make sure the dataset is in vaecli's cache; return the cache index."""
+    folder = cache.cache_folder(cfg)
+    index = cache.read_index(folder)
+    if index is None:
+        from vaecli.data import tfds_source  # TensorFlow only when the cache lacks the dataset
+
+        cache.write_cache(folder, tfds_source.prepare(cfg), dataset=cfg.dataset)
+        index = cache.read_index(folder)
+    return index
+
+
+def _binarize_static(images: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(STATIC_BINARIZATION_SEED)
+    return (rng.random(images.shape, dtype=np.float32) * 255 < images).astype(np.uint8)
+
+
+def load_split(cfg: DataConfig, split: str) -> Split:
+    """One logical split as uint8 arrays, binarized as `data.binarize` asks.
+
+    `static`: binary datasets as they are; grayscale ones sampled once with a fixed seed.
+    `dynamic`: the training split stays grayscale (resampled on the device every step);
+    validation/test are binarized statically so evaluation numbers are reproducible.
+    `none`: pixel intensities in [0, 1] as Bernoulli means (the "continuous" convention).
+    """
+    check_split(split)
+    index = prepare(cfg)
+    folder = cache.cache_folder(cfg)
+    available = index["splits"]
+    holdout = "validation" not in available
+    source = "train" if split == "validation" and holdout else split
+    if source not in available:
+        raise DataError(f"dataset '{cfg.dataset}' has no '{source}' split (it has {', '.join(available)})")
+    images, labels = cache.read_split(folder, source)
+    if holdout and source == "train":
+        if cfg.val_size >= len(images):
+            raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
+                            f"('{cfg.dataset}' train has {len(images)}); lower it")
+        cut = len(images) - cfg.val_size
+        sl = slice(cut, None) if split == "validation" else slice(None, cut)
+        images, labels = images[sl], (labels[sl] if labels is not None else None)
+    binary = bool(available[source]["binary"])
+    if binary:
+        return Split(split, images, labels, scale=1)
+    if cfg.binarize == "static" or (cfg.binarize == "dynamic" and split != "train"):
+        return Split(split, _binarize_static(images), labels, scale=1)
+    return Split(split, images, labels, scale=255)
+
+
+# Datasets whose training split is known without preparing them: (image shape, images in
+# TFDS's train split, has a validation split, binary). `vae show` uses it for a config whose
+# data is not in the cache yet; anything else must be prepared first.
+KNOWN = {
+    "binarized_mnist": ((28, 28, 1), 50000, True, True),
+    "mnist": ((28, 28, 1), 60000, False, False),
+    "fashion_mnist": ((28, 28, 1), 60000, False, False),
+    "kmnist": ((28, 28, 1), 60000, False, False),
+    "cifar10": ((32, 32, 3), 50000, False, False),
+}
+
+
+def describe_train(cfg: DataConfig) -> dict:
+    """What the training split will be, without reading any images: image shape, number of
+    images, pixel scale, and where that came from (the cache index, else `KNOWN`)."""
+    folder = cache.cache_folder(cfg)
+    index = cache.read_index(folder)
+    if index is not None and "train" in index["splits"]:
+        info = index["splits"]["train"]
+        shape, n, binary = tuple(info["shape"]), info["num_examples"], info["binary"]
+        has_val = "validation" in index["splits"]
+        source = f"data cache {folder}"
+    elif cfg.dataset in KNOWN:
+        shape, n, has_val, binary = KNOWN[cfg.dataset]
+        source = f"vaecli's table of known datasets ({cfg.dataset} is not in the cache {folder} yet)"
+    else:
+        raise DataError(f"dataset '{cfg.dataset}' is not in the cache {folder} and its image shape is not known "
+                        f"here: run `vae data prepare {cfg.dataset}` first (or set data.cache_dir)")
+    if not has_val:
+        if cfg.val_size >= n:
+            raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
+                            f"('{cfg.dataset}' train has {n}); lower it")
+        n -= cfg.val_size
+    scale = 1 if binary or cfg.binarize == "static" else 255
+    return {"image_shape": shape, "num_train": n, "scale": scale, "source": source}

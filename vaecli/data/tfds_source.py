@@ -1,0 +1,108 @@
+"""Preparing a dataset through TensorFlow Datasets, once: its `data_dir` and `manual_dir`
+honoured, TensorFlow kept off the GPU, a missing network reported at once. Imported only
+when a dataset is not in vaecli's cache yet.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from vaecli.config import DataConfig
+from vaecli.data.cache import cache_folder
+from vaecli.errors import DataError
+
+SPLITS = ("train", "validation", "test")  # asked for when a builder records none
+
+
+def network_available(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_message(cfg: DataConfig, detail: str = "") -> str:
+    return (f"cannot download dataset '{cfg.dataset}' (no network{detail}): put the files TFDS would "
+            f"download in a folder and pass --set data.manual_dir=PATH "
+            f"(e.g. --set data.manual_dir=../shared/data/binarized_mnist)")
+
+
+def prepare(cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Run TFDS's download_and_prepare once and return every split as numpy arrays."""
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"dataset '{cfg.dataset}' is not in vaecli's cache ({cache_folder(cfg)}) and "
+                        f"TensorFlow Datasets cannot be imported here ({e}); prepare it on a machine "
+                        f"with `pip install -e .` and copy the cache folder, or set data.cache_dir") from None
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow only reads files: it never takes the GPU
+    tfds.disable_progress_bar()
+
+    if cfg.manual_dir is not None and not Path(cfg.manual_dir).expanduser().is_dir():
+        raise DataError(f"data.manual_dir {cfg.manual_dir} is not a folder; pass the folder that holds "
+                        f"the downloaded files of '{cfg.dataset}'")
+    try:
+        builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
+    except Exception as e:  # TFDS raises DatasetNotFoundError and friends
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"unknown dataset '{cfg.dataset}': {first} (data.dataset takes a TFDS name, "
+                        f"e.g. binarized_mnist, mnist, fashion_mnist)") from None
+
+    image_keys = [k for k, f in builder.info.features.items() if isinstance(f, tfds.features.Image)]
+    if not image_keys:
+        raise DataError(f"dataset '{cfg.dataset}' has no image feature; vaecli trains on image datasets")
+    features = builder.info.features
+    label_feature = features["label"] if "label" in features.keys() else None
+    if not _is_prepared(builder):
+        _download_and_prepare(tfds, builder, cfg)
+    return _read_splits(tfds, builder, cfg, image_keys[0], isinstance(label_feature, tfds.features.ClassLabel))
+
+
+def _download_and_prepare(tfds, builder, cfg: DataConfig) -> None:
+    manual_has_files = cfg.manual_dir is not None and any(Path(cfg.manual_dir).expanduser().iterdir())
+    # TFDS retries a failed download for minutes; without a network, say so at once.
+    if not manual_has_files and not network_available():
+        raise DataError(_offline_message(cfg))
+    download_config = tfds.download.DownloadConfig(manual_dir=cfg.manual_dir, try_download_gcs=False)
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except Exception as e:
+        if not network_available():
+            raise DataError(_offline_message(cfg, ", and data.manual_dir lacks some files")) from None
+        raise DataError(f"TFDS could not prepare '{cfg.dataset}': {type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:300]}") from None
+
+
+def _read_splits(tfds, builder, cfg: DataConfig, image_key: str, has_labels: bool) -> dict:
+    out = {}
+    # Builders without recorded split metadata (e.g. under tfds.testing.mock_data) are asked
+    # for the usual split names.
+    names = [str(n) for n in builder.info.splits.keys()] or list(SPLITS)
+    for name in names:
+        try:
+            chunks = list(tfds.as_numpy(builder.as_dataset(split=name).batch(10_000)))
+        except (ValueError, KeyError):
+            if builder.info.splits:
+                raise
+            continue
+        arrays = {k: np.concatenate([c[k] for c in chunks]) for k in ([image_key] + ["label"] * has_labels)}
+        images = arrays[image_key]
+        if images.dtype != np.uint8:
+            raise DataError(f"dataset '{cfg.dataset}': images are {images.dtype}, expected uint8")
+        if images.ndim == 3:
+            images = images[..., None]
+        out[str(name)] = {"images": images,
+                          "labels": np.asarray(arrays["label"]) if has_labels else None}
+    return out
+
+
+def _is_prepared(builder) -> bool:
+    try:
+        return bool(builder.is_prepared())
+    except Exception:
+        return False
+

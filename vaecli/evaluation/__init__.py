@@ -1,0 +1,6 @@
+"""Looking at a trained run (from its folder alone).
+
+    elbo    `vae eval-elbo`: ELBO, importance-sampled log p(x) for each K, KL, active units
+    sample  `vae sample`: pictures of the model; modes: its registry of picture modes
+    curves  `vae plot`: training and validation curves from metrics.jsonl
+"""

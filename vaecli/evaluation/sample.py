@@ -1,0 +1,74 @@
+"""`vae sample`: pictures of a trained model, each a PNG (title: run, step, mode) with its
+array beside it as .npy, named `<mode>-step<S>-seed<s>[...]`. The modes are the registry
+vaecli.evaluation.modes.MODES. Which test images appear is drawn from `seed`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vaecli.errors import UsageError, storage_error
+from vaecli.evaluation.modes import MODES
+
+
+def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
+           out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
+           steps: int | None = None, raw_params: bool = False) -> dict:
+    """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` into
+    `out` (default RUN/samples); return their paths."""
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    entry = MODES[mode]
+    n = entry.n if n is None else n
+    if n is not None and n < 1:
+        raise UsageError(f"--n {n}: must be at least 1")
+    steps = entry.steps if steps is None else steps
+    if steps is not None and steps < 2:
+        raise UsageError(f"--steps {steps}: must be at least 2")
+    if not temperature > 0:
+        raise UsageError(f"--temperature {temperature}: must be > 0")
+    # here, not at import: the CLI's help stays quick
+    from vaecli import data, pictures, registry
+    from vaecli.compiled import state as state_lib
+    from vaecli.compiled.encode_decode import CompiledModel
+    from vaecli.rundir import layout, restore
+
+    data.check_split(split, "--split")
+    run = layout.open_run(run_path)
+    if mode == "manifold" and run.config.model.latent_dim != 2:
+        raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has model.latent_dim="
+                         f"{run.config.model.latent_dim} (use --mode traverse or --mode latents)")
+    fn, state, chosen, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
+    which = state_lib.params_kind(run.config, raw_params)  # "ema": the run's moving average of the parameters
+    model = CompiledModel(fn, state["params"], run.image_shape)
+    ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
+           "normal_prior": registry.standard_normal_prior(run.config.model),
+           "closed_form_kl": registry.closed_form_kl(run.config.model),
+           "split": lambda: data.load_split(run.config.data, split)}
+    array, draw, what = entry.draw(model, ctx, n, steps, temperature)
+
+    out_dir = Path(out) if out is not None else run.path / "samples"
+    stem = f"{mode}-step{chosen}-seed{seed}" + (f"-n{n}" if n else "") + (f"-steps{steps}" if steps else "") \
+        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "") \
+        + ("-raw" if which == "raw" and run.config.train.ema_decay > 0 else "")
+    title = f"{run.path.name} step {chosen}{' EMA' if which == 'ema' else ''} {mode}: {what}"
+    png = out_dir / f"{stem}.png"
+    npy = out_dir / f"{stem}.npy"
+    try:
+        if "scatter" in draw:
+            pictures.save_scatter(draw["scatter"], draw["labels"], draw["axes"], png, title)
+        else:
+            pictures.save_grid(draw["tiles"], png, title, cols=draw.get("cols"), row_labels=draw.get("row_labels"))
+        np.save(npy, array)
+        if draw.get("labels") is not None:
+            np.save(out_dir / f"{stem}-labels.npy", draw["labels"])
+    except OSError as e:  # a read-only run folder, a full disk
+        raise storage_error(e, then="write the pictures elsewhere with --out DIR") from e
+    result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
+              "shape": list(array.shape), "title": title, "params": which}
+    if "dims" in draw:  # traverse: which dimension each row sweeps, and the measure that ordered it
+        result.update({k: draw[k] for k in ("dims", "order_by", "dim_measure", "dim_kl") if k in draw})
+    if draw.get("labels") is not None:
+        result["labels_npy"] = str(out_dir / f"{stem}-labels.npy")
+    return result

@@ -1,0 +1,30 @@
+"""The pictures training writes at each evaluation, in `vae sample`'s prior and recon layouts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vaecli import pictures
+from vaecli.compiled.encode_decode import CompiledModel
+from vaecli.compiled.epoch import PICTURES_STREAM
+
+
+def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_dir: str | Path,
+                      title: str) -> tuple[Path, Path]:
+    """`samples/prior-step{step}.png` (len(images) prior draws, from the key stream
+    fold_in(key(seed), PICTURES_STREAM)) and `samples/recon-step{step}.png` (the first half
+    of `images`, (N, H, W, C) floats in [0, 1], over their reconstructions). Compiles once
+    per model `fn`, whatever the number of calls."""
+    import jax
+
+    images = np.asarray(images, np.float32)
+    model = CompiledModel(fn, params, images.shape[1:])
+    folder = Path(run_dir) / "samples"
+    prior = model.generate(jax.random.fold_in(jax.random.key(seed), PICTURES_STREAM), len(images))
+    prior_png = pictures.save_grid(prior, folder / f"prior-step{step}.png", f"{title} prior samples")
+    x = images[: max(1, len(images) // 2)]
+    pairs = pictures.pairs_layout(x, model.decode(model.encode(x)[0]))
+    recon_png = pictures.save_grid(pairs["tiles"], folder / f"recon-step{step}.png",
+                                   f"{title} validation images over their reconstructions", cols=pairs["cols"])
+    return prior_png, recon_png

@@ -1,0 +1,59 @@
+"""What one training program compiles, once for all its replicas: the epoch, the validation
+estimator, and the picture grids drawn at each evaluation."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vaecli import registry
+from vaecli.compiled import cache, devices, estimator, state as state_lib
+from vaecli.compiled.epoch import make_epoch_fn
+from vaecli.config import Config
+from vaecli.rundir.recorder import Recorder
+from vaecli.training.pictures import training_pictures
+from vaecli.training.slots import ReplicaAxis
+
+
+@dataclass
+class Program:
+    epoch: object  # (state, images) -> (state, metrics)
+    validate: object  # (recorder, params, step, epoch, t_start) -> the validation record
+    pictures: object  # (seed, params, step, run_dir) -> the PNGs written
+    compile_s: float
+
+
+def build(model, cfg: Config, train_split, val_split, state, images, axis: ReplicaAxis, mesh) -> Program:
+    fn, tx = model
+    t0 = time.perf_counter()
+    batch_sharding = devices.batch_sharding(mesh)
+    # kept for the process: a later run of the same program in it (the library called in a
+    # loop, the tests) reuses it instead of tracing, lowering and loading it again
+    key = cache.key("epoch", fn, cache.training_fields(cfg), len(train_split), train_split.scale, axis.n,
+                    batch_sharding, cache.signature(state), cache.signature(images))
+    epoch_fn = cache.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
+                                                    replicas=axis.n, batch_sharding=batch_sharding)
+                         .lower(state, images).compile())
+    val_estimate, _ = estimator.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.images,
+                                                  val_split.scale, 1, cfg.eval.batch_size,
+                                                  deterministic=not registry.objective(cfg).draws_samples)
+    compile_s = time.perf_counter() - t0
+    num_pixels = int(np.prod(val_split.image_shape))
+    ema = state_lib.params_kind(cfg) == "ema"  # validation and pictures use the EMA parameters
+
+    def validate(rec: Recorder, params, step, epoch, t_start):
+        s = estimator.summarize(val_estimate(params, rec.cfg.seed), num_pixels)
+        return {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"], "recon": s["recon"],
+                "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start,
+                **({"params": "ema"} if ema else {})}
+
+    n_pic = min(cfg.eval.grid, len(val_split))
+    pic_images = val_split.flat[:n_pic].astype(np.float32).reshape(-1, *val_split.image_shape) / val_split.scale
+
+    def draw(seed, params, step, run_dir: Path):
+        title = f"{run_dir.name} step {step}" + (" (EMA params)" if ema else "")
+        return list(training_pictures(fn, params, pic_images, seed, step, run_dir, title))
+
+    return Program(epoch_fn, validate, draw, compile_s)

@@ -1,0 +1,77 @@
+"""A new run: its folder's first files, its state at step 0, then the one training loop.
+
+`train` trains one config; `train_replicas` trains configs that differ only in replica keys
+(vaecli.config.schema: seed, learning rate, weight decay, β, warm-up, free bits) as ONE
+compiled program with a replica axis, each replica writing an ordinary run folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from vaecli import clock, data
+from vaecli.compiled import devices, state as state_lib
+from vaecli.compiled.epoch import MATMUL_PRECISION
+from vaecli.config import Config
+from vaecli.errors import RunError
+from vaecli.rundir import layout, recorder as recorder_lib
+from vaecli.training.loop import session
+from vaecli.training.slots import Start
+
+
+def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str | None = None,
+          clock_start: float | None = None) -> Path:
+    """Train a model as `cfg` says in a new run folder; return the folder. `progress`
+    overrides log.progress (auto | bar | lines | none). `clock_start`: the `clock.now()` reading
+    from which `train.time_limit` counts (default: this call)."""
+    return train_replicas([cfg], runs_dir, [name], argv, progress=progress, clock_start=clock_start)[0]
+
+
+def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], argv: list[str],
+                   progress: str | None = None, clock_start: float | None = None) -> list[Path]:
+    """Train configs that differ only in replica keys as one compiled program; return their
+    folders. Raises `Paused` (with the folders) when `train.time_limit` stopped it."""
+    t_start = time.perf_counter()
+    clock_start = clock.now() if clock_start is None else clock_start
+    if devices.is_primary():
+        for name in names:
+            layout.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
+    # Data and devices first: a dataset that cannot be loaded, or a batch the devices cannot
+    # share, leaves no run folder behind.
+    train_split, val_split = load_data(cfgs[0])
+    devices.check_layout(cfgs[0])
+    paths = devices.share_paths([layout.create(runs_dir, name) for name in names] if devices.is_primary() else None)
+    with contextlib.ExitStack() as locks:
+        run_list, starts = [], []
+        for i, (cfg, path) in enumerate(zip(cfgs, paths)):
+            extra = {"replica": {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}} if len(cfgs) > 1 else {}
+            locks.enter_context(recorder_lib.lock(path))
+            run, model, start = new_run(path, cfg, argv, train_split, val_split, extra)
+            run_list.append(run), starts.append(start)
+        session(run_list, model, train_split, val_split, starts, t_start, progress, clock_start=clock_start)
+    return paths
+
+
+def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, extra_meta: dict):
+    """A new run folder's first files and its state at step 0: (run, model, Start)."""
+    meta = layout.environment_meta(argv)
+    meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+                    "num_train": len(train_split), "num_validation": len(val_split),
+                    "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+    # the matmul precision the step runs at (XLA's CPU backend computes every setting in float32)
+    meta["precision"] = {"train": cfg.train.precision, "matmul": MATMUL_PRECISION[cfg.train.precision],
+                         "effective": cfg.train.precision if meta["backend"] != "cpu" else "float32"}
+    run = recorder_lib.start(path, cfg, {**meta, **extra_meta})
+    fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
+    return run, (fn, tx), Start(state)
+
+
+def load_data(cfg: Config):
+    """The training and validation splits of `cfg`, checked against its batch size."""
+    train_split = data.load_split(cfg.data, "train")
+    val_split = data.load_split(cfg.data, "validation")
+    if len(train_split) < cfg.train.batch_size:
+        raise RunError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
+                       f"({len(train_split)} images); lower it")
+    return train_split, val_split

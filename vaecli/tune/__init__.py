@@ -1,0 +1,7 @@
+"""`vae tune`: Optuna searches whose trials train side by side as replicas of one program.
+
+    launch  the command's arguments -> a new or resumed study (no JAX or Optuna at import)
+    study   the study folder and the slot policy (ask, report, prune, refill)
+    space   the `--space KEY=SPEC` spelling, checked like `--set`
+    plot    the picture of the search
+"""

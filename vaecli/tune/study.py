@@ -1,0 +1,225 @@
+"""`vae tune`: a hyperparameter search whose trials train side by side as the replicas of
+one compiled program.
+
+Optuna proposes trials through its ask/tell interface (its default sampler, TPE); the
+study lives in the study folder (Optuna's journal file), so `--resume` continues it and
+never repeats a finished trial. Up to `--replicas` trials train at once as slots of one
+vmapped program (vaecli.training.loop.session). Slot policy, at each epoch boundary:
+- a trial that validated this epoch reports its validation ELBO (step = its own epoch);
+  if Optuna's pruner stops it, its run folder ends with status `pruned`;
+- a trial that reached `train.epochs` is told COMPLETE with its final validation ELBO; a
+  non-finite one is told FAIL;
+- a freed slot takes the next trial at once: its slice of the state is re-initialised in
+  place (parameters from the trial's seed, a fresh optimizer state with its lr and weight
+  decay, its β/warm-up/free bits, step 0, so it draws the numbers of a fresh single run),
+  and the program is not recompiled. When no trial is left the slot idles.
+Trials still running when a study stops are continued from their checkpoints on resume.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+from vaecli import clock, config as config_lib, files
+from vaecli.compiled import devices
+from vaecli.rundir import layout, recorder as recorder_lib
+from vaecli.training import loop, resume as resume_lib, start as start_lib
+from vaecli.training.slots import Slots
+from vaecli.tune import space as search_space
+from vaecli.errors import AlreadyDone, RunError, UsageError
+
+SETTINGS, JOURNAL, SUMMARY, PICTURE = "study.json", "journal.log", "summary.json", "search.png"
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError("vae tune needs Optuna: pip install 'vaecli[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def make_pruner(name: str):
+    optuna = _optuna()
+    return {"median": lambda: optuna.pruners.MedianPruner(),
+            "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+            "none": lambda: optuna.pruners.NopPruner()}[name]()
+
+
+def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str, runs_dir, name: str,
+           argv: list[str]) -> Path:
+    """A new study folder holding its settings (the base config, the space, the budget)."""
+    search_space.parse_all(spaces, raw)
+    search_space.check_args(trials, replicas, pruner)
+    path = layout.create(runs_dir, name)
+    files.write_json(path / SETTINGS, {"config": raw, "space": list(spaces), "trials": trials, "replicas": replicas,
+                                      "pruner": pruner, "argv": list(argv), "created": clock.utc_now().isoformat()})
+    return path
+
+
+def settings(study_dir: Path) -> dict:
+    found = layout.read_json(Path(study_dir) / SETTINGS)
+    if found is None:
+        raise UsageError(f"--resume {study_dir}: not a study folder (no {SETTINGS} written by vae tune)")
+    return found
+
+
+def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: str | None = None, pruner=None) -> dict:
+    """Run (or continue) the study in `study_dir` until it holds `trials` finished trials;
+    return its summary. `pruner`: an Optuna pruner replacing the one the settings name."""
+    optuna = _optuna()
+    t_start = time.perf_counter()
+    study_dir = Path(study_dir)
+    conf = settings(study_dir)
+    if trials is not None:
+        search_space.check_args(trials, conf["replicas"], conf["pruner"])
+        conf["trials"] = trials
+        files.write_json(study_dir / SETTINGS, conf)
+    raw, dims = conf["config"], search_space.parse_all(conf["space"], conf["config"])
+    base = config_lib.from_dict(raw)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_dir / JOURNAL)))
+    known = len(optuna.create_study(study_name="vaecli", storage=storage, load_if_exists=True,
+                                    direction="maximize").trials)
+    study = optuna.create_study(  # the default sampler, seeded so that a resumed study draws new points
+        study_name="vaecli", storage=storage, load_if_exists=True, direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=base.seed + known), pruner=pruner or make_pruner(conf["pruner"]))
+    train_split, val_split = start_lib.load_data(base)
+    with contextlib.ExitStack() as locks:
+        driver = _Study(study, dims, raw, study_dir, conf, argv, train_split, val_split, locks)
+        firsts = driver.restarts()
+        running = len(firsts)
+        width = min(conf["replicas"], running + driver.left())
+        while len(firsts) < width:
+            firsts.append(driver.new_trial(len(firsts)))
+        driver.slots = [n for n, *_ in firsts]
+        driver.served = [[n] for n in driver.slots]
+        try:
+            if firsts:
+                model = next(m for _, _, m, _ in firsts)
+                loop.session([r for _, r, _, _ in firsts], model, train_split, val_split,
+                                  [s for *_, s in firsts], t_start, progress, slots=driver)
+        finally:
+            summary = write_summary(study_dir, study, conf, dims, driver.served, time.perf_counter() - t_start)
+    return summary
+
+
+class _Study(Slots):
+    """The slots of one program, each holding an Optuna trial (see the module's policy)."""
+
+    failures_are_results = True
+
+    def __init__(self, study, dims, raw, study_dir, conf, argv, train_split, val_split, locks):
+        self.study, self.dims, self.raw, self.dir, self.conf = study, dims, raw, study_dir, conf
+        self.argv, self.train_split, self.val_split, self.locks = argv, train_split, val_split, locks
+        self.slots, self.served, self.handles = [], [], {}  # handles: trial number -> optuna Trial
+        epochs = config_lib.from_dict(raw).train.epochs
+        self.total_epochs = math.ceil(conf["trials"] / conf["replicas"]) * epochs
+
+    def _trials(self, *states):
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def left(self) -> int:
+        return max(0, self.conf["trials"] - len(self._trials()))
+
+    def restarts(self) -> list:
+        """Trials a stopped study left running: continued from their latest checkpoints."""
+        optuna = _optuna()
+        out = []
+        for frozen in self._trials(optuna.trial.TrialState.RUNNING):
+            path = frozen.user_attrs.get("run")
+            try:
+                if path is None:
+                    raise RunError("no run folder")
+                run = layout.open_run(path)
+                self.locks.enter_context(recorder_lib.lock(run.path))
+                model, run, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
+            except AlreadyDone:  # finished, but the study was not told before it stopped
+                self.study.tell(frozen.number, _final_elbo(Path(path)))
+                continue
+            except RunError:
+                self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+                continue
+            self.handles[frozen.number] = _optuna().trial.Trial(self.study, frozen._trial_id)
+            out.append((frozen.number, run, model, start))
+        return out
+
+    def new_trial(self, slot: int):
+        trial = self.study.ask()
+        self.handles[trial.number] = trial
+        values = {d.key: d.suggest(trial) for d in self.dims}
+        cfg = search_space.with_values(self.raw, values)
+        path = layout.create(self.dir / "trials", f"trial{trial.number:04d}")
+        trial.set_user_attr("run", str(path))
+        self.locks.enter_context(recorder_lib.lock(path))
+        extra = {"trial": {"study": str(self.dir), "number": trial.number, "params": values, "slot": slot}}
+        run, model, start = start_lib.new_run(path, cfg, self.argv, self.train_split, self.val_split, extra)
+        return trial.number, run, model, start
+
+    def after_epoch(self, recs, epoch):
+        optuna = _optuna()
+        State = optuna.trial.TrialState
+        new = {}
+        for r, rec in enumerate(recs):
+            number = self.slots[r]
+            if number is None:
+                continue
+            status = rec.summary["status"]
+            val = rec.val_record
+            if status == "completed":
+                self.study.tell(number, val["elbo"] if val else None,
+                                state=State.COMPLETE if val else State.FAIL)
+            elif status == "failed":
+                self.study.tell(number, state=State.FAIL)
+            elif rec.active and val is not None and val["step"] == rec.train_record["step"]:
+                trial = self.handles[number]
+                trial.report(val["elbo"], step=val["epoch"])
+                if not trial.should_prune():
+                    continue
+                rec.finish_saves()
+                rec.end("pruned", f"pruned by Optuna's {self.conf['pruner']} pruner after epoch {val['epoch']} "
+                                  f"(validation ELBO {val['elbo']:.2f})")
+                self.study.tell(number, state=State.PRUNED)
+            else:
+                continue
+            self.slots[r] = None
+            if self.left():
+                n, run, _, start = self.new_trial(r)
+                self.slots[r] = n
+                self.served[r].append(n)
+                new[r] = (run, start)
+        return new
+
+
+def _final_elbo(run_dir: Path):
+    final = (layout.read_json(run_dir / "summary.json") or {}).get("final_validation") or {}
+    return final.get("elbo")
+
+
+def write_summary(study_dir: Path, study, conf: dict, dims, served: list[list[int]], wall_s: float) -> dict:
+    """summary.json (best trial, counts, what the slots served) and the picture of the search."""
+    trials = study.get_trials(deepcopy=False)
+    states = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    old = layout.read_json(study_dir / SUMMARY) or {}
+    summary = {"study": str(study_dir), "trials": conf["trials"], "states": states, "replicas": conf["replicas"],
+               "space": [d.describe() for d in dims], "pruner": conf["pruner"],
+               "sessions": [*old.get("sessions", []), {"wall_s": round(wall_s, 3), "slots": served,
+                                                       "trials_served": sum(map(len, served))}],
+               "best": None}
+    if done:
+        best = max(done, key=lambda t: t.value)
+        summary["best"] = {"trial": best.number, "params": best.params, "validation_elbo": best.value,
+                           "run": best.user_attrs.get("run")}
+    if devices.is_primary():
+        files.write_json(study_dir / SUMMARY, summary)
+        if trials:
+            from vaecli.tune.plot import plot_search
+
+            summary["picture"] = str(plot_search(trials, dims, study_dir / PICTURE))
+            files.write_json(study_dir / SUMMARY, summary)
+    return summary
