@@ -4,11 +4,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 log = logging.getLogger("vaecli")
 
 _NOT_SCALARS = {"step", "epoch", "split"}
+
+
+def _writer_suffix(run_dir: Path) -> str:
+    """`.0001`, `.0002`...: one more than the highest writer number of the folder's event files.
+
+    tensorboardX names its file after the second it starts and opens it with "wb": a second
+    writer started in that second (a short run resumed at once) would truncate the first
+    one's file. The number makes each name new; padded, it makes names of one second sort in
+    writing order, the order TensorBoard reads them in. Writers of one folder take turns
+    (train.lock), so the highest number on disk is the last one taken; a file from before
+    the numbers whose host name ends in digits only raises the next number."""
+    taken = (re.search(r"\.(\d+)$", p.name) for p in Path(run_dir).glob("events.out.tfevents.*"))
+    return f".{max((int(m[1]) for m in taken if m), default=0) + 1:04d}"
 
 
 class MetricsLog:
@@ -30,7 +44,8 @@ class MetricsLog:
             else:
                 purge = None if purge_after is None else purge_after + 1
                 try:
-                    self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30, purge_step=purge)
+                    self._tb = SummaryWriter(logdir=str(run_dir), flush_secs=30, purge_step=purge,
+                                             filename_suffix=_writer_suffix(run_dir))
                 except OSError as e:
                     self._tb_failed(e)
                 else:
