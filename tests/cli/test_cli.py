@@ -349,7 +349,11 @@ def train_then_signal(tiny_cache, runs_dir: Path, *signames: str) -> tuple[subpr
             folders = run_folders(runs_dir)
             if folders and (folders[0] / "metrics.jsonl").exists() and (folders[0] / "metrics.jsonl").read_text():
                 break
+            if p.poll() is not None:
+                break
             time.sleep(0.2)
+        else:
+            pytest.fail("no epoch logged within 180 s")
         for name in signames:
             p.send_signal(getattr(signal, name))
         out, err = p.communicate(timeout=120)

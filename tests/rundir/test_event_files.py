@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from vaecli import config, metrics, train
-from vaecli import resume as resume_lib
+from vaecli import config
+from vaecli.rundir import metrics
+from vaecli.training import resume as resume_lib
+from vaecli.training import start as train
 
 SECOND = 1_700_000_000  # the one second every writer below starts in
 
