@@ -152,35 +152,37 @@ def test_sigterm_then_resume_to_completion(tiny_cache, reference, tmp_path):
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 
 
+KILL_IN_SAVE_40 = """
+import os, signal, sys
+from vaecli.rundir import checkpoints
+from vaecli.cli import app
+
+real = checkpoints.Checkpoints.save
+
+def save(self, step, *args, **kwargs):
+    real(self, step, *args, **kwargs)  # Orbax has begun writing the step (in the background)
+    if step == 40 and any(".orbax-checkpoint-tmp" in name for name in os.listdir(self.directory)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoints.Checkpoints.save = save
+app(prog_name="vae")
+"""
+
+
 def test_kill_9_during_a_checkpoint_save_then_resume(tiny_cache, reference, tmp_path):
     """SIGKILL while Orbax is writing a step: the half-written folder is never a step, and
-    --resume continues from the last complete one to the same final bits."""
-    for attempt in range(5):
-        runs_dir = tmp_path / f"runs{attempt}"
-        p = vae_popen(*long_run_args(tiny_cache, runs_dir, "kill"))
-        partial = []
-        try:
-            deadline = time.time() + 120
-            # Wait calmly for a first complete step, then watch every millisecond: the trainer
-            # saves at every epoch, and the later saves are the ones to interrupt.
-            while time.time() < deadline and p.poll() is None and not any(
-                    Path(f).name.isdigit() for f in glob.glob(str(runs_dir / "*" / "checkpoints" / "*"))):
-                time.sleep(0.05)
-            while time.time() < deadline and p.poll() is None:
-                partial = glob.glob(str(runs_dir / "*" / "checkpoints" / "*tmp*"))
-                if partial and not Path(partial[0]).name.startswith("20."):
-                    os.kill(p.pid, signal.SIGKILL)  # not the first save: resume has an earlier step
-                    break
-                time.sleep(0.001)
-        finally:
-            p.kill()
-            p.communicate()
-        run = run_folders(runs_dir)[0]
-        left = [Path(x) for x in glob.glob(str(run / "checkpoints" / "*tmp*"))]
-        if left:  # the kill landed inside a save
-            break
-    else:
-        pytest.fail("five tries never killed the trainer in the middle of a checkpoint save")
+    --resume continues from the last complete one to the same final bits. The trainer kills
+    itself right after the save of step 40 has begun, so the kill lands inside a save on a
+    fast machine as on a slow one."""
+    driver = tmp_path / "kill.py"
+    driver.write_text(KILL_IN_SAVE_40)
+    runs_dir = tmp_path / "runs"
+    p = subprocess.run([sys.executable, driver, *long_run_args(tiny_cache, runs_dir, "kill")], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    run = run_folders(runs_dir)[0]
+    left = [Path(x) for x in glob.glob(str(run / "checkpoints" / "*tmp*"))]
+    assert [x.name.split(".")[0] for x in left] == ["40"]  # the half-written step
 
     half_step = int(left[0].name.split(".")[0])
     with Checkpoints(run / "checkpoints", read_only=True) as ck:
