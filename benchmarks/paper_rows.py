@@ -1,28 +1,32 @@
 """Paper rows measured by vaecli: train paper configs to the end of their protocol, evaluate
-log p(x) with K=5000 importance samples on the test split, write one JSON record per
-(config, seed) under benchmarks/results/.
+log p(x) with K=5000 importance samples on the test split at the latest and at the
+best-validation checkpoint, write one JSON record per (config, seed).
 
-    python benchmarks/paper_rows.py configs/paper/iwae_vae_k1.yaml [configs/paper/iwae_k50.yaml ...]
-        [--seeds 0-3] [--time-limit 9m] [--set data.cache_dir=DIR ...] [--runs-dir runs/paper]
+    python benchmarks/paper_rows.py configs/paper/iwae_vae_k1.yaml [configs/paper/vampprior.yaml ...]
+        [--seeds 0-1] [--time-limit 9m] [--set data.cache_dir=DIR ...] [--runs-dir runs/paper]
         [--results benchmarks/results] [--samples 5000]
     python benchmarks/paper_rows.py --table [--write-readme]
 
 Each config trains in a folder of its own, `<runs-dir>/<config stem>[-seeds<S>]/`. Called
-again, the script resumes the runs it finds there (the replicas of a `--seeds` program as one
-program again, so they keep the bits of an uninterrupted program), so two calls inside one
-GPU lease finish a protocol that one call cannot. `--time-limit` bounds the whole call
-(counted from the start of the process): training of each config gets what is left, minus
-`--eval-reserve` for the evaluation; a config it pauses ends the call (later configs wait for
-the next call). Completed runs are evaluated once per checkpoint (on a run that stopped early:
-its best checkpoint, as `vae eval-elbo` does by default) and recorded.
+again, the script resumes the runs it finds there (the replicas of a `--seeds` program as
+one program again, so they keep the bits of an uninterrupted program): long protocols run
+as a series of calls, each ended by `--time-limit` (counted from the start of the process;
+training of each config gets what is left minus `--eval-reserve`); a config it pauses ends
+the call. Completed runs are evaluated once per checkpoint (the eval files of
+`vae eval-elbo` in the run folder are reused) and recorded in `<results>/<stem>-seed<S>.json`.
 
 A record is a paper row (`paper_row: true`) only when the run's resolved config is the
-config file's own, up to data paths, logging, the seed and the time limit; `--table` prints
-the README's paper table with its "measured by vaecli" column filled from paper rows only,
+config file's own, up to NEUTRAL keys; `--table` prints the README's paper table with its
+"measured" column filled from paper rows only (rows with none say what they need),
 `--write-readme` writes it into README.md.
 
+Refused, with one line and nothing touched: a config outside configs/paper/ (exit 2), a
+results folder that cannot be written (exit 2), a run folder in `<runs-dir>` trained with
+another protocol than this call's (exit 2) or by a vaecli whose run format this one cannot
+read (exit 1), a record of another run folder where this one's would go (exit 2).
+
 Needs jax/flax/optax/orbax/pyyaml and the prepared data cache (`vae` fills it where TFDS
-is installed; copy `data.cache_dir` to the GPU machine): TensorFlow is never imported.
+is installed): TensorFlow is never imported.
 
 Exit: 0 every row recorded; 3 a protocol is unfinished (paused by --time-limit: call again);
 1/2 as `vae`.
@@ -31,43 +35,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
+import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from vaecli import clock, config as config_lib, files  # noqa: E402  (no JAX at import)
-from vaecli.rundir import layout as runs  # noqa: E402
+from vaecli.errors import AlreadyDone, Paused, UsageError, VaeError  # noqa: E402
+from vaecli.rundir import layout  # noqa: E402
 from vaecli.training import stops  # noqa: E402
-from vaecli.errors import AlreadyDone, Paused, VaeError  # noqa: E402
 
+from paper_table import README, TABLE_BEGIN, TABLE_END, read_records, render_table  # noqa: E402,F401
+
+PAPER_CONFIGS = ROOT / "configs" / "paper"
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "paper"
-README = ROOT / "README.md"
-TABLE_BEGIN, TABLE_END = "<!-- paper-rows:begin -->", "<!-- paper-rows:end -->"
-NOT_MEASURED = "not yet measured"
-# Keys whose value does not change the protocol a record measures.
+# Keys whose value does not change the protocol a record measures: where files are, what is
+# logged, the seed, how a call is bounded, how many devices share a batch.
 NEUTRAL = ("seed", "data.data_dir", "data.manual_dir", "data.cache_dir", "train.time_limit", "train.devices", "log.")
+
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
-def protocol_changes(run_cfg, config_file: Path) -> list[str]:
-    """Keys where a run's config departs from the paper config file (neutral keys aside)."""
-    a, b = _flat(config_lib.to_dict(run_cfg)), _flat(config_lib.to_dict(config_lib.load(config_file)))
+def protocol_changes(run_cfg, reference) -> list[str]:
+    """Keys where a run's config departs from `reference` (a Config, or a config file), NEUTRAL keys aside."""
+    ref = config_lib.load(reference) if isinstance(reference, (str, Path)) else reference
+    a, b = _flat(config_lib.to_dict(run_cfg)), _flat(config_lib.to_dict(ref))
     neutral = lambda k: any(k == n or (n.endswith(".") and k.startswith(n)) for n in NEUTRAL)
     return sorted(k for k in a if not neutral(k) and a[k] != b.get(k))
 
@@ -76,19 +79,49 @@ def _runs_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file()) if folder.is_dir() else []
 
 
+def check_paper_config(path: Path) -> Path:
+    path = Path(path).resolve()
+    if path.parent != PAPER_CONFIGS.resolve() or path.suffix != ".yaml" or not path.is_file():
+        raise UsageError(f"{path}: not a paper config (one of {PAPER_CONFIGS}/*.yaml); paper_rows.py measures the "
+                         f"published protocols only; train other configs with vae train")
+    return path
+
+
+def check_results(results: Path) -> None:
+    """Before any training: the folder where records go can be written (or made)."""
+    here = Path(results).absolute()
+    while not here.exists():
+        here = here.parent
+    if not here.is_dir() or not os.access(here, os.W_OK):
+        raise UsageError(f"--results {results}: {here} is not a writable folder; choose another --results")
+
+
+def check_existing(folder: Path, config_file: Path, overrides: list[str]) -> list[Path]:
+    """The run folders a call would resume, refused unless they are this call's protocol."""
+    existing = _runs_in(folder)
+    wanted = config_lib.load(config_file, overrides)
+    for path in existing:
+        run = layout.open_run(path)  # a run format this vaecli cannot read: RunError, exit 1
+        changed = protocol_changes(run.config, wanted)
+        if changed:
+            raise UsageError(f"{path} was trained with another protocol than this call's ({', '.join(changed[:4])} "
+                             f"differ); nothing was changed: move it away or give another --runs-dir")
+    return existing
+
+
 def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: list[str], limit_s: float | None,
               clock_start: float, log) -> str:
     """Train (or resume) the runs of one config in `folder`: 'done' or 'paused'."""
     from vaecli.training import launch, resume as resume_lib
 
     limit = None if limit_s is None else f"{max(0.0, limit_s):.3f}s"
-    existing = _runs_in(folder)
+    existing = check_existing(folder, config_file, overrides)
     if existing:
         keep = [o for o in overrides if config_lib.resumable(o.partition("=")[0].strip())]
         log(f"{config_file.stem}: resuming {len(existing)} run(s) in {folder}")
         try:
             resume_lib.resume_replicas(existing, [*keep, f"train.time_limit={json.dumps(limit) if limit else 'null'}"],
-                                  argv=sys.argv, clock_start=clock_start)
+                                       argv=sys.argv, clock_start=clock_start)
         except AlreadyDone:
             pass
         except Paused as e:
@@ -104,25 +137,45 @@ def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: lis
     return "done"
 
 
+def _evaluated(run_path: Path, step_name: str, samples: int) -> dict:
+    """eval-elbo's K=`samples` test document at the checkpoint `step_name`, computed once."""
+    from vaecli.evaluation.elbo import evaluate
+    from vaecli.rundir import restore
+    from vaecli.rundir.checkpoints import Checkpoints
+
+    with Checkpoints(run_path / "checkpoints", read_only=True) as ckpts:
+        step = restore.resolve_step(ckpts, step_name)
+    doc = layout.read_json(run_path / "eval" / f"test-step{step}-k{samples}.json")
+    if doc is None or doc.get("protocol", {}).get("seed") != 0:
+        doc = evaluate(run_path, split="test", samples=str(samples), step=step, kl_mc_samples=0)["results"][0]
+    return doc
+
+
+def _checkpoint_figures(doc: dict, steps_per_epoch: int) -> dict:
+    step = doc["protocol"]["checkpoint_step"]
+    return {"step": step, "epoch": step // steps_per_epoch, "nll": doc["nll"], "nll_stderr": doc["log_likelihood_stderr"],
+            "log_likelihood": doc["log_likelihood"], "elbo": doc["elbo"], "active_units": doc["active_units"],
+            "latent_dim": doc["latent_dim"], "eval_s": doc["timing"]["eval_s"]}
+
+
 def record_row(run_path: Path, config_file: Path, samples: int, results: Path, log) -> dict | None:
-    """Evaluate a completed run on the test split and write its record (once per checkpoint)."""
+    """Evaluate a completed run on the test split at its latest and best checkpoints; write its record."""
     import jax
 
     import vaecli
-    from vaecli.evaluation.elbo import evaluate
-    from vaecli.rundir import restore
 
-    summary = runs.read_json(run_path / "summary.json") or {}
+    summary = layout.read_json(run_path / "summary.json") or {}
     if summary.get("status") != "completed":
         return None
-    run = runs.open_run(run_path)
+    run = layout.open_run(run_path)
     out = results / f"{config_file.stem}-seed{run.config.seed}.json"
-    previous = runs.read_json(out) if out.exists() else None
-    step_name = restore.default_step(run_path)
-    if previous and previous.get("run") == str(run_path) and previous.get("samples") == samples:
-        return previous  # this run's checkpoint is measured already
-    t = time.perf_counter()
-    res = evaluate(run_path, split="test", samples=str(samples), step=None, kl_mc_samples=0)["results"][0]
+    previous = layout.read_json(out) if out.exists() else None
+    if previous and previous.get("run") != str(run_path):
+        raise UsageError(f"{out} records another run ({previous.get('run')}); nothing was overwritten: move it "
+                         f"away or give another --results to record {run_path}")
+    steps_per_epoch = run.meta["data"]["num_train"] // run.config.train.batch_size
+    latest = _checkpoint_figures(_evaluated(run_path, "latest", samples), steps_per_epoch)
+    best = _checkpoint_figures(_evaluated(run_path, "best", samples), steps_per_epoch)
     changes = protocol_changes(run.config, config_file)
     rec = {
         "config": str(config_file.relative_to(ROOT) if config_file.is_relative_to(ROOT) else config_file),
@@ -130,90 +183,43 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
         "protocol_changes": changes, "run": str(run_path), "status": summary["status"],
         "stopped_early": summary.get("stopped_early", False), "epochs": summary.get("epochs_done"),
         "epochs_planned": run.config.train.epochs, "best_epoch": summary.get("best_epoch"),
-        "checkpoint": step_name, "checkpoint_step": res["protocol"]["checkpoint_step"],
-        "train_wall_s": summary.get("wall_s"), "train_minutes": round((summary.get("wall_s") or 0) / 60, 2),
+        "train_wall_s": summary.get("wall_s"), "train_hours": round((summary.get("wall_s") or 0) / 3600, 2),
+        "train_minutes": round((summary.get("wall_s") or 0) / 60, 2),
         "sessions": 1 + len(run.meta.get("resumes", [])), "epoch_s_median": summary.get("epoch_s_median"),
-        "eval_s": res["timing"]["eval_s"], "eval_total_s": time.perf_counter() - t,
         "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
         "device_count": jax.device_count(), "jax_version": jax.__version__, "vaecli_version": vaecli.__version__,
         "date": clock.utc_now().date().isoformat(), "split": "test", "samples": samples,
-        "nll": res["nll"], "nll_stderr": res["log_likelihood_stderr"], "log_likelihood": res["log_likelihood"],
-        "elbo": res["elbo"], "active_units": res["active_units"], "latent_dim": res["latent_dim"],
+        **{k: latest[k] for k in ("nll", "nll_stderr", "log_likelihood", "elbo", "active_units", "latent_dim")},
+        "checkpoints": {"latest": latest, "best": best},
     }
     results.mkdir(parents=True, exist_ok=True)
     files.write_json(out, rec)
-    log(f"{config_file.stem} seed {rec['seed']}: NLL {rec['nll']:.2f} ± {rec['nll_stderr']:.2f} (K={samples}), "
-        f"{rec['active_units']} active units, {rec['epochs']} epochs in {rec['train_minutes']} min on "
+    log(f"{config_file.stem} seed {rec['seed']}: NLL {latest['nll']:.2f} ± {latest['nll_stderr']:.2f} latest, "
+        f"{best['nll']:.2f} ± {best['nll_stderr']:.2f} best (epoch {best['epoch']}), K={samples}, "
+        f"{latest['active_units']} active units, {rec['epochs']} epochs in {rec['train_hours']} h on "
         f"{rec['device']} -> {out}")
     return rec
-
-
-# ------------------------------------------------------------------ the README's table
-
-
-def read_records(results: Path = RESULTS) -> list[dict]:
-    out = []
-    for f in sorted(results.glob("*.json")) if results.is_dir() else []:
-        rec = runs.read_json(f)
-        if isinstance(rec, dict) and rec.get("paper_row") and rec.get("nll") is not None:
-            out.append(rec)
-    return out
-
-
-def measured_cell(config_names: list[str], records: list[dict]) -> str:
-    cells = []
-    for name in config_names:
-        rows = [r for r in records if r["config_name"] == name]
-        if not rows:
-            cells.append(NOT_MEASURED)
-            continue
-        nll = [r["nll"] for r in rows]
-        devs = ", ".join(sorted({r["device"] for r in rows}))
-        when = max(r["date"] for r in rows)
-        minutes = max(r["train_minutes"] for r in rows)
-        if len(rows) == 1:
-            cells.append(f"{nll[0]:.2f} ± {rows[0]['nll_stderr']:.2f} (seed {rows[0]['seed']}; {devs}, {when}, "
-                         f"{minutes:.1f} min)")
-        else:
-            cells.append(f"{statistics.mean(nll):.2f} ± {statistics.stdev(nll):.2f} over {len(rows)} seeds "
-                         f"({devs}, {when}, {minutes:.1f} min)")
-    return " / ".join(cells)
-
-
-def render_table(readme: str, records: list[dict]) -> str:
-    """The README with the last cell of each row of its paper table filled from `records`."""
-    begin, end = readme.index(TABLE_BEGIN), readme.index(TABLE_END)
-    lines = readme[begin:end].splitlines()
-    for i, line in enumerate(lines):
-        cells = line.split(" | ")
-        names = re.findall(r"`([\w.-]+)\.yaml`", cells[0])
-        if line.startswith("| ") and names and len(cells) > 2:
-            lines[i] = " | ".join(cells[:-1] + [measured_cell(names, records) + " |"])
-    return readme[:begin] + "\n".join(lines) + "\n" + readme[end:]
 
 
 # ------------------------------------------------------------------ the command
 
 
 def _compile_cache() -> None:
-    """JAX's persistent compilation cache, where `vae` keeps it: the second call of a lease
-    loads the programs the first one compiled."""
-    import os
-
-    from vaecli.compiled import cache as compile_cache
+    """JAX's persistent compilation cache, where `vae` keeps it: the next call loads the
+    programs this one compiled."""
+    from vaecli.compiled import cache
 
     setting = os.environ.get("VAECLI_COMPILE_CACHE")
     if setting and setting.strip().lower() == "off":
         return
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecli" / "jax"
-    compile_cache.enable(setting or default)
+    cache.enable(setting or default)
 
 
-def main(argv: list[str] | None = None) -> int:
-    clock_start = clock.now() - clock.process_age()
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("configs", nargs="*", type=Path, help="paper configs (configs/paper/*.yaml)")
-    p.add_argument("--seeds", help="seeds trained as replicas of one program, e.g. 0-3 (default: the config's)")
+    p.add_argument("--seeds", help="seeds trained as replicas of one program, e.g. 0-1 (default: the config's)")
     p.add_argument("--time-limit", help="bound for the whole call, e.g. 9m30s (default: none)")
     p.add_argument("--eval-reserve", default="45s", help="time kept for evaluation out of --time-limit (45s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="config override (repeatable)")
@@ -222,9 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=5000, help="K of the test log-likelihood (5000)")
     p.add_argument("--table", action="store_true", help="print the README's paper table from the records")
     p.add_argument("--write-readme", action="store_true", help="with --table: write it into README.md")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    clock_start = clock.now() - clock.process_age()
+    p = _parser()
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
-
     if args.table:
         text = render_table(README.read_text(), read_records(args.results))
         if args.write_readme:
@@ -234,15 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.configs:
         p.error("give one or more paper configs, or --table")
-    _compile_cache()
     try:
         limit_s = None if args.time_limit is None else clock.parse_duration(args.time_limit)
         reserve_s = clock.parse_duration(args.eval_reserve)
     except ValueError as e:
         p.error(f"{e}: write a duration like 9m30s, 2h or 90s")
     try:
-        for config_file in args.configs:
-            config_file = config_file.resolve()
+        config_files = [check_paper_config(c) for c in args.configs]
+        check_results(args.results)
+        _compile_cache()
+        for config_file in config_files:
             folder = args.runs_dir / (config_file.stem + (f"-seeds{args.seeds}" if args.seeds else ""))
             left = None if limit_s is None else limit_s - reserve_s
             state = train_row(config_file, folder, args.seeds, args.overrides, left, clock_start, log)

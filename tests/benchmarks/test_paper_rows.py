@@ -1,14 +1,18 @@
-"""benchmarks/paper_rows.py: paper configs trained, paused and resumed, evaluated and recorded;
-the README's table filled from records only."""
+"""benchmarks/paper_rows.py: paper configs trained, paused and resumed, evaluated at the latest
+and the best-validation checkpoint, recorded; bad input refused; the README's table filled
+from records only."""
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 from helpers import ROOT, TINY, run_folders, sets, summary
 
-# ---------------------------------------------------------------- the paper-row script
+SMALL = ["model.hidden=[16,16]", "model.latent_dim=4", "train.epochs=2", "train.batch_size=32", "eval.every_epochs=1",
+         "eval.batch_size=64", "eval.grid=4", "checkpoint.every_epochs=1", "log.progress=none", "log.tensorboard=false"]
+SHORT = ROOT / "configs" / "paper" / "iwae_vae_k1_short.yaml"
 
 
 def paper_rows():
@@ -18,18 +22,19 @@ def paper_rows():
     return module
 
 
+def small(tiny_cache) -> list[str]:
+    return sets([f"data.dataset={TINY}", f"data.cache_dir={tiny_cache}", *SMALL])
+
+
 def test_paper_rows_smoke(tiny_cache, tmp_path):
     """The script on a paper config shrunk to the tiny dataset, two replicas: a first call
     whose time has run out leaves the protocol unfinished (exit 3), the second resumes the
-    same folders as one program, evaluates and writes one record per seed; the records
-    are no paper rows (the protocol was changed), so the table stays unmeasured."""
+    same folders as one program, evaluates each at its latest and best checkpoints and writes
+    one record per seed; the records are no paper rows (the protocol was changed), so the
+    table stays unmeasured."""
     pr = paper_rows()
-    small = [f"data.dataset={TINY}", f"data.cache_dir={tiny_cache}", "model.hidden=[16,16]", "model.latent_dim=4",
-             "train.epochs=2", "train.batch_size=32", "eval.every_epochs=1", "eval.batch_size=64", "eval.grid=4",
-             "checkpoint.every_epochs=1", "log.progress=none", "log.tensorboard=false"]
-    args = [str(ROOT / "configs" / "paper" / "iwae_vae_k1_short.yaml"), "--seeds", "0-1",
-            "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--samples", "50",
-            *sets(small)]
+    args = [str(SHORT), "--seeds", "0-1", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+            "--samples", "50", *small(tiny_cache)]
     assert pr.main([*args, "--time-limit", "1s", "--eval-reserve", "1s"]) == 3
     folder = tmp_path / "runs" / "iwae_vae_k1_short-seeds0-1"
     assert [summary(r)["status"] for r in run_folders(folder)] == ["paused", "paused"]
@@ -44,20 +49,68 @@ def test_paper_rows_smoke(tiny_cache, tmp_path):
         assert r["nll"] > 0 and 0 < r["nll_stderr"] < 1 and 0 <= r["active_units"] <= 4
         assert r["jax_version"] and r["device"] and r["train_wall_s"] > 0
         assert r["paper_row"] is False and "model.hidden" in r["protocol_changes"]
-        written = json.loads(next(Path(r["run"], "eval").glob("test-step*-k50.json")).read_text())
-        assert written["nll"] == r["nll"] and written["active_units"] == r["active_units"]
+        latest, best = r["checkpoints"]["latest"], r["checkpoints"]["best"]
+        assert latest["nll"] == r["nll"] and latest["step"] == 40 and latest["epoch"] == 2
+        assert best["step"] == 20 * (summary(Path(r["run"]))["best_epoch"])  # the best validation ELBO's step
+        for point in (latest, best):
+            written = json.loads((Path(r["run"]) / "eval" / f"test-step{point['step']}-k50.json").read_text())
+            assert written["nll"] == point["nll"] and written["active_units"] == point["active_units"]
     readme = (ROOT / "README.md").read_text()
     assert pr.render_table(readme, pr.read_records(tmp_path / "results")) == pr.render_table(readme, [])
+    # called again: nothing to train, the records are rewritten with the same figures from the eval files
+    before = [json.loads(p.read_text())["checkpoints"] for p in sorted((tmp_path / "results").glob("*.json"))]
+    assert pr.main(args) == 0
+    assert [json.loads(p.read_text())["checkpoints"] for p in sorted((tmp_path / "results").glob("*.json"))] == before
+
+
+def test_bad_input_is_one_line_and_touches_nothing(tiny_cache, tmp_path, capsys):
+    pr = paper_rows()
+    base = ["--samples", "5", *small(tiny_cache)]
+
+    assert pr.main([str(ROOT / "configs" / "bmnist_mlp.yaml"), "--runs-dir", str(tmp_path / "r"), *base]) == 2
+    assert "not a paper config" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    assert pr.main([str(SHORT), "--results", str(not_a_folder / "results"), "--runs-dir", str(tmp_path / "r"),
+                    *base]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--results" in err and not (tmp_path / "r").exists()
+
+
+def test_a_run_folder_of_another_protocol_or_record_is_refused(tiny_cache, tmp_path, capsys):
+    pr = paper_rows()
+    runs_dir, results = tmp_path / "runs", tmp_path / "results"
+    args = [str(SHORT), "--runs-dir", str(runs_dir), "--results", str(results), "--samples", "5", *small(tiny_cache)]
+    assert pr.main(args) == 0
+    run = run_folders(runs_dir / "iwae_vae_k1_short")[0]
+    files_before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    capsys.readouterr()
+
+    assert pr.main([*args, "--set", "model.latent_dim=3"]) == 2  # another protocol in the same folder
+    err = capsys.readouterr().err
+    assert "another protocol" in err and "model.latent_dim" in err and err.count("\n") == 1
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == files_before
+
+    record = results / "iwae_vae_k1_short-seed0.json"
+    other = tmp_path / "other-runs"
+    shutil.copytree(runs_dir, other)
+    assert pr.main([*args[:1], "--runs-dir", str(other), *args[3:]]) == 2  # its record would replace this one's
+    assert "records another run" in capsys.readouterr().err
+    assert json.loads(record.read_text())["run"] == str(run)
 
 
 def test_readme_table_is_filled_from_records_only():
-    """The README's "measured by vaecli" column is what the records in benchmarks/results say
-    (today: none, so every row is "not yet measured"), and a paper-row record fills its row."""
+    """The README's "measured" column is what the paper-row records in benchmarks/results say
+    (rows without one say what they need), and a paper-row record fills its row with its
+    figures at both checkpoints."""
     pr = paper_rows()
     readme = (ROOT / "README.md").read_text()
-    records = pr.read_records()
-    assert pr.render_table(readme, records) == readme, "run benchmarks/paper_rows.py --table --write-readme"
+    assert pr.render_table(readme, pr.read_records()) == readme, "run benchmarks/paper_rows.py --table --write-readme"
     rec = {"config_name": "iwae_k50", "paper_row": True, "nll": 86.91, "nll_stderr": 0.06, "seed": 0,
-           "device": "NVIDIA H200", "date": "2030-01-02", "train_minutes": 7.4}
+           "device": "NVIDIA H200", "date": "2030-01-02", "train_hours": 0.2,
+           "checkpoints": {"best": {"nll": 86.5, "nll_stderr": 0.07, "epoch": 1093}}}
     row = next(line for line in pr.render_table(readme, [rec]).splitlines() if "`iwae_k50.yaml`" in line)
-    assert row.endswith("| not yet measured / 86.91 ± 0.06 (seed 0; NVIDIA H200, 2030-01-02, 7.4 min) |")
+    measured = row.rsplit(" | ", 1)[1]
+    for figure in ("86.91 ± 0.06", "86.50 ± 0.07", "1093", "NVIDIA H200", "2030-01-02"):
+        assert figure in measured

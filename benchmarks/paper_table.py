@@ -1,0 +1,67 @@
+"""The README's paper table, filled from the records benchmarks/paper_rows.py writes: the
+"measured" cell of each row from paper rows only (latest and best-validation checkpoint),
+a row with none says what it needs."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vaecli.rundir import layout
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- paper-rows:begin -->", "<!-- paper-rows:end -->"
+NOT_MEASURED = "not yet measured"
+# What a row with K > 1 needs, from steps measured alternating with a bare fused loop: on this
+# 2-core CPU (benchmarks/step_overhead.py, see docs/performance.md) and the bare loop's step on
+# an H100 at K=1 (benchmarks/gpu_check.py); a K=50 step does 50× the decoder work.
+NEEDS = {
+    "iwae_k5": "needs a GPU: 8.2 M steps of 5 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
+               "the K=5 decoder work",
+    "iwae_k50": "needs a GPU: 8.2 M steps of 50 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
+                "the K=50 decoder work",
+}
+
+
+def read_records(results: Path = RESULTS) -> list[dict]:
+    out = []
+    for f in sorted(results.glob("*.json")) if results.is_dir() else []:
+        rec = layout.read_json(f)
+        if isinstance(rec, dict) and rec.get("paper_row") and rec.get("nll") is not None:
+            out.append(rec)
+    return out
+
+
+def _figures(r: dict) -> str:
+    best = r.get("checkpoints", {}).get("best")
+    text = f"{r['nll']:.2f} ± {r['nll_stderr']:.2f}"
+    if best:
+        text += f" latest / {best['nll']:.2f} ± {best['nll_stderr']:.2f} best (epoch {best['epoch']})"
+    hours = f"{r['train_hours']:.1f} h" if "train_hours" in r else f"{r['train_minutes']:.1f} min"
+    return f"{text} (seed {r['seed']}; {r['device']}, {r['date']}, {hours})"
+
+
+def measured_cell(config_names: list[str], records: list[dict]) -> str:
+    cells = []
+    for name in config_names:
+        rows = [r for r in records if r["config_name"] == name]
+        if rows:
+            cells.append("; ".join(_figures(r) for r in sorted(rows, key=lambda r: r["seed"])))
+        elif name in NEEDS:
+            cells.append(NEEDS[name])
+        else:
+            cells.append(NOT_MEASURED)
+    return " / ".join(cells)
+
+
+def render_table(readme: str, records: list[dict]) -> str:
+    """The README with the last cell of each row of its paper table filled from `records`."""
+    begin, end = readme.index(TABLE_BEGIN), readme.index(TABLE_END)
+    lines = readme[begin:end].splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split(" | ")
+        names = re.findall(r"`([\w.-]+)\.yaml`", cells[0])
+        if line.startswith("| ") and names and len(cells) > 2:
+            lines[i] = " | ".join(cells[:-1] + [measured_cell(names, records) + " |"])
+    return readme[:begin] + "\n".join(lines) + "\n" + readme[end:]
