@@ -13,6 +13,23 @@ from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_ca
 from vaecli.config import REPLICA_KEYS, RESUMABLE, summarize
 
 
+def _report(paths, distributed: bool, as_json: bool) -> None:
+    """The run folders on stdout (or one JSON document), from process 0 of a job only."""
+    if distributed:
+        from vaecli.compiled import devices
+
+        if not devices.is_primary():
+            return
+    if as_json:
+        from vaecli.rundir.layout import read_json
+
+        summaries = [{"run": str(p), "summary": read_json(Path(p) / "summary.json") or {}} for p in paths]
+        typer.echo(json.dumps({"runs": summaries}, indent=2))
+    else:
+        for p in paths:
+            typer.echo(str(p))
+
+
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
@@ -44,21 +61,6 @@ def train(
 ):
     """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
 
-    def report(paths):
-        if distributed:
-            from vaecli.compiled import devices
-
-            if not devices.is_primary():
-                return  # one answer per job, from process 0
-        if as_json:
-            from vaecli.rundir.layout import read_json
-
-            summaries = [{"run": str(p), "summary": read_json(Path(p) / "summary.json") or {}} for p in paths]
-            typer.echo(json.dumps({"runs": summaries}, indent=2))
-        else:
-            for p in paths:
-                typer.echo(str(p))
-
     def go():
         if distributed:
             from vaecli.compiled import devices
@@ -73,7 +75,7 @@ def train(
                                time_limit=time_limit, clock_start=started, before_compute=_use_compile_cache)
         if result.notice:
             typer.secho(result.notice, err=True, fg=typer.colors.YELLOW if result.exit_code else None)
-        report(result.paths)
+        _report(result.paths, distributed, as_json)
         if result.exit_code:
             raise typer.Exit(result.exit_code)  # 3: paused by --time-limit (vaecli.training.stops.EXIT_PAUSED)
 
