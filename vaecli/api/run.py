@@ -1,0 +1,195 @@
+"""`vaecli.load`: a trained run in Python, at one checkpoint — its encoder, decoder and prior,
+and the estimators of `vae eval-elbo`, on any images.
+
+Nothing here computes anything of its own: the checkpoint is restored by
+vaecli.rundir.restore, pictures come from vaecli.compiled.encode_decode and
+`vae sample --mode prior`'s draw, and log p(x) and the ELBO from the chunked estimator
+(vaecli.compiled.estimator) with the settings `vae eval-elbo` uses, so the numbers are the
+CLI's. Programs are kept for the process (vaecli.compiled.cache): each method compiles once
+per input shape, for every Run of the same model. No JAX at import (it comes with `load`).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from vaecli import registry
+from vaecli.api.images import check_images, check_latents
+from vaecli.errors import RunError, UsageError
+
+
+def load(path: str | Path, step: str | int = "default", params: str = "ema") -> Run:
+    """The run folder `path` written by `vae train` (or `vaecli.train`), at a checkpoint.
+
+    `step`: "default" (best on a run that stopped early, else latest: what the commands use
+    without --step), "best" (the highest validation ELBO), "latest" or a step number.
+    `params`: "ema" (the moving average of the parameters where the run trained one with
+    train.ema_decay > 0, else its only parameters, as the commands do) or "raw".
+    Raises RunError for a folder that is no run or a step with no checkpoint, UsageError
+    for a malformed argument: the lines `vae eval-elbo` prints for them.
+    """
+    if params not in ("ema", "raw"):
+        raise UsageError(f"params={params!r}: choose 'ema' (the moving average, where the run has one) or 'raw'")
+    from vaecli.compiled import state as state_lib
+    from vaecli.rundir import layout, restore
+
+    folder = layout.open_run(path)
+    raw = params == "raw"
+    with _quiet_orbax():
+        fn, state, chosen, _ = restore.load_state(folder.config, folder.image_shape, folder.checkpoint_dir,
+                                                  None if step in ("default", None) else step, raw)
+    return Run(folder, fn, state["params"], chosen, state_lib.params_kind(folder.config, raw))
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Orbax logs routine notes of a read-only restore as warnings (through absl), which a
+    notebook shows under every `load`; the CLI quiets them for the whole process, a library
+    call only while it restores."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _positive(name: str, value, what: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UsageError(f"{name}={value!r}: must be a whole number of at least 1{what}")
+    return int(value)
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise UsageError(f"seed={seed!r}: must be a whole number")
+    return int(seed)
+
+
+def _one(values: np.ndarray, single: bool) -> np.ndarray:
+    return values[0] if single else values
+
+
+class Run:
+    """A trained model at one checkpoint of its run folder (made by `vaecli.load`).
+
+    Attributes: `path` (the run folder), `config` (the run's resolved vaecli.config.Config),
+    `step` (the checkpoint's step), `params` (the parameter pytree in use), `params_kind`
+    ("ema" or "raw"), `latent_dim`, `image_shape` (H, W, C), `meta` (meta.json).
+
+    Images are uint8 in 0..255 or floats in [0, 1], one image (H, W[, C]) or a batch
+    (N, H, W, C), numpy or JAX; results come back as numpy arrays, per image for a batch and
+    without the batch axis for one image. `images(split)` gives a split of the run's
+    dataset as the model sees it.
+    """
+
+    def __init__(self, folder, fn, params, step: int, params_kind: str):
+        from vaecli.compiled.encode_decode import CompiledModel
+
+        self.path, self.config, self.meta = folder.path, folder.config, folder.meta
+        self.step, self.params, self.params_kind = step, params, params_kind
+        self.image_shape = tuple(folder.image_shape)
+        self._fn = fn
+        self._model = CompiledModel(fn, params, self.image_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        """The dimension of z: the first (or only) stochastic layer, the one encode and decode use."""
+        return self.config.model.latent_dim
+
+    def __repr__(self) -> str:
+        return f"<vaecli.Run {self.path} step {self.step} ({self.params_kind} params)>"
+
+    def images(self, split: str = "test") -> np.ndarray:
+        """The `split` (train, validation or test) of the run's dataset as float32 (N, H, W, C)
+        in [0, 1], binarized as the run's data.binarize says: the images `vae eval-elbo` and
+        `vae sample` read."""
+        from vaecli import data
+
+        data.check_split(split)
+        s = data.load_split(self.config.data, split)
+        return s.images.astype(np.float32) / s.scale
+
+    def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """The posterior q(z|x) of each image: (mean, std), each (N, latent_dim) (or (latent_dim,)
+        for one image). Batches of 1000 images are encoded at a time, so any number fits."""
+        px = check_images(images, self.image_shape)
+        mean, logvar = self._model.encode(px.values)
+        return _one(mean, px.single), _one(np.exp(0.5 * logvar), px.single)
+
+    def decode(self, z) -> np.ndarray:
+        """The mean image E[x|z] of each latent: z (..., latent_dim) -> (..., H, W, C) floats in [0, 1]."""
+        return self._model.decode(check_latents(z, self.latent_dim))
+
+    def generate(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """`n` mean images E[x|z] of prior draws z, (n, H, W, C): the pictures of
+        `vae sample --mode prior --n N --seed S --temperature T`. `temperature` scales a
+        standard-normal prior, z ~ N(0, T²I); other priors take only 1."""
+        from vaecli.evaluation.modes import MODES
+
+        n, seed = _positive("n", n), _seed(seed)
+        if not temperature > 0:
+            raise UsageError(f"temperature={temperature!r}: must be > 0")
+        m = self.config.model
+        ctx = {"seed": seed, "latent_dim": m.latent_dim, "normal_prior": registry.standard_normal_prior(m),
+               "closed_form_kl": registry.closed_form_kl(m), "split": None}
+        return MODES["prior"].draw(self._model, ctx, n, None, float(temperature))[0]
+
+    def log_likelihood(self, images, k: int = 1000, seed: int = 0, batch_size: int | None = None) -> np.ndarray:
+        """log p(x) of each image, estimated by importance sampling with K draws of q(z|x)
+        (the K-sample IWAE bound log p̂_K(x) ≤ log p(x), tighter as K grows): the estimator
+        and the per-example array `log_likelihood_k{K}` of `vae eval-elbo --per-example`.
+
+        The draws are keyed by (seed, index of the image in `images`, sample index), as
+        eval-elbo keys them by the index in the split: the images of a split, in its order,
+        give eval-elbo's numbers bit for bit (at the default `batch_size`, eval-elbo's 100),
+        and the same image at another position gets other draws (another estimate of the
+        same log p(x)). Memory is bounded whatever N and K: batches of `batch_size` images,
+        the K draws in chunks, one compiled program.
+        """
+        objective = registry.objective(self.config)
+        if not objective.defines_density:
+            raise RunError(f"log_likelihood: {objective.no_density_note}; run.elbo(images)['recon'] gives it")
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size)
+        return _one(per["log_likelihood"], single)
+
+    def elbo(self, images, seed: int = 0, k: int = 1, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """The ELBO of each image and its two terms: {"elbo", "recon", "kl"}, elbo = −(recon + kl),
+        recon = −E_q[log p(x|z)] averaged over `k` draws of q(z|x), kl = KL(q(z|x) ‖ p(z))
+        (analytic where it has a closed form, else the mean of log q − log p over the draws).
+        The per-example arrays `elbo_k{K}`, `recon_k{K}`, `kl` of `vae eval-elbo --per-example`;
+        the draws are keyed as in `log_likelihood`."""
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size)
+        out = {"elbo": -(per["recon"] + per["kl"]), "recon": per["recon"], "kl": per["kl"]}
+        return {name: _one(v, single) for name, v in out.items()}
+
+    def _estimate(self, images, k: int, seed, batch_size) -> tuple[dict, bool]:
+        """The estimator's per-example arrays over `images`: the program `vae eval-elbo` runs
+        (its default batch size and Monte Carlo KL draws, which share the program with log p̂:
+        another program could round differently), kept for the process under the same key."""
+        from vaecli.compiled import devices, estimator
+
+        defaults = _eval_elbo_defaults()
+        seed = _seed(seed)
+        batch_size = defaults["batch_size"] if batch_size is None else _positive("batch_size", batch_size)
+        px = check_images(images, self.image_shape)
+        draws = registry.objective(self.config).draws_samples  # no draws: one deterministic pass, as eval-elbo
+        mesh = devices.make_mesh(0)  # every local device, as eval-elbo
+        if mesh.size > 1 and min(batch_size, len(px.stored)) % mesh.size:
+            mesh = None  # a batch the devices cannot share evenly runs on one
+        estimate, _ = estimator.compile_estimator(self._fn, self.params, px.stored, px.scale, k if draws else 1,
+                                                  batch_size, None, defaults["kl_mc_samples"] if draws else 0,
+                                                  deterministic=not draws, mesh=mesh)
+        return estimate(self.params, seed), px.single
+
+
+def _eval_elbo_defaults() -> dict:
+    """`vae eval-elbo`'s defaults, from the one function behind it (so they cannot drift apart)."""
+    from vaecli.evaluation.elbo import evaluate
+
+    return {name: p.default for name, p in inspect.signature(evaluate).parameters.items()}
