@@ -7,16 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vaecli.cli.app import JsonOpt, app, complete_mode, complete_set
+from vaecli.cli.app import JsonOpt, RawParamsOpt, StepOpt, app, complete_mode, complete_set
 from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
 from vaecli.evaluation import modes as sample_modes  # the mode registry, for the help (imports no JAX)
-
-StepOpt = Annotated[Optional[str], typer.Option(
-    "--step", help="Checkpoint: 'latest', 'best' (highest validation ELBO) or a step number "
-                   "[default: best on a run that stopped early (train.patience), else latest].")]
-RawParamsOpt = Annotated[bool, typer.Option(
-    "--raw-params", help="A run trained with train.ema_decay > 0: use the raw parameters, not their EMA.")]
-
 
 @app.command()
 def sample(

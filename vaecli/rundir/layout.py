@@ -8,7 +8,7 @@
       checkpoints/     Orbax checkpoints, one folder per step
       samples/         PNG grids written at each evaluation
       eval/            one JSON per `vae eval-elbo` protocol
-      summary.json     status (running | completed | interrupted | failed), last checkpoint
+      summary.json     status (running | completed | paused | interrupted | failed | pruned), last checkpoint
                        step, final metrics, timings; rewritten atomically at every epoch
       train.lock       held (flock) by the process training the run; the OS releases it
                        when that process dies, however it dies

@@ -84,7 +84,10 @@ def finish(recs: list[Recorder], epoch_times: list[float], bar: Progress, failur
 
 
 def progress_info(recs: list[Recorder], m: dict, examples_per_s: float) -> str:
-    losses = [float(m["loss"][r]) for r, rec in enumerate(recs) if rec.active]
+    # the replicas that logged this epoch (one that just completed included)
+    logged = [r for r, rec in enumerate(recs) if rec.train_record is not None
+              and rec.train_record["step"] == int(m["step"][r])]
+    losses = [float(m["loss"][r]) for r in logged]
     rate = f"{examples_per_s * len(recs):,.0f} ex/s"
     if not losses:
         return rate

@@ -9,7 +9,10 @@ from pathlib import Path
 from vaecli import config as config_lib
 from vaecli.rundir.trackers.common import eval_metrics, flatten, scalars
 
-_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+# A paused run is continued later (the resume reopens the same tracker run); a pruned trial
+# ended as its study decided: neither is a failure.
+_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED",
+           "paused": "KILLED"}
 
 
 class Mlflow:

@@ -31,7 +31,7 @@ class Wandb:
     def end(self, summary: dict) -> None:
         self.run.summary.update({k: v for k, v in flatten(summary, sep="/").items()
                                  if isinstance(v, (int, float, str, bool))})
-        self.run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+        self.run.finish(exit_code=0 if summary.get("status") in ("completed", "paused", "pruned") else 1)
 
     @staticmethod
     def log_eval(run, ids: dict, report: dict) -> None:
