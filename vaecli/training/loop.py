@@ -86,14 +86,16 @@ class _Epochs:
         self.epoch = starts[0].epoch  # the program's count (a slot's own is its step's)
 
     def run(self) -> None:
-        recs, paused = self.recs, False
+        recs, paused, deferred = self.recs, False, None
         try:
             while any(rec.active for rec in recs):
                 if self.budget is not None and not self.budget.fits_next():
-                    paused = True
+                    self.log_point(deferred)
+                    deferred, paused = None, True
                     self.occ.save_unsaved()  # the state after the last epoch, unless saved already
                     break
-                self.one_epoch()
+                deferred = self.one_epoch(deferred)
+            self.log_point(deferred)  # none left: an epoch after which a run ends is never deferred
         except BaseException:  # every exit path: the saves in flight complete, the summaries name them
             for rec in recs:
                 with contextlib.suppress(StorageError):  # the error on its way comes first
@@ -106,31 +108,51 @@ class _Epochs:
                            self.occ.t0, self.budget, self.first_epoch)
         outcomes.finish(self.occ.every, self.epoch_times, self.bar, self.slots.failures_are_results)
 
-    def one_epoch(self) -> None:
-        recs, occ, program = self.recs, self.occ, self.program
+    def one_epoch(self, deferred: dict | None) -> dict | None:
+        """Run one epoch and read its metrics. An epoch after which no slot validates, saves,
+        fails or ends needs the state no more: its log point is returned, to be done while
+        the next epoch runs (the device does not wait for the host's bookkeeping, a few ms
+        an epoch: a GPU's bmnist_mlp epoch is ~37 ms). `deferred`: such a log point of the
+        epoch before, done here once this epoch is under way."""
+        occ = self.occ
         self.epoch += 1
         t, t_budget, occ.save_s = time.perf_counter(), clock.now(), 0.0
-        occ.state, m = program.epoch(occ.state, self.images)
-        m = self.axis.host(m)  # the log point: the only host sync of the epoch
+        occ.state, m = self.program.epoch(occ.state, self.images)
+        if deferred is not None:
+            deferred["t_end"] = t_budget  # its loop iteration ended as this epoch began
+        self.log_point(deferred)
+        m = self.axis.host(m)  # the only host sync of the epoch
         dt = time.perf_counter() - t
         self.epoch_times.append(dt)
-        stopping = self.stop.signum is not None
-        done = occ.log_point(program, m, self.steps_per_epoch, dt, self.examples_per_epoch / dt, stopping, self.bar)
+        point = {"m": m, "dt": dt, "epoch": self.epoch, "t_budget": t_budget, "stopping": self.stop.signum is not None}
+        if not point["stopping"] and occ.quiet(m, self.steps_per_epoch):
+            return point
+        self.log_point(point)
+        return None
+
+    def log_point(self, point: dict | None) -> None:
+        """The epoch's bookkeeping: each slot logs (and validates, draws and saves when due),
+        ended runs complete, the progress line, the time budget, the slots' policy."""
+        if point is None:
+            return
+        recs, occ, program, m, dt = self.recs, self.occ, self.program, point["m"], point["dt"]
+        done = occ.log_point(program, m, self.steps_per_epoch, dt, self.examples_per_epoch / dt, point["stopping"],
+                             self.bar)
         for r in done:  # after every save has started, so that they overlap
             recs[r].finish_saves()
             outcomes.complete(recs[r], occ.watch[r], self.epoch_times, program.compile_s, occ.t0[r], len(recs),
                               self.bar)
-        self.bar.epoch(self.epoch, outcomes.progress_info(recs, m, self.examples_per_epoch / dt))
+        self.bar.epoch(point["epoch"], outcomes.progress_info(recs, m, self.examples_per_epoch / dt))
         if self.budget is not None:
-            self.budget.iteration(clock.now() - t_budget)
+            self.budget.iteration((point["t_end"] if "t_end" in point else clock.now()) - point["t_budget"])
             if occ.save_s:
                 self.budget.saved(occ.save_s)
         if not self.slots.failures_are_results and all(rec.summary["status"] == "failed" for rec in recs):
             raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                            f"all {len(recs)} replicas failed; see each run's summary.json")
-        if stopping:
-            _interrupt(recs, self.stop.signum, self.epoch, int(m["step"][0]))
-        occ.refill(self.slots.after_epoch(recs, self.epoch))
+        if point["stopping"]:
+            _interrupt(recs, self.stop.signum, point["epoch"], int(m["step"][0]))
+        occ.refill(self.slots.after_epoch(recs, point["epoch"]))
 
 
 def _interrupt(recs: list[Recorder], signum: int, epoch: int, step: int):

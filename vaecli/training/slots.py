@@ -49,7 +49,9 @@ class Slots:
         """Called at each epoch boundary once every replica is logged, validated, saved, and
         those at `train.epochs` completed. It may end active replicas (`rec.end(status)`) and
         return new occupants for slots whose recorder is no longer active: {slot: (run, start)}.
-        The loop ends when no slot is active."""
+        The loop ends when no slot is active. After an epoch at which no slot validated, saved,
+        failed or ended (`Occupants.quiet`) it is called while the next epoch runs, and must
+        return no occupants."""
         return {}
 
 
@@ -124,6 +126,20 @@ class Occupants:
             if rec.active and rec.train_record is not None and self.saved_step[r] != rec.train_record["step"]:
                 host = self.save(r, host, rec.train_record["step"], rec.train_record["epoch"], force=True)
 
+    def quiet(self, m: dict, steps_per_epoch: int) -> bool:
+        """Whether the log point of the epoch whose metrics are `m` leaves the state alone: no
+        active slot validates, saves, fails or reaches its end there (so neither can early
+        stopping end it, nor `Slots.after_epoch` refill it)."""
+        cfg = self.recs[0].cfg
+        for r, rec in enumerate(self.recs):
+            if not rec.active:
+                continue
+            e = int(m["step"][r]) // steps_per_epoch
+            if (m["bad_step"][r] >= 0 or e >= cfg.train.epochs or e % cfg.eval.every_epochs == 0
+                    or e % cfg.checkpoint.every_epochs == 0):
+                return False
+        return True
+
     def log_point(self, program, m: dict, steps_per_epoch: int, dt: float, examples_per_s: float,
                   stopping: bool, bar: Progress) -> list[int]:
         """Each active slot logs its epoch, validates, draws and saves when due; returns the
@@ -173,7 +189,7 @@ class Occupants:
         """New occupants in place: the same shapes, so the compiled program is reused."""
         if not new:
             return
-        full = devices.to_host(self.state)
+        full = devices.to_host(self.state)  # the state after the epoch just logged (refills follow no quiet epoch)
         for r, (run, start) in sorted(new.items()):
             assert not self.recs[r].active, f"slot {r} is still in use"
             self.recs[r].finish_saves()
