@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from vaecli.errors import UsageError
 
@@ -58,6 +57,8 @@ def _outline(shape: str) -> np.ndarray:
 def _sprites() -> np.ndarray:
     """Every (shape, scale, orientation) sprite once: (3, 3, 6, _BOX, _BOX) uint8. Positions
     are integer shifts of these, so moving a sprite changes nothing but where it is."""
+    from PIL import Image, ImageDraw  # here, not at import: vaecli.data is imported by every command
+
     shapes, scales, angles = (FACTOR_VALUES[k] for k in ("shape", "scale", "orientation"))
     out = np.zeros((len(shapes), len(scales), len(angles), _BOX, _BOX), np.uint8)
     big = _BOX * _SUPER

@@ -7,8 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaecli import disentanglement as dis
-from vaecli import linear_probes, toy_sprites
+from vaecli.data import toy_sprites
+from vaecli.evaluation import disentanglement as dis
+from vaecli.evaluation.disentanglement import interventional as iv
+from vaecli.evaluation.disentanglement import observational as obs
+from vaecli.evaluation.disentanglement import probes, sampling
 from vaecli.errors import UsageError
 
 SIZES = toy_sprites.FACTOR_SIZES
@@ -39,7 +42,7 @@ CASES = {
 def samples():
     """(codes_train, factors_train, codes_test, factors_test) of each case, same factors."""
     rng = np.random.default_rng(0)
-    ftr, fte = dis.sample_factors(SIZES, N_TRAIN, rng), dis.sample_factors(SIZES, N_TEST, rng)
+    ftr, fte = sampling.sample_factors(SIZES, N_TRAIN, rng), sampling.sample_factors(SIZES, N_TEST, rng)
     return {name: (g(ftr, rng), ftr, g(fte, rng), fte) for name, g in CASES.items()}
 
 
@@ -48,7 +51,7 @@ def test_discretize_is_numpy_histogram_then_digitize():
     x = np.random.default_rng(2).normal(size=(500, 3)).astype(np.float32)
     x[:, 2] = 1.5  # a constant column: np.histogram's range is then (1.0, 2.0)
     want = np.stack([np.digitize(x[:, i], np.histogram(x[:, i], 20)[1][:-1]) - 1 for i in range(3)], 1)
-    np.testing.assert_array_equal(np.asarray(dis.discretize(x, 20)), want)
+    np.testing.assert_array_equal(np.asarray(obs.discretize(x, 20)), want)
 
 
 def test_mutual_info_of_a_hand_computed_joint():
@@ -60,17 +63,17 @@ def test_mutual_info_of_a_hand_computed_joint():
     nz = joint > 0
     want = np.sum(joint[nz] * np.log(joint[nz] / (pc * pf)[nz]))  # = log(2) / 2
     assert want == pytest.approx(np.log(2) / 2)
-    got = dis.mutual_info(code[:, None], factor[:, None])
+    got = obs.mutual_info(code[:, None], factor[:, None])
     assert got.shape == (1, 1) and got[0, 0] == pytest.approx(want, abs=1e-6)
     # A factor with itself: its entropy; against an unrelated column: 0.
-    h = dis.entropy(np.stack([code, factor], 1))
+    h = obs.entropy(np.stack([code, factor], 1))
     np.testing.assert_allclose(h, [-(0.25 * np.log(0.25) * 2 + 0.5 * np.log(0.5)), np.log(2)])
-    assert dis.mutual_info(factor[:, None], factor[:, None])[0, 0] == pytest.approx(np.log(2), abs=1e-6)
-    assert dis.mutual_info(np.array([[0], [1], [0], [1]]), np.array([[0], [0], [1], [1]]))[0, 0] == pytest.approx(0, abs=1e-7)
+    assert obs.mutual_info(factor[:, None], factor[:, None])[0, 0] == pytest.approx(np.log(2), abs=1e-6)
+    assert obs.mutual_info(np.array([[0], [1], [0], [1]]), np.array([[0], [0], [1], [1]]))[0, 0] == pytest.approx(0, abs=1e-7)
 
 
 def test_roc_auc_counts_pairs_and_halves_ties():
-    auc = lambda s, p: float(linear_probes.roc_auc(jnp.array(s, jnp.float32), jnp.array(p)))
+    auc = lambda s, p: float(probes.roc_auc(jnp.array(s, jnp.float32), jnp.array(p)))
     # Positives 1, 3; negatives 2, 0: three of the four (positive, negative) pairs are ordered.
     assert auc([1, 3, 2, 0], [True, True, False, False]) == pytest.approx(0.75)
     assert auc([5, 5, 5, 5], [True, False, True, False]) == pytest.approx(0.5)
@@ -84,15 +87,15 @@ def test_lasso_soft_thresholds_an_orthonormal_design_and_splits_duplicates():
     y = x @ np.array([[1.0], [-0.3], [0.05], [0.0]]) + 0.1 * rng.normal(size=(n, 1))
     c = x.T @ y / n
     want = np.sign(c) * np.maximum(np.abs(c) - 0.1, 0)  # the lasso's closed form when G = I
-    np.testing.assert_allclose(np.asarray(linear_probes.lasso(x.astype(np.float32), y.astype(np.float32), 0.1)), want, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(probes.lasso(x.astype(np.float32), y.astype(np.float32), 0.1)), want, atol=1e-4)
     dup = np.concatenate([x[:, :1], x], 1).astype(np.float32)
-    w = np.asarray(linear_probes.lasso(dup, y.astype(np.float32), 0.1))
+    w = np.asarray(probes.lasso(dup, y.astype(np.float32), 0.1))
     assert w[0, 0] == pytest.approx(w[1, 0], rel=1e-5) and w[0, 0] + w[1, 0] == pytest.approx(want[0, 0], abs=1e-4)
 
 
 # ------------------------------------------------------------------ metrics on constructed codes
 def test_mig(samples):
-    r = {name: dis.mig(s[0], s[1]) for name, s in samples.items()}
+    r = {name: obs.mig(s[0], s[1]) for name, s in samples.items()}
     # A code equal to its factor, binned injectively, carries all H(factor); the runner-up
     # carries only the plug-in estimator's bias, about (bins-1)(values-1)/2N nats.
     assert r["equal"]["mig"] > 0.95
@@ -105,7 +108,7 @@ def test_mig(samples):
 
 
 def test_dci(samples):
-    r = {name: dis.dci(*s) for name, s in samples.items()}
+    r = {name: obs.dci(*s) for name, s in samples.items()}
     eq, rot, dup, noise = r["equal"], r["rotated"], r["dup_drop"], r["noise"]
     assert eq["disentanglement"] > 0.98 and eq["completeness"] > 0.98 and eq["informativeness_test"] > 0.99
     # A rotation mixes everything but loses nothing: a linear read-out still recovers each factor.
@@ -132,14 +135,14 @@ def test_dci_gbt_needs_scikit_learn_or_runs_it(samples):
         import sklearn  # noqa: F401
     except ImportError:
         with pytest.raises(UsageError, match="scikit-learn"):
-            dis.dci(codes, factors, codes_test, factors_test, regressor="gbt")
+            obs.dci(codes, factors, codes_test, factors_test, regressor="gbt")
         return
-    r = dis.dci(codes, factors, codes_test, factors_test, regressor="gbt")
+    r = obs.dci(codes, factors, codes_test, factors_test, regressor="gbt")
     assert r["disentanglement"] > 0.8 and r["protocol"]["regressor"] == "gbt"
 
 
 def test_sap(samples):
-    r = {name: dis.sap(*s) for name, s in samples.items()}
+    r = {name: obs.sap(*s) for name, s in samples.items()}
     gaps = {name: np.diff(np.sort(np.array(v["score_matrix"]), 0)[-2:], axis=0)[0] for name, v in r.items()}
     # One-input linear SVMs, one against the rest, cannot single out the middle values of an
     # ordinal factor, so even a perfect code is far from 1 (dlib's own SVM gives 0.42 on these
@@ -152,7 +155,7 @@ def test_sap(samples):
 
 
 def test_modularity_and_explicitness(samples):
-    r = {name: dis.modularity(s[0], s[1], codes_test=s[2], factors_test=s[3]) for name, s in samples.items()}
+    r = {name: obs.modularity(s[0], s[1], codes_test=s[2], factors_test=s[3]) for name, s in samples.items()}
     assert r["equal"]["modularity"] > 0.98 and r["equal"]["explicitness_test"] > 0.99
     # A duplicated code is still about one factor; explicitness: four factors perfectly
     # ranked (AUC 1), the dropped one at chance (0.5): (4 + 0.5) / 5.
@@ -166,11 +169,11 @@ def test_modularity_and_explicitness(samples):
     # same), so only its distance below a modular code is checked.
     assert r["noise"]["explicitness_test"] == pytest.approx(0.5, abs=0.03)
     assert r["noise"]["modularity"] < r["equal"]["modularity"] - 0.2
-    assert "explicitness_test" not in dis.modularity(*samples["equal"][:2])
+    assert "explicitness_test" not in obs.modularity(*samples["equal"][:2])
 
 
 def test_factor_vae_score():
-    r = {name: dis.factor_vae_score(g, SIZES, seed=0, num_variance_estimate=2000, **SMALL) for name, g in CASES.items()}
+    r = {name: iv.factor_vae_score(g, SIZES, seed=0, num_variance_estimate=2000, **SMALL) for name, g in CASES.items()}
     # Holding the factor of an aligned code fixed leaves that code only its noise (variance
     # 1e-4 against >= 0.67): it is always the least varying, so every vote is right.
     assert r["equal"]["eval_accuracy"] > 0.99 and r["equal"]["train_accuracy"] > 0.99
@@ -184,14 +187,14 @@ def test_factor_vae_score():
 def test_factor_vae_prunes_collapsed_codes():
     def represent(f, rng):  # factors plus a code that never moves
         return np.concatenate([f + 0.01 * rng.normal(size=f.shape), np.zeros((len(f), 1))], 1)
-    r = dis.factor_vae_score(represent, SIZES, seed=0, num_variance_estimate=2000, **SMALL)
+    r = iv.factor_vae_score(represent, SIZES, seed=0, num_variance_estimate=2000, **SMALL)
     assert r["num_active_dims"] == 5 and r["eval_accuracy"] > 0.99
-    dead = dis.factor_vae_score(lambda f, rng: np.zeros((len(f), 3)), SIZES, seed=0, num_variance_estimate=100, **SMALL)
+    dead = iv.factor_vae_score(lambda f, rng: np.zeros((len(f), 3)), SIZES, seed=0, num_variance_estimate=100, **SMALL)
     assert dead["num_active_dims"] == 0 and dead["score"] == 0.0
 
 
 def test_beta_vae_score():
-    r = {name: dis.beta_vae_score(g, SIZES, seed=0, **SMALL) for name, g in CASES.items()}
+    r = {name: iv.beta_vae_score(g, SIZES, seed=0, **SMALL) for name, g in CASES.items()}
     # The shared factor's code differs by noise only; the others by about their spread.
     assert r["equal"]["eval_accuracy"] > 0.99
     # Sharing factor 4 leaves every difference large, a pattern no other factor gives: a
@@ -202,8 +205,8 @@ def test_beta_vae_score():
 
 def test_same_seed_same_result():
     g = CASES["equal"]
-    a = dis.factor_vae_score(g, SIZES, seed=5, num_variance_estimate=500, num_train=50, num_eval=50)
-    b = dis.factor_vae_score(g, SIZES, seed=5, num_variance_estimate=500, num_train=50, num_eval=50)
+    a = iv.factor_vae_score(g, SIZES, seed=5, num_variance_estimate=500, num_train=50, num_eval=50)
+    b = iv.factor_vae_score(g, SIZES, seed=5, num_variance_estimate=500, num_train=50, num_eval=50)
     assert a == b
 
 
@@ -221,6 +224,25 @@ def test_registry_runs_every_metric_to_json():
         assert all(result["protocol"][k] == v for k, v in sizes[name].items())
 
 
+def test_registry_sizes_are_the_functions_defaults_and_presets_apply():
+    """The registry's dlib sizes are the ones the metric functions default to (one fact,
+    checked here rather than written twice by accident); --sizes small, --train-size and
+    --eval-size change only the sample sizes the metric has."""
+    import inspect
+
+    for name, metric in dis.METRICS.items():
+        params = inspect.signature(metric.load()).parameters
+        assert {k: params[k].default for k in metric.sizes} == dict(metric.sizes), name
+        assert set(metric.small) == set(metric.sizes), name
+    assert dis.sizes_for("mig", "small", eval_size=50) == {"num_train": 1000}
+    assert dis.sizes_for("dci", "dlib", train_size=300, eval_size=40) == {"num_train": 300, "num_test": 40}
+    assert dis.sizes_for("beta_vae", "small", eval_size=7) == {"batch_size": 64, "num_train": 200, "num_eval": 7}
+    with pytest.raises(UsageError, match="--sizes 'huge': choose one of dlib, small"):
+        dis.sizes_for("mig", "huge")
+    with pytest.raises(UsageError, match="--train-size 1: must be at least 2"):
+        dis.sizes_for("mig", train_size=1)
+
+
 def test_parse_metrics():
     assert dis.parse_metrics("mig, dci,mig") == ("mig", "dci")
     assert dis.parse_metrics("all") == tuple(dis.METRICS)
@@ -233,15 +255,15 @@ def test_parse_metrics():
 def test_bad_inputs_are_usage_errors(samples):
     codes, factors, codes_test, factors_test = samples["equal"]
     with pytest.raises(UsageError, match="N = 4000"):
-        dis.mig(codes, factors[:10])
+        obs.mig(codes, factors[:10])
     with pytest.raises(UsageError, match="NaN"):
-        dis.mig(np.full_like(codes, np.nan), factors)
+        obs.mig(np.full_like(codes, np.nan), factors)
     with pytest.raises(UsageError, match="same number"):
-        dis.sap(codes, factors, codes_test[:, :3], factors_test)
+        obs.sap(codes, factors, codes_test[:, :3], factors_test)
     with pytest.raises(UsageError, match="regressor 'tree'"):
-        dis.dci(codes, factors, codes_test, factors_test, regressor="tree")
+        obs.dci(codes, factors, codes_test, factors_test, regressor="tree")
     with pytest.raises(UsageError, match="represent must return"):
-        dis.beta_vae_score(lambda f, rng: f[:-1], SIZES, num_train=5, num_eval=5)
+        iv.beta_vae_score(lambda f, rng: f[:-1], SIZES, num_train=5, num_eval=5)
 
 
 def test_matches_scikit_learn_where_installed(samples):
@@ -252,17 +274,17 @@ def test_matches_scikit_learn_where_installed(samples):
     from sklearn.svm import LinearSVC
 
     codes, factors, codes_test, factors_test = (a[:1000] for a in samples["rotated"])
-    binned = np.asarray(dis.discretize(codes.astype(np.float32), 20))
+    binned = np.asarray(obs.discretize(codes.astype(np.float32), 20))
     want = [[mutual_info_score(factors[:, j], binned[:, i]) for j in range(5)] for i in range(5)]
-    np.testing.assert_allclose(dis.mutual_info(binned, factors), want, atol=1e-5)
+    np.testing.assert_allclose(obs.mutual_info(binned, factors), want, atol=1e-5)
     svc = [[np.mean(LinearSVC(C=0.01, class_weight="balanced").fit(codes[:, i:i + 1], factors[:, j])
                     .predict(codes_test[:, i:i + 1]) == factors_test[:, j]) for j in range(5)] for i in range(5)]
-    np.testing.assert_allclose(dis.sap(codes, factors, codes_test, factors_test)["score_matrix"], svc, atol=2e-3)
+    np.testing.assert_allclose(obs.sap(codes, factors, codes_test, factors_test)["score_matrix"], svc, atol=2e-3)
     mu, sd = codes.mean(0), codes.std(0)
     aucs = []
     for j in range(5):
         clf = LogisticRegression().fit((codes - mu) / sd, factors[:, j])
         proba = clf.predict_proba((codes_test - mu) / sd)
         aucs.append(np.mean([roc_auc_score(factors_test[:, j] == k, proba[:, i]) for i, k in enumerate(clf.classes_)]))
-    got = dis.modularity(codes, factors, codes_test=codes_test, factors_test=factors_test)["explicitness_test"]
+    got = obs.modularity(codes, factors, codes_test=codes_test, factors_test=factors_test)["explicitness_test"]
     assert got == pytest.approx(np.mean(aucs), abs=2e-3)

@@ -1,4 +1,4 @@
-"""Small linear classifiers and regressors in JAX, for the disentanglement metrics.
+"""Small linear classifiers and regressors in JAX, for the disentanglement metrics (the probes).
 
 Each stands in for the scikit-learn estimator that google-research/disentanglement_lib
 calls, solving the same objective (so the optimum, not the solver, is what is shared):

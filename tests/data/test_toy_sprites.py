@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vaecli import toy_sprites as ts
+from vaecli.data import toy_sprites as ts
 from vaecli.errors import UsageError
 
 
