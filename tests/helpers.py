@@ -128,6 +128,14 @@ def tiny_overrides(cache: Path) -> list[str]:
             "eval.grid=16", "checkpoint.every_epochs=1", "checkpoint.keep=5", "log.progress=none"]
 
 
+def toy_sprites_overrides(cache: Path) -> list[str]:
+    """A run on the procedural toy_sprites (64x64, five factors) that trains in seconds: a
+    small MLP with 10 latents, one epoch."""
+    return ["data.dataset=toy_sprites", f"data.cache_dir={cache}", "model.hidden=[64]", "model.latent_dim=10",
+            "train.epochs=1", "train.batch_size=64", "eval.every_epochs=1", "eval.grid=16",
+            "checkpoint.every_epochs=1", "log.progress=none", "log.tensorboard=false"]
+
+
 def tiny_train_args(cache: Path, runs_dir: Path, name: str) -> list[str]:
     return ["train", "--config", CONFIG, *sets(tiny_overrides(cache)), "--set", "train.epochs=2",
             "--name", name, "--runs-dir", runs_dir]

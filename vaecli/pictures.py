@@ -64,6 +64,30 @@ def save_grid(images: np.ndarray, path: Path, title: str = "", cols: int | None 
     return path
 
 
+def save_gif(frames: np.ndarray, path: Path, labels: list[str], cols: int | None = None, scale: int = 2,
+             frame_ms: int = 150) -> Path:
+    """Write an animated GIF (looping) of `frames` (T, N, H, W, C) in [0, 1]: frame t is the
+    grid of its N tiles, `labels[t]` on a strip above it. The frames play forward, then back,
+    so the loop has no jump."""
+    from PIL import Image, ImageDraw
+
+    pictures = []
+    for tiles, label in zip(frames, labels):
+        mosaic = grid(tiles, cols)
+        img = Image.fromarray(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic)
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST).convert("RGB")
+        canvas = Image.new("RGB", (img.width, img.height + TITLE_STRIP), "white")
+        canvas.paste(img, (0, TITLE_STRIP))
+        ImageDraw.Draw(canvas).text((4, 2), label, fill="black")
+        pictures.append(canvas)
+    loop = pictures + pictures[-2:0:-1]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.write_with(path, lambda f: loop[0].save(f, format="GIF", save_all=True, append_images=loop[1:],
+                                                  duration=frame_ms, loop=0))
+    return path
+
+
 def blank_pad(images: np.ndarray, cols: int) -> np.ndarray:
     """Pad (N, ...) with all-NaN tiles (drawn blank) to whole rows of `cols`."""
     missing = -len(images) % cols

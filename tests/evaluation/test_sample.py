@@ -182,6 +182,29 @@ def test_traverse_rows_follow_kl_and_sweep_one_dimension(tiny_run, tmp_path):
     assert max(np.abs(r[0] - r[-1]).max() for r in rows) > 0.01
 
 
+def test_traverse_gif_animates_the_sweep_beside_the_png(tiny_run, tmp_path):
+    res = sample.sample(tiny_run, mode="traverse", steps=5, out=tmp_path, gif=True)
+    gif = Path(res["gif"])
+    assert gif == Path(res["png"]).with_suffix(".gif") and gif.is_file()
+    rows = np.load(res["npy"])  # (dimensions, steps, H, W, 1)
+    with Image.open(gif) as img:
+        assert img.format == "GIF" and img.info["loop"] == 0
+        # Forward over the 5 points and back (3 more), so the loop has no jump.
+        assert img.n_frames == 5 + 3
+        # One tile per dimension: 4 latents on a 2x2 grid, 2-pixel gutters, x2, a title strip.
+        assert img.size == ((2 * (W + 2) + 2) * SCALE, (2 * (H + 2) + 2) * SCALE + 16)
+        frames = []
+        for t in range(img.n_frames):
+            img.seek(t)
+            frames.append(np.asarray(img.convert("L"), np.float32)[16:])
+    for t, f in enumerate([0, 1, 2, 3, 4, 3, 2, 1]):
+        want = pictures.grid(rows[:, f])[..., 0].repeat(SCALE, 0).repeat(SCALE, 1)
+        assert np.abs(frames[t] - want).max() <= 8, t  # the GIF palette's rounding of grey levels
+    with pytest.raises(UsageError, match="--gif animates traverse; --mode recon draws one picture"):
+        sample.sample(tiny_run, mode="recon", out=tmp_path / "none", gif=True)
+    assert not (tmp_path / "none").exists()
+
+
 def test_prior_temperature_scales_the_draws(tiny_run, tmp_path):
     cold = np.load(sample.sample(tiny_run, n=16, temperature=1e-4, out=tmp_path)["npy"])
     # At T→0 every draw decodes z ≈ 0: the samples are all the same picture.

@@ -24,6 +24,9 @@ def sample(
     step: StepOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/samples).")] = None,
     raw_params: RawParamsOpt = False,
+    gif: Annotated[bool, typer.Option(
+        "--gif", help="traverse: also an animated GIF beside the PNG (one frame per point, a tile per "
+                      "dimension).")] = False,
     as_json: JsonOpt = False,
 ):
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
@@ -33,11 +36,11 @@ def sample(
         from vaecli.evaluation.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
-                        split=split, steps=steps, raw_params=raw_params)
+                        split=split, steps=steps, raw_params=raw_params, gif=gif)
         if as_json:
             typer.echo(json.dumps(res, indent=2, default=str))
             return
-        for key in ("png", "npy", "labels_npy"):
+        for key in ("png", "npy", "gif", "labels_npy"):
             if key in res:
                 typer.echo(res[key])
 

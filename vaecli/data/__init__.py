@@ -1,11 +1,17 @@
-"""Datasets: TFDS names -> prepared, cached uint8 arrays -> the logical splits.
+"""Datasets: TFDS names (or vaecli's procedural ones) -> prepared, cached uint8 arrays -> the
+logical splits.
 
-    splits       Split, load_split (binarization modes), describe_train, KNOWN
-    cache        vaecli's compact array cache (write_cache, list_cache)
-    tfds_source  preparing a dataset through TFDS (TensorFlow imported only there)
+    splits         Split, load_split (binarization modes), describe_train, KNOWN
+    cache          vaecli's compact array cache (write_cache, list_cache)
+    tfds_source    preparing a dataset through TFDS (TensorFlow imported only there)
+    factors        datasets with known factors: their splits, factor table, PROCEDURAL datasets
+    toy_sprites    the procedural toy-sprites grid, drawn with Pillow
+    factor_images  images for given factor values (drawn, or looked up in the train split)
 """
 from vaecli.data.cache import cache_folder, default_cache_dir, list_cache, write_cache
+from vaecli.data.factor_images import FactorImages, load_factor_images
+from vaecli.data.factors import PROCEDURAL
 from vaecli.data.splits import KNOWN, SPLITS, Split, check_split, describe_train, load_split, prepare
 
 __all__ = ["Split", "SPLITS", "KNOWN", "check_split", "load_split", "prepare", "describe_train", "write_cache",
-           "cache_folder", "default_cache_dir", "list_cache"]
+           "cache_folder", "default_cache_dir", "list_cache", "PROCEDURAL", "FactorImages", "load_factor_images"]

@@ -2,14 +2,19 @@
 when the images are binary, uint8 otherwise. Later runs, and machines without
 TensorFlow/TFDS (a GPU box), read it in a fraction of a second without importing either.
 
-    <cache_dir>/<dataset>/index.json      format, splits (size, shape, binary, labels)
+    <cache_dir>/<dataset>/index.json      format, splits (size, shape, binary, labels, factors),
+                                          and for a dataset with factors their table (names, sizes, values)
     <cache_dir>/<dataset>/<split>.npz     written before the index: its presence means complete
+
+A dataset with known factors of variation (vaecli.data.factors) keeps each image's factor
+indices as one more array, `factors` (N, F), in its split files. Caches written before that
+array existed read as they did: an absent `factors` (array or index entry) means none.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -30,13 +35,19 @@ def cache_folder(cfg: DataConfig) -> Path:
 
 
 
-def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset: Optional[str] = None) -> None:
-    """Write {split: {"images": uint8 (N, H, W, C), "labels": ... or None}} as a dataset cache.
+def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset: Optional[str] = None,
+                factors: Optional[dict] = None, **index_extra) -> None:
+    """Write {split: {"images": uint8 (N, H, W, C), "labels": ... or None, "factors": int
+    (N, F) (optional)}} as a dataset cache; `factors` is the factor table (vaecli.data.factors:
+    names, sizes, values), `index_extra` more entries of index.json.
 
-    Used after TFDS preparation, and by tests (or users) to bring arrays of their own.
+    Used after TFDS preparation, for the procedural datasets, and by tests (or users) to
+    bring arrays of their own.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    index = {"format": CACHE_FORMAT, "dataset": dataset or folder.name, "splits": {}}
+    index = {"format": CACHE_FORMAT, "dataset": dataset or folder.name, "splits": {}, **index_extra}
+    if factors is not None:
+        index["factors"] = factors
     for name, arrays in splits.items():
         images = arrays["images"]
         binary = bool(images.max(initial=0) <= 1)
@@ -47,9 +58,14 @@ def write_cache(folder: Path, splits: dict[str, dict[str, np.ndarray]], dataset:
             payload["images"] = images
         if arrays.get("labels") is not None:
             payload["labels"] = arrays["labels"]
+        has_factors = arrays.get("factors") is not None
+        if has_factors:
+            payload["factors"] = np.asarray(arrays["factors"], np.int32)
         files.write_with(folder / f"{name}.npz", lambda f: np.savez_compressed(f, **payload))
         index["splits"][name] = {"num_examples": int(len(images)), "shape": list(images.shape[1:]),
                                  "binary": binary, "labels": arrays.get("labels") is not None}
+        if has_factors:
+            index["splits"][name]["factors"] = True
     # The index is written last: its presence means every split file is complete.
     files.write_text(folder / "index.json", json.dumps(index, indent=1))
 
@@ -67,6 +83,10 @@ def read_index(folder: Path) -> Optional[dict]:
     return index
 
 
+def _damaged(folder: Path, name: str, e: Exception) -> DataError:
+    return DataError(f"data cache file {folder / (name + '.npz')} is damaged ({e}); delete {folder} to rebuild it")
+
+
 def read_split(folder: Path, name: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
     try:
         with np.load(folder / f"{name}.npz") as z:
@@ -78,11 +98,38 @@ def read_split(folder: Path, name: str) -> tuple[np.ndarray, Optional[np.ndarray
                 images = z["images"]
             labels = z["labels"] if "labels" in z else None
     except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"data cache file {folder / (name + '.npz')} is damaged ({e}); "
-                        f"delete {folder} to rebuild it") from None
+        raise _damaged(folder, name, e) from None
     return images, labels
 
 
+def read_factors(folder: Path, name: str) -> Optional[np.ndarray]:
+    """A split's factor indices (N, F) int32, or None when its file holds none (a dataset
+    without factors, or a cache written before they were kept)."""
+    try:
+        with np.load(folder / f"{name}.npz") as z:
+            return z["factors"] if "factors" in z else None
+    except (OSError, ValueError, KeyError) as e:
+        raise _damaged(folder, name, e) from None
+
+
+def read_rows(folder: Path, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from row indices to that split's images there (uint8 (n, H, W, C)). It keeps
+    the split as stored, so a binary one stays bit-packed (dSprites: 377 MB instead of 3 GB)
+    and only the rows asked for are unpacked."""
+    try:
+        with np.load(folder / f"{name}.npz") as z:
+            shape = tuple(int(s) for s in z["shape"])
+            stored, packed = (z["bits"], True) if "bits" in z else (z["images"], False)
+    except (OSError, ValueError, KeyError) as e:
+        raise _damaged(folder, name, e) from None
+    d = int(np.prod(shape[1:]))
+
+    def rows(idx: np.ndarray) -> np.ndarray:
+        picked = stored[np.asarray(idx)]
+        if not packed:
+            return picked
+        return np.unpackbits(picked, axis=1, count=d).reshape((len(picked),) + shape[1:])
+    return rows
 
 
 def list_cache(root: Optional[str | Path] = None) -> list[dict]:

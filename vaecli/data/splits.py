@@ -1,9 +1,10 @@
 """TFDS name -> the logical splits as uint8 arrays on the host, binarized as the config asks.
 
-A dataset is prepared through TFDS once (vaecli.data.tfds_source), then read from vaecli's
-own cache (vaecli.data.cache). Logical splits: `train`, `validation`, `test`. When the
-dataset has no `validation` split, the last `data.val_size` training images are held out
-as validation.
+A dataset is prepared through TFDS once (vaecli.data.tfds_source), or drawn by vaecli
+(vaecli.data.factors.PROCEDURAL: toy_sprites), then read from vaecli's own cache
+(vaecli.data.cache). Logical splits: `train`, `validation`, `test`. When the dataset has no
+`validation` split, the last `data.val_size` training images are held out as validation
+(datasets with factors have one: vaecli.data.factors).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from vaecli.config import DataConfig
 from vaecli.data import cache
+from vaecli.data.factors import PROCEDURAL
 from vaecli.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -34,12 +36,14 @@ def check_split(split: str, flag: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class Split:
-    """One logical split on the host. `images` is uint8 (N, H, W, C)."""
+    """One logical split on the host. `images` is uint8 (N, H, W, C); `factors` the factor
+    indices (N, F) of a dataset with factors (vaecli.data.factors), else None."""
 
     name: str
     images: np.ndarray
     labels: Optional[np.ndarray]
     scale: int  # 1 if `images` are 0/1, 255 if grayscale: pixel probability = images / scale
+    factors: Optional[np.ndarray] = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -59,10 +63,16 @@ def prepare(cfg: DataConfig) -> dict:
     """Make sure the dataset is in vaecli's cache; return the cache index."""
     folder = cache.cache_folder(cfg)
     index = cache.read_index(folder)
-    if index is None:
+    procedural = PROCEDURAL.get(cfg.dataset)
+    if procedural is not None and (index is None or index.get("procedural_version") != procedural.version):
+        splits, table = procedural.build()  # about a second: drawn here, then read like any cache
+        cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table, procedural_version=procedural.version)
+        index = cache.read_index(folder)
+    elif index is None:
         from vaecli.data import tfds_source  # TensorFlow only when the cache lacks the dataset
 
-        cache.write_cache(folder, tfds_source.prepare(cfg), dataset=cfg.dataset)
+        splits, table = tfds_source.prepare(cfg)
+        cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table)
         index = cache.read_index(folder)
     return index
 
@@ -89,6 +99,7 @@ def load_split(cfg: DataConfig, split: str) -> Split:
     if source not in available:
         raise DataError(f"dataset '{cfg.dataset}' has no '{source}' split (it has {', '.join(available)})")
     images, labels = cache.read_split(folder, source)
+    factors = cache.read_factors(folder, source) if available[source].get("factors") else None
     if holdout and source == "train":
         if cfg.val_size >= len(images):
             raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
@@ -96,12 +107,13 @@ def load_split(cfg: DataConfig, split: str) -> Split:
         cut = len(images) - cfg.val_size
         sl = slice(cut, None) if split == "validation" else slice(None, cut)
         images, labels = images[sl], (labels[sl] if labels is not None else None)
+        factors = factors[sl] if factors is not None else None
     binary = bool(available[source]["binary"])
     if binary:
-        return Split(split, images, labels, scale=1)
+        return Split(split, images, labels, scale=1, factors=factors)
     if cfg.binarize == "static" or (cfg.binarize == "dynamic" and split != "train"):
-        return Split(split, _binarize_static(images), labels, scale=1)
-    return Split(split, images, labels, scale=255)
+        return Split(split, _binarize_static(images), labels, scale=1, factors=factors)
+    return Split(split, images, labels, scale=255, factors=factors)
 
 
 # Datasets whose training split is known without preparing them: (image shape, images in
@@ -113,6 +125,10 @@ KNOWN = {
     "fashion_mnist": ((28, 28, 1), 60000, False, False),
     "kmnist": ((28, 28, 1), 60000, False, False),
     "cifar10": ((32, 32, 3), 50000, False, False),
+    # Datasets with factors: every image in train, validation a subset of it (vaecli.data.factors).
+    "toy_sprites": ((64, 64, 1), 3456, True, True),
+    "dsprites": ((64, 64, 1), 737280, True, True),
+    "shapes3d": ((64, 64, 3), 480000, True, False),
 }
 
 

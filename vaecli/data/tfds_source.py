@@ -1,6 +1,10 @@
 """Preparing a dataset through TensorFlow Datasets, once: its `data_dir` and `manual_dir`
 honoured, TensorFlow kept off the GPU, a missing network reported at once. Imported only
 when a dataset is not in vaecli's cache yet.
+
+A dataset whose features include `label_<factor>` class labels (dSprites, shapes3d) is a
+dataset with factors: their indices are kept beside the images, the `value_<factor>`
+numbers as the factor table's values, and its splits made as vaecli.data.factors says.
 """
 from __future__ import annotations
 
@@ -11,9 +15,16 @@ import numpy as np
 
 from vaecli.config import DataConfig
 from vaecli.data.cache import cache_folder
+from vaecli.data.factors import factor_splits, factor_table, values_of
 from vaecli.errors import DataError
 
 SPLITS = ("train", "validation", "test")  # asked for when a builder records none
+# The factors' order where the dataset's own documentation gives one (the order of its
+# latents, the last varying fastest); other datasets take their features' order.
+FACTOR_ORDER = {
+    "dsprites": ("shape", "scale", "orientation", "x_position", "y_position"),
+    "shapes3d": ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"),
+}
 
 
 def network_available(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
@@ -30,8 +41,9 @@ def _offline_message(cfg: DataConfig, detail: str = "") -> str:
             f"(e.g. --set data.manual_dir=../shared/data/binarized_mnist)")
 
 
-def prepare(cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
-    """Run TFDS's download_and_prepare once and return every split as numpy arrays."""
+def prepare(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
+    """Run TFDS's download_and_prepare once and return every split as numpy arrays, and the
+    factor table of a dataset with factors (else None)."""
     try:
         import tensorflow as tf
         import tensorflow_datasets as tfds
@@ -57,9 +69,39 @@ def prepare(cfg: DataConfig) -> dict[str, dict[str, np.ndarray]]:
         raise DataError(f"dataset '{cfg.dataset}' has no image feature; vaecli trains on image datasets")
     features = builder.info.features
     label_feature = features["label"] if "label" in features.keys() else None
+    factors = _factor_features(tfds, cfg.dataset, features)
     if not _is_prepared(builder):
         _download_and_prepare(tfds, builder, cfg)
-    return _read_splits(tfds, builder, cfg, image_keys[0], isinstance(label_feature, tfds.features.ClassLabel))
+    splits = _read_splits(tfds, builder, cfg, image_keys[0], isinstance(label_feature, tfds.features.ClassLabel),
+                          factors)
+    if not factors:
+        return splits, None
+    return with_factors(splits, factors)
+
+
+def _factor_features(tfds, dataset: str, features) -> dict[str, int]:
+    """{factor name: number of values} of the `label_<name>` class labels, in factor order."""
+    found = {k[len("label_"):]: f.num_classes for k, f in features.items()
+             if k.startswith("label_") and isinstance(f, tfds.features.ClassLabel)}
+    order = [n for n in FACTOR_ORDER.get(dataset, ()) if n in found]
+    return {n: found[n] for n in order + [n for n in found if n not in order]}
+
+
+def with_factors(splits: dict, factors: dict[str, int]) -> tuple[dict, dict]:
+    """The factor indices as one array per split, the table (values from the train split),
+    and the splits of vaecli.data.factors when the dataset brings only a train split."""
+    names, sizes = list(factors), list(factors.values())
+    columns = {split: arrays.pop("factor_columns") for split, arrays in splits.items()}
+    for split, arrays in splits.items():
+        arrays["factors"] = np.stack([columns[split][f"label_{n}"] for n in names], axis=1).astype(np.int32)
+    first = "train" if "train" in splits else next(iter(splits))
+    col = columns[first]
+    values = [values_of(col[f"label_{n}"], col[f"value_{n}"], size) if f"value_{n}" in col else None
+              for n, size in zip(names, sizes)]
+    if set(splits) == {"train"}:
+        train = splits["train"]
+        splits = factor_splits(train["images"], train["factors"], train["labels"])
+    return splits, factor_table(names, sizes, values)
 
 
 def _download_and_prepare(tfds, builder, cfg: DataConfig) -> None:
@@ -77,11 +119,13 @@ def _download_and_prepare(tfds, builder, cfg: DataConfig) -> None:
                         f"{' '.join(str(e).split())[:300]}") from None
 
 
-def _read_splits(tfds, builder, cfg: DataConfig, image_key: str, has_labels: bool) -> dict:
+def _read_splits(tfds, builder, cfg: DataConfig, image_key: str, has_labels: bool, factors=()) -> dict:
     out = {}
+    factor_keys = [f"{p}_{n}" for n in factors for p in ("label", "value") if f"{p}_{n}" in builder.info.features]
     # Builders without recorded split metadata (e.g. under tfds.testing.mock_data) are asked
-    # for the usual split names.
-    names = [str(n) for n in builder.info.splits.keys()] or list(SPLITS)
+    # for the usual split names; a dataset with factors for `train` only, as dSprites and
+    # shapes3d define no other.
+    names = [str(n) for n in builder.info.splits.keys()] or (["train"] if factors else list(SPLITS))
     for name in names:
         try:
             chunks = list(tfds.as_numpy(builder.as_dataset(split=name).batch(10_000)))
@@ -89,7 +133,8 @@ def _read_splits(tfds, builder, cfg: DataConfig, image_key: str, has_labels: boo
             if builder.info.splits:
                 raise
             continue
-        arrays = {k: np.concatenate([c[k] for c in chunks]) for k in ([image_key] + ["label"] * has_labels)}
+        keys = [image_key] + ["label"] * has_labels + factor_keys
+        arrays = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
         images = arrays[image_key]
         if images.dtype != np.uint8:
             raise DataError(f"dataset '{cfg.dataset}': images are {images.dtype}, expected uint8")
@@ -97,6 +142,8 @@ def _read_splits(tfds, builder, cfg: DataConfig, image_key: str, has_labels: boo
             images = images[..., None]
         out[str(name)] = {"images": images,
                           "labels": np.asarray(arrays["label"]) if has_labels else None}
+        if factors:
+            out[str(name)]["factor_columns"] = {k: arrays[k] for k in factor_keys}
     return out
 
 

@@ -3,4 +3,5 @@
     elbo    `vae eval-elbo`: ELBO, importance-sampled log p(x) for each K, KL, active units
     sample  `vae sample`: pictures of the model; modes: its registry of picture modes
     curves  `vae plot`: training and validation curves from metrics.jsonl
+    disentanglement  `vae eval-disentanglement`: MIG, FactorVAE, DCI, SAP, BetaVAE, modularity
 """

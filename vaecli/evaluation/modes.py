@@ -88,6 +88,10 @@ def _traverse(model, ctx, n, steps, temperature):
     rows = model.decode(z)  # (dims, steps, H, W, C)
     labels = [f"z{d} {short} {score[d]:.2f}" for d in order]
     extra = {"dims": [int(d) for d in order], "order_by": measure, "dim_measure": [float(score[d]) for d in order]}
+    # The animation: frame t shows every dimension at the t-th value, one tile each.
+    extra["frames"] = np.swapaxes(rows, 0, 1)
+    tiles = " ".join(f"z{d}" for d in order)
+    extra["frame_labels"] = [f"z = {v:+.2f} in each tile ({tiles})" for v in values]
     if measure == "kl":
         extra["dim_kl"] = extra["dim_measure"]
     what = ("rows by KL (nats)" if measure == "kl" else
@@ -134,6 +138,7 @@ class Mode:
     n_help: str | None = None  # what --n counts in this mode (None: --n is not used)
     steps: int | None = None  # default --steps (None: not used)
     steps_help: str | None = None
+    animates: bool = False  # --gif: the drawing also has `frames` and `frame_labels`, written as a GIF
 
 
 MODES: dict[str, Mode] = {
@@ -142,8 +147,10 @@ MODES: dict[str, Mode] = {
     "interpolate": Mode(_interpolate, "decodings along the line between two test images' encodings",
                         8, "pairs", 10, "points per row"),
     "traverse": Mode(_traverse, f"each latent dimension swept over ±{TRAVERSE_RANGE:g} from one test image's "
-                     "encoding, rows ordered by KL (closed-form KL) or by the variance of the encoder mean",
-                     None, "dimensions shown (all)", 11, "points per row"),
+                     "encoding, rows ordered by KL (closed-form KL) or by the variance of the encoder mean; "
+                     "with --gif also an animated GIF beside the PNG, one frame per point of the sweep, "
+                     "one tile per dimension in each",
+                     None, "dimensions shown (all)", 11, "points per row", animates=True),
     "manifold": Mode(_manifold, "2-D latents: the decoder over a grid of the latent plane",
                      steps=20, steps_help="grid side"),
     "latents": Mode(_latents, "a scatter of test images' encoder means (2-D, or their first two principal "

@@ -1,5 +1,6 @@
 """`vae sample`: pictures of a trained model, each a PNG (title: run, step, mode) with its
-array beside it as .npy, named `<mode>-step<S>-seed<s>[...]`. The modes are the registry
+array beside it as .npy, named `<mode>-step<S>-seed<s>[...]`, and with `gif` an animated GIF
+of the same name (the modes that animate: traverse). The modes are the registry
 vaecli.evaluation.modes.MODES. Which test images appear is drawn from `seed`.
 """
 from __future__ import annotations
@@ -12,14 +13,14 @@ from vaecli.errors import UsageError, storage_error
 from vaecli.evaluation.modes import MODES
 
 
-def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
-           out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
-           steps: int | None = None, raw_params: bool = False) -> dict:
-    """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` into
-    `out` (default RUN/samples); return their paths."""
+def _checked(mode: str, n: int | None, steps: int | None, temperature: float, gif: bool):
+    """The mode's entry and its --n and --steps (defaults filled in), or a UsageError."""
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
     entry = MODES[mode]
+    if gif and not entry.animates:
+        raise UsageError(f"--gif animates {', '.join(k for k, m in MODES.items() if m.animates)}; "
+                         f"--mode {mode} draws one picture")
     n = entry.n if n is None else n
     if n is not None and n < 1:
         raise UsageError(f"--n {n}: must be at least 1")
@@ -28,6 +29,15 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
         raise UsageError(f"--steps {steps}: must be at least 2")
     if not temperature > 0:
         raise UsageError(f"--temperature {temperature}: must be > 0")
+    return entry, n, steps
+
+
+def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
+           out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
+           steps: int | None = None, raw_params: bool = False, gif: bool = False) -> dict:
+    """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` (and
+    with `gif` the `.gif`) into `out` (default RUN/samples); return their paths."""
+    entry, n, steps = _checked(mode, n, steps, temperature, gif)
     # here, not at import: the CLI's help stays quick
     from vaecli import data, pictures, registry
     from vaecli.compiled import state as state_lib
@@ -61,6 +71,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
         else:
             pictures.save_grid(draw["tiles"], png, title, cols=draw.get("cols"), row_labels=draw.get("row_labels"))
         np.save(npy, array)
+        if gif:
+            pictures.save_gif(draw["frames"], png.with_suffix(".gif"), draw["frame_labels"])
         if draw.get("labels") is not None:
             np.save(out_dir / f"{stem}-labels.npy", draw["labels"])
     except OSError as e:  # a read-only run folder, a full disk
@@ -69,6 +81,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
               "shape": list(array.shape), "title": title, "params": which}
     if "dims" in draw:  # traverse: which dimension each row sweeps, and the measure that ordered it
         result.update({k: draw[k] for k in ("dims", "order_by", "dim_measure", "dim_kl") if k in draw})
+    if gif:
+        result["gif"] = str(png.with_suffix(".gif"))
     if draw.get("labels") is not None:
         result["labels_npy"] = str(out_dir / f"{stem}-labels.npy")
     return result
