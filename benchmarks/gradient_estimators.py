@@ -1,4 +1,4 @@
-"""Per-step cost of the IWAE gradient estimators (reparam, STL, DReG) of vaecli.variational_bounds.
+"""Per-step cost of the IWAE gradient estimators (reparam, STL, DReG) of vaecli.models.bounds.
 
 A 784-200-50 MLP VAE (vaecli.models, Bernoulli likelihood) on random binary images, K
 samples per example: each estimator's training step (value_and_grad of the batch-mean
@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vaecli import models
-from vaecli import variational_bounds as vb
+from vaecli.models import bounds as vb
+from vaecli.models import vae as models
 from vaecli.config import ModelConfig
 
 

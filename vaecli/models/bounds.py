@@ -1,5 +1,5 @@
 """Bounds of log p(x) as functions of the log-weights, their gradient estimators, and the
-β-TCVAE decomposition of the KL. Pure functions of arrays, as in vaecli.densities; nothing
+β-TCVAE decomposition of the KL. Pure functions of arrays, as in vaecli.models.densities; nothing
 here knows about configs or optimizers.
 
 Log-weights are log w = log p(x, z) − log q(z|x) at S draws z ~ q(z|x), shape (S, B). Every
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vaecli import densities
+from vaecli.models import densities
 
 _stop = jax.lax.stop_gradient
 

@@ -1,7 +1,7 @@
-"""vaecli.flows against brute force: log-determinants against slogdet of the autodiff
+"""vaecli.models.flows against brute force: log-determinants against slogdet of the autodiff
 Jacobian, the IAF's autoregressive structure, the planar invertibility condition, and an
 importance-sampled log p(x) with a flow proposal against a dense-grid integral of a 2-D
-latent model (as tests/test_objectives.py checks the Gaussian proposal against a closed form).
+latent model (as tests/models/test_vae.py checks the Gaussian proposal against a closed form).
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 from flax import nnx
 from scipy.special import expit, log_expit, logsumexp
 
-from vaecli import densities, flows, models
-from vaecli import variational_bounds as vb
+from vaecli.models import bounds as vb
+from vaecli.models import densities, flows
+from vaecli.models import vae as models
 
 
 def _perturbed(module, key, scale):

@@ -1,4 +1,4 @@
-"""vaecli.variational_bounds against independent mathematics: numpy/scipy formulas for the
+"""vaecli.models.bounds against independent mathematics: numpy/scipy formulas for the
 bounds, autodiff of the bounds for their gradient weights, a linear-Gaussian toy whose ELBO
 and its gradient are known in closed form, paired Monte Carlo comparisons on the real tiny
 VAE of vaecli.models, and Gaussian aggregate posteriors whose total correlation, mutual
@@ -13,27 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import flat, paired_t, standard_errors
 from scipy.special import logsumexp
 
-from vaecli import densities, models, priors
-from vaecli import variational_bounds as vb
 from vaecli.config import ModelConfig
-
-
-def _se(values, axis=0):
-    values = np.asarray(values, np.float64)
-    return values.std(axis=axis, ddof=1) / math.sqrt(values.shape[axis])
-
-
-def _t(diffs):
-    """Per-parameter t statistics of the mean of paired differences (R, P), live parameters only."""
-    diffs = np.asarray(diffs, np.float64)
-    live = diffs.std(0) > 0
-    return diffs.mean(0)[live] / _se(diffs[:, live])
-
-
-def _flat(tree):
-    return jnp.concatenate([a.ravel() for a in jax.tree.leaves(tree)])
+from vaecli.models import bounds as vb
+from vaecli.models import densities, priors
+from vaecli.models import vae as models
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +144,7 @@ def test_stl_and_dreg_keep_the_values_and_the_model_side_gradient(tiny, kind):
         assert set(enc) == {"encoder", "q2"} & set(fn.params) and "decoder" in model_side
         for a, b in zip(jax.tree.leaves(model_side), jax.tree.leaves(ref_model)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-        assert float(jnp.max(jnp.abs(_flat(enc) - _flat(ref_enc)))) > 1e-3  # the encoder's does change
+        assert float(jnp.max(jnp.abs(flat(enc) - flat(ref_enc)))) > 1e-3  # the encoder's does change
 
 
 @pytest.mark.parametrize("kind", ["normal", "two_layer"])
@@ -180,7 +166,7 @@ def test_dreg_encoder_gradient_is_tucker_et_al_formula(tiny, kind):
 
     expected = by_hand(fn.params)
     got = vb.split_params(jax.jit(_objective_grad(fn, vb.make_bound("iwae"), "dreg"))(fn.params, x, eps))[0]
-    np.testing.assert_allclose(_flat(got), _flat(expected), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(flat(got), flat(expected), rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------- a Gaussian toy with known gradients
@@ -242,7 +228,7 @@ def _toy_grads(fn, x, bound, estimator, k, draws, seed=0):
 
     def one(key):
         eps = jax.random.normal(key, (k, x.shape[0], TOY_D))
-        return tuple(_flat(side) for side in vb.split_params(grad(fn.params, x, eps)))
+        return tuple(flat(side) for side in vb.split_params(grad(fn.params, x, eps)))
 
     out = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), draws))
     return tuple(np.asarray(a, np.float64) for a in out)
@@ -251,12 +237,12 @@ def _toy_grads(fn, x, bound, estimator, k, draws, seed=0):
 def test_elbo_gradient_estimates_agree_with_the_closed_form(toy):
     a, (e, shift, logvar), x = toy
     fn = models.Functional(GaussianToy(a, ToyEncoder(e + 0.3, shift + 0.5, logvar + 0.7)))  # q off the posterior
-    exact = [np.asarray(_flat(side), np.float64) for side in vb.split_params(jax.grad(_toy_elbo)(fn.params, x))]
+    exact = [np.asarray(flat(side), np.float64) for side in vb.split_params(jax.grad(_toy_elbo)(fn.params, x))]
     for est in vb.ESTIMATORS:  # with K = 1 DReG is STL
         for g, want in zip(_toy_grads(fn, x, vb.make_bound("elbo"), est, k=1, draws=3000), exact):
-            err = (g.mean(0) - want) / _se(g)
+            err = (g.mean(0) - want) / standard_errors(g)
             assert np.max(np.abs(err)) < 4.5, (est, err)
-            assert _se(g).max() < 0.02 * np.abs(want).max()  # precise enough to mean something
+            assert standard_errors(g).max() < 0.02 * np.abs(want).max()  # precise enough to mean something
 
 
 def test_stl_and_dreg_stick_the_landing_at_the_exact_posterior(toy):
@@ -280,7 +266,7 @@ def _encoder_grads(fn, x, bound, estimators, k, draws, seed):
 
     def one(key):
         eps = jax.random.normal(key, (k, x.shape[0], fn.bind(fn.params).noise_dim))
-        return jnp.stack([_flat(vb.split_params(g(fn.params, x, eps))[0]) for g in grads])
+        return jnp.stack([flat(vb.split_params(g(fn.params, x, eps))[0]) for g in grads])
 
     return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), draws)), np.float64)
 
@@ -296,16 +282,16 @@ def test_dreg_has_the_expected_encoder_gradient_of_the_bound(tiny, bound):
     fns, x = tiny
     g = _encoder_grads(fns["normal"], x, bound, ("reparam", "dreg", "stl"), k=10, draws=1500, seed=5)
     reference = g[:, 0]
-    assert np.mean(np.abs(reference.mean(0)) > 4 * _se(reference)) > 0.3
-    t = _t(g[:, 1] - reference)
+    assert np.mean(np.abs(reference.mean(0)) > 4 * standard_errors(reference)) > 0.3
+    t = paired_t(g[:, 1] - reference)
     assert np.max(np.abs(t)) < 4.5 and np.mean(t**2) < 1 + 4 * math.sqrt(2 / t.size), (np.max(np.abs(t)), np.mean(t**2))
-    assert np.max(np.abs(_t(g[:, 2] - reference))) > 10
+    assert np.max(np.abs(paired_t(g[:, 2] - reference))) > 10
 
 
 def test_stl_has_the_expected_encoder_gradient_of_the_elbo(tiny):
     fns, x = tiny
     g = _encoder_grads(fns["normal"], x, vb.make_bound("elbo"), ("reparam", "stl"), k=3, draws=1500, seed=6)
-    t = _t(g[:, 1] - g[:, 0])
+    t = paired_t(g[:, 1] - g[:, 0])
     assert np.max(np.abs(t)) < 4.5 and np.mean(t**2) < 1 + 4 * math.sqrt(2 / t.size)
 
 
@@ -359,7 +345,7 @@ def test_tc_terms_sum_to_the_monte_carlo_kl_exactly():
         np.testing.assert_allclose(t["mi"] + t["tc"] + t["dim_kl"], kl_mc, rtol=1e-5, atol=1e-4)
     # and the Monte Carlo KL is the KL in expectation: within its standard error of the closed form
     diff = kl_mc - np.asarray(densities.kl_analytic(mean, logvar), np.float64)
-    assert abs(diff.mean()) < 4 * _se(diff)
+    assert abs(diff.mean()) < 4 * standard_errors(diff)
     with pytest.raises(ValueError, match="mws or mss"):
         vb.tc_decomposition(z, mean, logvar, N_DATA, "exact")
 
@@ -388,7 +374,7 @@ def test_tc_is_zero_for_independent_codes_and_the_gaussian_tc_for_correlated_one
             for term, value in exact.items():
                 means = np.array([r[est][term] for r in runs], np.float64)
                 got = means.mean() - (offsets[term] if est == "mws" else 0.0)
-                assert abs(got - value) < 4 * _se(means) + 0.03, (rho, est, term, got, value)
+                assert abs(got - value) < 4 * standard_errors(means) + 0.03, (rho, est, term, got, value)
                 tcs[rho, est, term] = got
     assert tcs[0.8, "mss", "tc"] > 0.2 and abs(tcs[0.0, "mss", "tc"]) < 0.03
 

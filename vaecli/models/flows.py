@@ -6,7 +6,7 @@ invertible steps, z_K = f_N ∘ … ∘ f_1(z0), so that
 Every step maps z (..., D) with any leading axes (S, B) to (z_out, log|det|) (...,), and
 takes an optional context h (B, H) broadcast over the sample axis; `Flow` chains steps and
 sums their log-determinants; `sample` gives (z_K, log q(z_K|x)) for the bounds of
-vaecli.variational_bounds (log w = log p(x, z_K) − log q(z_K|x)). Steps start at, or near,
+vaecli.models.bounds (log w = log p(x, z_K) − log q(z_K|x)). Steps start at, or near,
 the identity, so a flow posterior starts as the Gaussian one.
 
     Planar(dim)            z + û·tanh(wᵀz + b)                       (Rezende & Mohamed 2015)
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vaecli import densities
+from vaecli.models import densities
 
 # wᵀu = log(e − 1) makes û = 0 (softplus(log(e − 1)) = 1): the planar step's identity point
 _PLANAR_IDENTITY = math.log(math.e - 1)
