@@ -37,6 +37,7 @@ estimated from the batch; `tcvae_loss` weights them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import jax
@@ -57,11 +58,18 @@ def _grouped(log_w, groups: int):
     return log_w.reshape(groups, s // groups, b)  # group g holds samples g·K .. g·K + K − 1
 
 
-def power_mean(log_w, gamma: float, groups: int = 1):
-    """Per example, the mean over `groups` blocks of (1/γ) log mean_k w_k^γ; γ = 0: mean log w."""
+def power_mean(log_w, gamma, groups: int = 1):
+    """Per example, the mean over `groups` blocks of (1/γ) log mean_k w_k^γ; γ = 0: mean log w.
+    γ a traced value (a per-replica Rényi α): both forms, the one γ asks for chosen."""
     lw = _grouped(log_w, groups)
-    if gamma == 0:
-        return jnp.mean(lw, axis=(0, 1))
+    if isinstance(gamma, numbers.Real):
+        return jnp.mean(lw, axis=(0, 1)) if gamma == 0 else _power_mean(lw, gamma)
+    zero = gamma == 0
+    # the other form at γ = 1 where γ is 0: no 0/0, whose NaN gradient would leak through the where
+    return jnp.where(zero, jnp.mean(lw, axis=(0, 1)), _power_mean(lw, jnp.where(zero, 1.0, gamma)))
+
+
+def _power_mean(lw, gamma):
     # Centred, and through expm1/log1p: a plain log-sum-exp of γ·log w loses small γ to
     # rounding (its result is γ·mean + O(γ²) before the division by γ). The value does not
     # depend on the centre or the shift, so neither needs a gradient.
@@ -230,7 +238,7 @@ def objective(vae, x, eps, bound: Bound, estimator: str = "reparam"):
     return (stl if estimator == "stl" else dreg)(*stl_parts(vae, x, eps), bound)
 
 
-ENCODER_SIDE = ("encoder", "q2")  # the parameters of q; the VampPrior also reads `encoder`
+ENCODER_SIDE = ("encoder", "q2", "flow")  # the parameters of q; the VampPrior also reads `encoder`
 
 
 def split_params(params: dict) -> tuple[dict, dict]:

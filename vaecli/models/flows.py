@@ -13,7 +13,9 @@ the identity, so a flow posterior starts as the Gaussian one.
     IAF(dim, hidden, ...)  z·exp(s(z_<d, h)) + m(z_<d, h), MADE nets  (Kingma et al. 2016)
 
 Planar parameters are global (one flow for all x), so they ignore h; the IAF's MADE takes h
-into its first hidden layer, as in Kingma et al. (context_dim = 0: unconditioned). The flows
+into its first hidden layer, as in Kingma et al. (context_dim = 0: unconditioned). In a
+vaecli model (`from_config`, vaecli.models.vae.FlowVAE) h is the base Gaussian's (mean,
+logvar): features of x the encoder computes anyway. The flows
 give the density only along their own samples (there is no inverse), which suffices for
 the reparameterized bounds but not for STL or DReG, which evaluate log q at a fixed z.
 """
@@ -135,3 +137,13 @@ def sample(flow, mean, logvar, eps, h=None):
     z0 = mean + jnp.exp(0.5 * logvar) * eps
     z, log_det = flow(z0, h)
     return z, densities.gaussian_log_prob(z0, mean, logvar) - log_det
+
+
+def from_config(cfg, dim: int, *, rngs: nnx.Rngs) -> Flow:
+    """The flow of `model.flow` (a vaecli.config.FlowConfig) over `dim` latents; the IAF
+    takes the base Gaussian's (mean, logvar), 2·dim numbers per example, as its context."""
+    if cfg.kind == "planar":
+        return planar_flow(dim, cfg.steps, rngs=rngs)
+    if cfg.kind == "iaf":
+        return iaf_flow(dim, cfg.steps, tuple(cfg.hidden), 2 * dim, rngs=rngs)
+    raise ValueError(f"unknown flow '{cfg.kind}' (choose planar or iaf)")
