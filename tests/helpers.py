@@ -251,6 +251,27 @@ def standard_error(values) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def standard_errors(values, axis: int = 0) -> np.ndarray:
+    """Standard errors of the means along `axis` (e.g. over the draws of a gradient estimate)."""
+    values = np.asarray(values, np.float64)
+    return values.std(axis=axis, ddof=1) / math.sqrt(values.shape[axis])
+
+
+def paired_t(diffs) -> np.ndarray:
+    """Per column, the t statistic of the mean of paired differences (R, P), live columns only:
+    two gradient estimators fed the same noise, R draws of P parameters."""
+    diffs = np.asarray(diffs, np.float64)
+    live = diffs.std(0) > 0
+    return diffs.mean(0)[live] / standard_errors(diffs[:, live])
+
+
+def flat(tree):
+    """Every leaf of a pytree of arrays, raveled into one vector (inside or outside jit)."""
+    import jax.numpy as jnp
+
+    return jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(tree)])
+
+
 def train_records(run_path: Path) -> list[tuple]:
     from vaecli.rundir import metrics
 

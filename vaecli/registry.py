@@ -14,8 +14,8 @@ an entry here pointing at its implementation, and a test.
                  mean(out), bias_for_mean(pixel_mean) (vaecli.models.likelihoods)
     prior        impl.from_config(cfg: ModelConfig, in_dim) -> module with log_prob(z, encode),
                  sample(key, n, encode), kl_per_dim(q) (vaecli.models.priors)
-    objective    impl(model, x, key, cfg: ObjectiveConfig, kl_weight, free_bits) -> batch
-                 means (loss, recon, kl) (vaecli.models.objectives)
+    objective    impl(model, x, key, cfg: ObjectiveConfig, values: Values) -> dict of batch
+                 means: loss, recon, kl and the entry's `logs` (vaecli.models.objectives)
 """
 from __future__ import annotations
 
@@ -49,9 +49,14 @@ class Likelihood(Choice):
 class Prior(Choice):
     closed_form_kl: bool = False  # KL(N(m, diag v) ‖ p) per latent dimension in closed form
     standard_normal: bool = False  # p(z) = N(0, I): sampling at a temperature T means z ~ N(0, T²I)
+    of_posterior: bool = False  # p(z) is made of the posterior's density at other inputs (the VampPrior)
 
 
-_KL_TERMS = ("beta", "warmup_epochs")  # objective fields that weight the KL term of the ELBO
+_KL_TERMS = ("beta", "warmup_epochs")  # objective fields that weight a term of the loss (the KL, for the ELBO)
+
+# Why the estimators that hold q's parameters fixed cannot take a flow posterior.
+NO_FLOW_ESTIMATOR = ("evaluate log q(z|x) at a fixed z with q's parameters held, and a flow has no inverse: its "
+                      "density is known only along its own draws")
 
 
 @dataclass(frozen=True)
@@ -60,11 +65,18 @@ class Objective(Choice):
 
     reads            the ObjectiveConfig fields the loss uses: a field it does not read must
                      stay at its default (`check` says so, naming the key)
+    gradients        the `objective.gradient` estimators it offers (vaecli.models.bounds)
+    logs             the loss's terms beyond loss, recon and kl: logged with every training record
+    diagonal_normal  the loss splits the KL per dimension: q(z|x) a diagonal Gaussian (no flow),
+                     p(z) = N(0, I), one stochastic layer
     draws_samples    False: z is the encoder's mean (training and evaluation draw no noise)
     defines_density  False: no p(x), so evaluation reports only the reconstruction
     """
 
     reads: tuple[str, ...] = ()
+    gradients: tuple[str, ...] = ("reparam",)
+    logs: tuple[str, ...] = ()
+    diagonal_normal: bool = False
     draws_samples: bool = True
     defines_density: bool = True
     no_density_note: str = ""  # defines_density False: why evaluation reports only the reconstruction
@@ -72,21 +84,66 @@ class Objective(Choice):
     def check(self, cfg) -> None:
         """Refuse settings this objective cannot honour; `cfg` is the whole Config."""
         o, m = cfg.objective, cfg.model
-        default = type(o)()
         if "kl" in self.reads and o.kl == "analytic" and not closed_form_kl(m):
-            raise ConfigError("objective.kl: the KL has no closed form with "
-                              + ("two stochastic layers" if m.latent_dim2 is not None else f"model.prior={m.prior}")
+            raise ConfigError("objective.kl: the KL has no closed form with " + _no_closed_form(m)
                               + "; set objective.kl=mc")
         if o.free_bits > 0 and ("free_bits" not in self.reads or o.kl != "analytic"):
             raise ConfigError("objective.free_bits: needs the per-dimension analytic KL "
                               "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
+        self._unread(o)
+        self._gradient(o, m)
+        if m.flow.kind is not None and not self.draws_samples:
+            raise ConfigError(f"model.flow.kind: objective.name={o.name} draws no z, so a flow posterior would "
+                              "never be used; set model.flow.kind=null")
+        if self.diagonal_normal and not standard_normal_prior(m):
+            raise ConfigError(f"model.prior: objective.name={o.name} splits the KL to N(0, I) per dimension; "
+                              "set model.prior=normal and model.latent_dim2=null")
+        if self.diagonal_normal and m.flow.kind is not None:
+            raise ConfigError(f"model.flow.kind: objective.name={o.name} splits the KL of a diagonal-Gaussian "
+                              "q(z|x) per dimension, which a flow posterior is not; set model.flow.kind=null")
+        if o.name == "ciwae" and o.beta > 1:
+            raise ConfigError(f"objective.beta: {o.beta} mixes β·ELBO + (1 − β)·IWAE, so it must be in [0, 1]")
+        if self.diagonal_normal and cfg.train.batch_size < 2:
+            raise ConfigError(f"train.batch_size: objective.name={o.name} estimates q(z) from the other "
+                              "examples of the batch; use at least 2")
+
+    def _unread(self, o) -> None:
+        """A field the loss does not read, set away from its default: refused, naming it."""
+        default = type(o)()
         for key in _KL_TERMS:
             if key not in self.reads and getattr(o, key) != getattr(default, key):
                 raise ConfigError(f"objective.{key}: weights the KL of the ELBO; objective.name={o.name} has no "
                                   f"such term (use objective.name=elbo)")
         if "samples" not in self.reads and o.samples != 1:
-            raise ConfigError(f"objective.samples: {self.help} (objective.name={o.name}) draws no samples; "
+            draws = "draws no samples" if not self.draws_samples else "takes one draw per example"
+            raise ConfigError(f"objective.samples: {self.help} (objective.name={o.name}) {draws}; "
                               "set objective.samples=1")
+        if "groups" not in self.reads and o.groups != default.groups:
+            raise ConfigError("objective.groups: only objective.name=miwae or piwae averages groups of samples; "
+                              "set objective.groups=1 (or objective.name=miwae)")
+        if "alpha" not in self.reads and o.alpha != default.alpha:
+            raise ConfigError(f"objective.alpha: only the Rényi bound (objective.name=vr) has an α; "
+                              f"leave it at {default.alpha} or set objective.name=vr")
+
+    def _gradient(self, o, m) -> None:
+        if o.gradient not in self.gradients:
+            raise ConfigError(f"objective.gradient: {o.gradient} is not an estimator of objective.name={o.name} "
+                              f"(choose {' or '.join(self.gradients)})")
+        if o.gradient != "reparam" and m.flow.kind is not None:
+            raise ConfigError(f"objective.gradient: {o.gradient} would {NO_FLOW_ESTIMATOR}; set "
+                              "objective.gradient=reparam or model.flow.kind=null")
+        if o.gradient == "stl" and "kl" in self.reads and o.kl != "mc":
+            raise ConfigError("objective.gradient: stl drops the score term of the Monte Carlo KL (log q(z|x) at "
+                              "the draws), which the analytic KL does not have; set objective.kl=mc")
+
+
+def _no_closed_form(m) -> str:
+    if m.latent_dim2 is not None:
+        return "two stochastic layers"
+    if m.flow.kind is not None:
+        return (f"a flow posterior (model.flow.kind={m.flow.kind}: log q(z|x) is known only along its own draws, "
+                "with the flow's log-determinants)")
+    return f"model.prior={m.prior}"
 
 
 MODEL_KINDS: dict[str, ModelKind] = {
@@ -104,13 +161,29 @@ LIKELIHOODS: dict[str, Likelihood] = {
 
 PRIORS: dict[str, Prior] = {
     "normal": Prior("vaecli.models.priors:StandardNormal", "N(0, I)", closed_form_kl=True, standard_normal=True),
-    "vamp": Prior("vaecli.models.priors:VampPrior", "VampPrior: a mixture of q(z|u_k) at learned pseudo-inputs"),
+    "vamp": Prior("vaecli.models.priors:VampPrior", "VampPrior: a mixture of q(z|u_k) at learned pseudo-inputs",
+                  of_posterior=True),
 }
 
+_BOUND_READS = ("samples", "gradient")
 OBJECTIVES: dict[str, Objective] = {
     "elbo": Objective("vaecli.models.objectives:elbo", "the evidence lower bound",
-                      reads=("samples", "kl", "beta", "warmup_epochs", "free_bits")),
-    "iwae": Objective("vaecli.models.objectives:iwae", "the K-sample importance-weighted bound", reads=("samples",)),
+                      reads=("samples", "kl", "beta", "warmup_epochs", "free_bits", "gradient"),
+                      gradients=("reparam", "stl")),
+    "iwae": Objective("vaecli.models.objectives:iwae", "the K-sample importance-weighted bound",
+                      reads=_BOUND_READS, gradients=("reparam", "stl", "dreg")),
+    "miwae": Objective("vaecli.models.objectives:miwae", "the mean of M K-sample IWAE bounds (Rainforth et al. 2018)",
+                       reads=(*_BOUND_READS, "groups"), gradients=("reparam", "dreg")),
+    "piwae": Objective("vaecli.models.objectives:piwae", "the decoder on the M·K-sample IWAE bound, the encoder on "
+                       "MIWAE(M, K) (Rainforth et al. 2018)", reads=(*_BOUND_READS, "groups"),
+                       gradients=("reparam", "dreg"), logs=("encoder_loss",)),
+    "ciwae": Objective("vaecli.models.objectives:ciwae", "β·ELBO + (1 − β)·IWAE over the same K draws "
+                       "(Rainforth et al. 2018)", reads=(*_BOUND_READS, "beta"), gradients=("reparam", "dreg")),
+    "vr": Objective("vaecli.models.objectives:vr", "the Rényi bound of order α (Li & Turner 2016)",
+                    reads=(*_BOUND_READS, "alpha"), gradients=("reparam", "dreg")),
+    "btcvae": Objective("vaecli.models.objectives:btcvae", "β-TCVAE: the KL as index-code MI + β·total correlation "
+                        "+ dimension-wise KL (Chen et al. 2018)",
+                        reads=("beta",), logs=("mi", "tc", "dim_kl"), diagonal_normal=True),
     "ae": Objective("vaecli.models.objectives:autoencoder", "the deterministic autoencoder",
                     draws_samples=False, defines_density=False,
                     no_density_note=("objective.name=ae: a deterministic autoencoder has no prior over codes and "
@@ -127,8 +200,9 @@ def objective(cfg) -> Objective:
 def closed_form_kl(model) -> bool:
     """Whether the run's KL(q(z|x) ‖ p(z)) has a closed form (per latent dimension): the one
     place that decides it. A prior that has one, and one stochastic layer (with two, p(z1)
-    is the marginal of p(z1|z2) p(z2), which has none). `model` is a ModelConfig."""
-    return PRIORS[model.prior].closed_form_kl and model.latent_dim2 is None
+    is the marginal of p(z1|z2) p(z2), which has none), and no flow posterior (its log q(z|x)
+    is known only along its draws). `model` is a ModelConfig."""
+    return PRIORS[model.prior].closed_form_kl and model.latent_dim2 is None and model.flow.kind is None
 
 
 def standard_normal_prior(model) -> bool:

@@ -54,7 +54,7 @@ IGNORED_CHANGES = {
              "val_size": 5},
     "train": {"epochs": 9, "time_limit": "1h", "patience": 2, "min_delta": 0.5},
     "optim": {"weight_decay": 0.25, "lr": 0.5},  # lr: with the constant schedule
-    "objective": {"beta": 3.0, "warmup_epochs": 2.0, "free_bits": 0.5},
+    "objective": {"beta": 3.0, "warmup_epochs": 2.0, "free_bits": 0.5, "alpha": 0.25},
     "eval": {"every_epochs": 3, "batch_size": 32, "grid": 4},
     "checkpoint": {"every_epochs": 2, "keep": 1, "keep_best": True},
     "log": {"tensorboard": False, "progress": "lines",
@@ -68,15 +68,14 @@ def _dotted(tree: dict, prefix: str = "") -> set[str]:
             for k in (_dotted(v, f"{prefix}{name}.") if isinstance(v, dict) else {f"{prefix}{name}"})}
 
 
-def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
-    """The compiled epoch lowered from a config and from one with every ignored field changed
-    is the same program, so reusing it across them is sound (a weight decay of 0 is in the
-    key: the single run's program skips the stage)."""
-    changed_keys = _dotted({k: v for k, v in IGNORED_CHANGES.items() if k}) | set(IGNORED_CHANGES[""])
-    assert changed_keys == set(config.UNCOMPILED)
-    base = config.replace(tiny_config, optim={"weight_decay": 0.125}, checkpoint={"keep_best": False})
+# Ignored keys that only some objectives read (the others refuse a changed value): each is
+# changed on a base whose objective reads it.
+READ_BY = {("objective", "alpha"): {"name": "vr", "samples": 2}}
+
+
+def _assert_same_program(base, changes: dict):
     raw = config.to_dict(base)
-    for section, values in IGNORED_CHANGES.items():
+    for section, values in changes.items():
         (raw[section] if section else raw).update(values)
     changed = config.from_dict(raw)
     assert programs.training_fields(changed) == programs.training_fields(base)
@@ -86,6 +85,20 @@ def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
         fn, tx, state = state_lib.init_state(cfg, split.image_shape, train=split)
         texts.append(epoch.make_epoch_fn(fn, tx, cfg, len(split), split.scale).lower(state, split.flat).as_text())
     assert texts[0] == texts[1]
+
+
+def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
+    """The compiled epoch lowered from a config and from one with every ignored field changed
+    is the same program, so reusing it across them is sound (a weight decay of 0 is in the
+    key: the single run's program skips the stage)."""
+    changed_keys = _dotted({k: v for k, v in IGNORED_CHANGES.items() if k}) | set(IGNORED_CHANGES[""])
+    assert changed_keys == set(config.UNCOMPILED)
+    base = config.replace(tiny_config, optim={"weight_decay": 0.125}, checkpoint={"keep_best": False})
+    common = {section: {k: v for k, v in values.items() if (section, k) not in READ_BY}
+              for section, values in IGNORED_CHANGES.items()}
+    _assert_same_program(base, common)
+    for (section, key), objective in READ_BY.items():
+        _assert_same_program(config.replace(base, objective=objective), {section: {key: IGNORED_CHANGES[section][key]}})
     # what is in the key does change it
     for other in ({"optim": {"weight_decay": 0.0}}, {"train": {"ema_decay": 0.5}}, {"optim": {"schedule": "iwae"}}):
         assert programs.training_fields(config.replace(base, **other)) != programs.training_fields(base)

@@ -3,6 +3,7 @@ fused trainer and is evaluated by the one estimator; every paper config validate
 (the TFDS datasets, fashion_mnist and cifar10, train and evaluate in test_data.py)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -42,7 +43,25 @@ CHOICES = {
     "logistic_bias": ["model.likelihood=logistic", "model.output_bias=data_mean"],
     "vamp_gated": ["model.prior=vamp", "model.pseudo_inputs=8", "objective.kl=mc", "model.activation=gated"],
     "two_layer": ["model.latent_dim2=2", "model.hidden2=[16]", "objective.kl=mc"],
+    "iwae_stl_two_layer": ["objective.name=iwae", "objective.samples=3", "objective.gradient=stl",
+                           "model.latent_dim2=2", "model.hidden2=[16]"],
+    "elbo_stl_warmup": ["objective.kl=mc", "objective.gradient=stl", "objective.samples=2",
+                        "objective.warmup_epochs=1"],
+    "miwae_dreg_vamp": ["objective.name=miwae", "objective.samples=2", "objective.groups=2",
+                        "objective.gradient=dreg", "model.prior=vamp", "model.pseudo_inputs=8"],
+    "piwae_dreg_gaussian": ["objective.name=piwae", "objective.samples=2", "objective.groups=2",
+                            "objective.gradient=dreg", "model.likelihood=gaussian"],
+    "ciwae_conv": ["objective.name=ciwae", "objective.samples=3", "objective.beta=0.5", "model.kind=conv",
+                   "model.channels=[4,8]"],
+    "vr_dreg_logistic": ["objective.name=vr", "objective.samples=3", "objective.alpha=0.5",
+                         "objective.gradient=dreg", "model.likelihood=logistic"],
+    "btcvae_ema": ["objective.name=btcvae", "objective.beta=3.0", "train.ema_decay=0.9"],
+    "planar_iwae": ["model.flow.kind=planar", "model.flow.steps=2", "objective.name=iwae", "objective.samples=3"],
+    "iaf_elbo_mc": ["model.flow.kind=iaf", "model.flow.steps=2", "model.flow.hidden=[8]", "objective.kl=mc"],
+    "iaf_piwae": ["model.flow.kind=iaf", "model.flow.steps=2", "objective.name=piwae", "objective.samples=2",
+                  "objective.groups=2"],
 }
+LOGGED = {"btcvae": ("mi", "tc", "dim_kl"), "piwae": ("encoder_loss",)}  # an objective's extra training terms
 
 
 @pytest.mark.parametrize("choice", sorted(CHOICES))
@@ -52,6 +71,14 @@ def test_each_choice_trains_and_evaluates(choice, tiny_cache, tiny_config, tmp_p
     pics = np.load(sample.sample(path, n=5, seed=1, out=tmp_path / "pics")["npy"])  # prior samples, any model
     assert pics.shape == (5, 8, 8, 1) and np.all((pics >= 0) & (pics <= 1))
     assert rows[-1]["recon"] < rows[0]["recon"] or choice.startswith("beta")  # it learns (β=4 may trade recon)
+    extra = set(LOGGED.get(cfg.objective.name, ()))  # logged with every training record, and only for that objective
+    others = {k for keys in LOGGED.values() for k in keys} - extra
+    assert all(extra <= set(r) and not others & set(r) for r in rows)
+    if cfg.objective.name == "btcvae":
+        assert all(r["mi"] + r["tc"] + r["dim_kl"] == pytest.approx(r["kl"], rel=1e-4, abs=1e-4) for r in rows)
+    if cfg.model.flow.kind is not None:  # the encoder's point with a flow: its mean pushed through the flow
+        recon = sample.sample(path, mode="recon", n=4, seed=0, out=tmp_path / "recon")
+        assert np.load(recon["npy"]).shape == (2, 4, 8, 8, 1)
     if choice.startswith("ae"):
         assert res["log_likelihood"] is None and res["elbo"] is None and res["kl"] is None
         assert "no density" in res["notes"][0] and res["recon"] > 0 and rows[-1]["kl"] == 0
@@ -62,7 +89,7 @@ def test_each_choice_trains_and_evaluates(choice, tiny_cache, tiny_config, tmp_p
         assert "n/a" in out.output and "note: objective.name=ae" in out.output
         return
     assert np.isfinite(res["log_likelihood"]) and np.isfinite(res["elbo"])
-    if choice.startswith("gaussian"):
+    if cfg.model.likelihood == "gaussian":
         assert res["bits_per_dim"] is None and "bits/dim" in res["notes"][0]
     else:
         assert res["bits_per_dim"] == pytest.approx(res["nll"] / (64 * math.log(2)))
@@ -130,6 +157,26 @@ def test_iwae_schedule_steps_down_by_10_to_the_minus_1_7_at_3_to_the_i_epochs():
     (["model.latent_dim2=5", "model.prior=vamp", "objective.kl=mc"], "model.prior"),
     (["model.kind=conv", "model.hidden=[]"], "model.hidden"),
     (["model.kind=conv", "model.activation=gated"], "model.activation"),
+    (["model.flow.kind=planar"], "objective.kl"),  # the default analytic KL: a flow has none
+    (["model.flow.kind=iaf", "objective.name=iwae", "objective.gradient=dreg"], "objective.gradient"),
+    (["model.flow.kind=planar", "objective.kl=mc", "objective.gradient=stl"], "objective.gradient"),
+    (["model.flow.kind=planar", "objective.kl=mc", "model.prior=vamp"], "model.prior"),
+    (["model.flow.kind=planar", "objective.kl=mc", "model.latent_dim2=2"], "model.flow.kind"),
+    (["model.flow.kind=planar", "objective.name=ae"], "model.flow.kind"),
+    (["model.flow.steps=3"], "model.flow.steps"),
+    (["model.flow.kind=planar", "objective.kl=mc", "model.flow.hidden=[8]"], "model.flow.hidden"),
+    (["objective.gradient=stl"], "objective.gradient"),  # the analytic KL has no score term to drop
+    (["objective.gradient=dreg"], "objective.gradient"),
+    (["objective.name=btcvae", "objective.gradient=stl"], "objective.gradient"),
+    (["objective.name=iwae", "objective.groups=2"], "objective.groups"),
+    (["objective.name=iwae", "objective.alpha=0.2"], "objective.alpha"),
+    (["objective.name=ciwae", "objective.beta=1.5"], "objective.beta"),
+    (["objective.name=ciwae", "objective.warmup_epochs=1"], "objective.warmup_epochs"),
+    (["objective.name=btcvae", "model.prior=vamp"], "model.prior"),
+    (["objective.name=btcvae", "model.flow.kind=planar"], "model.flow.kind"),
+    (["objective.name=btcvae", "objective.samples=2"], "objective.samples"),
+    (["objective.name=btcvae", "train.batch_size=1"], "train.batch_size"),
+    (["objective.name=vr", "objective.alpha=-1"], "objective.alpha"),
 ])
 def test_impossible_combinations_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -232,6 +279,25 @@ def test_iwae_trains_on_the_k_sample_bound(one_image_cache, tmp_path):
     assert rec["loss"] == pytest.approx(-bound.mean(), rel=1e-5)
     elbo = -np.mean(log_w)  # the 3-sample ELBO on the same draws: what an ignored objective.name gives
     assert abs(rec["loss"] - elbo) > 1e-3 * abs(elbo)
+
+
+@pytest.mark.parametrize("overrides", [["objective.name=iwae", "objective.samples=3", "objective.gradient=dreg"],
+                                       ["objective.name=btcvae", "objective.beta=3.0"]], ids=["iwae-dreg", "btcvae"])
+def test_the_trainer_steps_along_the_registered_loss(overrides, one_image_cache, tmp_path):
+    """The compiled epoch's first SGD update is −lr·∇ of the registered loss with the step's key
+    (the estimator's gradient; β-TCVAE's q(z) with the training-set size the epoch passes)."""
+    cfg, rec, p0, p1, x, key, fn = one_step(one_image_cache, tmp_path, "g", *overrides, "optim.name=sgd",
+                                            "optim.lr=0.01")
+    terms = objectives.training_terms(fn.bind(p0), x, key, cfg.objective, dataset_size=32)
+    assert rec["loss"] == pytest.approx(float(terms["loss"]), rel=1e-5)
+    g = jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, cfg.objective, dataset_size=32)[0])(p0)
+    _assert_tree_close(jax.tree.map(lambda a, b: a - b, p1, p0), jax.tree.map(lambda gi: -0.01 * np.asarray(gi), g),
+                       atol=2e-7)
+    if cfg.objective.gradient != "reparam":  # what an ignored objective.gradient would give differs
+        other = dataclasses.replace(cfg.objective, gradient="reparam")
+        g_other = jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, other)[0])(p0)
+        assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+                   zip(jax.tree.leaves(g), jax.tree.leaves(g_other))) > 1e-4
 
 
 def test_beta_scales_the_kl_term(one_image_cache, tmp_path):

@@ -1,6 +1,6 @@
 """The `vae` Typer app: its top-level options and the options several commands share. The
-commands are declared in the modules beside this one (train, inspect, runs, data), one per
-command group.
+commands are declared in the modules beside this one (train, inspect, gradients, runs,
+data), one per command group.
 
 No ML code lives here, and nothing heavy is imported at module level, so `vae --help`
 answers at once. Errors: one line on stderr, exit 2 for usage/config, 1 at run time

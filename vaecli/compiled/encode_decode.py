@@ -25,8 +25,15 @@ def _jitted(fn):
 
     decode = jax.jit(lambda p, z: fn.bind(p).mean_image(z))
     generate = jax.jit(lambda p, key, n: fn.bind(p).generate(key, n), static_argnums=2)
-    encode = jax.jit(lambda p, x: jax.lax.map(lambda xb: fn.bind(p).encoder(xb), x))
+    encode = jax.jit(lambda p, x: jax.lax.map(lambda xb: _code(fn.bind(p), xb), x))
     return decode, generate, encode
+
+
+def _code(vae, x):
+    """(the posterior's point, the Gaussian's logvar): with a flow posterior the point is the
+    flow applied to the base mean, where the decoder was trained (vaecli.models.vae)."""
+    q = vae.encode(x)
+    return vae.point(q), q[1]
 
 
 class CompiledModel:
@@ -48,7 +55,9 @@ class CompiledModel:
         return flat.reshape(n, *self.image_shape)
 
     def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, C) floats -> encoder (mean, logvar), each (N, latent)."""
+        """(N, H, W, C) floats -> encoder (mean, logvar), each (N, latent). With a flow
+        posterior, "mean" is the base Gaussian's mean pushed through the flow (not E_q[z],
+        which has no closed form) and logvar the base Gaussian's."""
         from vaecli.compiled.estimator import batch_split
 
         batches, n = batch_split(np.asarray(x, np.float32), ENCODE_BATCH)

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaecli.models import objectives
+from vaecli import registry
 from vaecli.config import Config
+from vaecli.models import objectives
 
 TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per run
 
@@ -66,6 +67,7 @@ class _Steps:
 
     def __init__(self, fn, tx, cfg: Config, n_train: int, scale: int, replicas: int, batch_sharding):
         self.fn, self.tx, self.objective = fn, tx, cfg.objective
+        self.logs = registry.objective(cfg).logs  # the objective's terms beyond loss, recon and kl
         self.n_train, self.scale, self.batch = n_train, scale, cfg.train.batch_size
         self.steps_per_epoch = n_train // self.batch
         self.dynamic = cfg.data.binarize == "dynamic"
@@ -86,9 +88,10 @@ class _Steps:
         return jnp.where(warmup_steps > 0, hyper["beta"] * ramp, hyper["beta"])
 
     def loss(self, params, x, key, step, hyper):
-        loss, recon, kl = objectives.training_loss(self.fn.bind(params), x, key, self.objective,
-                                                   self.kl_weight(step, hyper), free_bits=hyper["free_bits"])
-        return loss, (recon, kl)
+        terms = objectives.training_terms(self.fn.bind(params), x, key, self.objective, self.kl_weight(step, hyper),
+                                          free_bits=hyper["free_bits"], alpha=hyper["alpha"],
+                                          dataset_size=self.n_train)
+        return terms["loss"], terms
 
     def step(self, state, order, images):
         base = jax.random.wrap_key_data(state["rng"])
@@ -98,8 +101,9 @@ class _Steps:
         if self.batch_sharding is not None:  # data parallel: each device gets a slice of the batch
             batch_u8 = jax.lax.with_sharding_constraint(batch_u8, self.batch_sharding)
         x = to_inputs(batch_u8, k_binarize, self.scale, self.dynamic)
-        (loss, (recon, kl)), grads = jax.value_and_grad(self.loss, has_aux=True)(state["params"], x, k_z,
-                                                                                 state["step"], state["hyper"])
+        (loss, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(state["params"], x, k_z, state["step"],
+                                                                           state["hyper"])
+        recon, kl = terms["recon"], terms["kl"]
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)
         # The update is judged by the parameters it gives (finite before it, so finite after
@@ -118,7 +122,7 @@ class _Steps:
                "skipped": skipped, "hyper": state["hyper"]}
         if "ema" in state:  # train.ema_decay > 0: the moving average of the parameters
             new["ema"] = jax.tree.map(lambda e, p: self.ema_decay * e + (1 - self.ema_decay) * p, state["ema"], params)
-        return new, (jnp.stack([loss, recon, kl]), finite, skip)
+        return new, (jnp.stack([loss, recon, kl, *(terms[k] for k in self.logs)]), finite, skip)
 
     def epoch(self, state, images):
         base = jax.random.wrap_key_data(state["rng"])
@@ -133,7 +137,8 @@ class _Steps:
         first_bad = jnp.argmax(bad)
         sums = jnp.sum(jnp.where(good[:, None], per_step, 0.0), axis=0)
         means = sums / jnp.maximum(jnp.sum(good), 1)
-        return state, {"loss": means[0], "recon": means[1], "kl": means[2],
+        extra = {k: means[3 + i] for i, k in enumerate(self.logs)}  # only an objective with such terms has them
+        return state, {"loss": means[0], "recon": means[1], "kl": means[2], **extra,
                        "bad_step": jnp.where(jnp.any(bad), first_step + first_bad + 1, -1),
                        "bad_finite": finite[first_bad], "skipped_steps": jnp.sum(skip),
                        "skipped_total": state["skipped"],

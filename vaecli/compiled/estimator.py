@@ -133,7 +133,7 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
             kl = jnp.zeros((b,))
         else:
             kl = kl_sum / k if kl_closed is None else kl_closed.sum(-1)
-        out = {"recon": -log_px_sum / k, "kl": kl, "log_likelihood": lse - math.log(k), "encoder_mean": q[0]}
+        out = {"recon": -log_px_sum / k, "kl": kl, "log_likelihood": lse - math.log(k), "encoder_mean": vae.point(q)}
         if kl_closed is not None:
             out["kl_per_dim"] = kl_closed
             if kl_mc_samples:

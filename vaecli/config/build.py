@@ -103,8 +103,7 @@ def _build(cls, raw: Any, prefix: str):
 
 def _cross_checks(cfg: Config) -> None:
     m = cfg.model
-
-
+    _flow_checks(m)
     if not m.hidden:
         raise ConfigError("model.hidden: the encoder needs at least one hidden width, e.g. [500]")
     if not registry.MODEL_KINDS[m.kind].dense and m.activation == "gated":
@@ -118,6 +117,23 @@ def _cross_checks(cfg: Config) -> None:
     registry.objective(cfg).check(cfg)
 
 
+def _flow_checks(m) -> None:
+    f, default = m.flow, type(m.flow)()
+    if f.kind is None:
+        for name in ("steps", "hidden"):
+            if getattr(f, name) != getattr(default, name):
+                raise ConfigError(f"model.flow.{name}: there is no flow (model.flow.kind is null); set "
+                                  f"model.flow.kind=planar or iaf, or leave model.flow.{name} at its default")
+        return
+    if f.kind != "iaf" and f.hidden != default.hidden:
+        raise ConfigError(f"model.flow.hidden: the widths of the IAF's MADE nets; model.flow.kind={f.kind} has none "
+                          "(leave it at its default or set model.flow.kind=iaf)")
+    if m.latent_dim2 is not None:
+        raise ConfigError("model.flow.kind: a flow transforms the posterior of one stochastic layer; set "
+                          "model.latent_dim2=null or model.flow.kind=null")
+    if registry.PRIORS[m.prior].of_posterior:
+        raise ConfigError(f"model.prior: {m.prior} is a mixture of the posteriors q(z|u_k), whose density a flow "
+                          "gives only along its own draws; set model.prior=normal or model.flow.kind=null")
 
 
 def _stop_checks(cfg: Config) -> None:

@@ -80,6 +80,15 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class FlowConfig:
+    # q(z|x): the encoder's Gaussian pushed through `steps` invertible maps (vaecli.models.flows);
+    # null: the Gaussian alone. Planar steps are global; IAF steps see the Gaussian's statistics.
+    kind: Optional[Literal["planar", "iaf"]] = _key(None)
+    steps: int = _key(4, check=_POSITIVE)
+    hidden: tuple[int, ...] = _key((32,), check=_WIDTHS)  # iaf: the MADE widths of each step
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     kind: str = _key("mlp", one_of=registry.MODEL_KINDS)
     latent_dim: int = _key(20, check=_POSITIVE)
@@ -94,6 +103,7 @@ class ModelConfig:
     pseudo_inputs: int = _key(500, check=_POSITIVE)  # VampPrior components
     latent_dim2: Optional[int] = _key(None, check=_POSITIVE)  # a second stochastic layer
     hidden2: tuple[int, ...] = _key((100, 100), check=_WIDTHS)  # between the two layers
+    flow: FlowConfig = FlowConfig()  # a flow posterior (default: none)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,11 @@ class ObjectiveConfig:
     beta: float = _key(1.0, "replica", _NON_NEGATIVE)  # weight of the KL term (β-VAE)
     warmup_epochs: float = _key(0.0, "replica", _NON_NEGATIVE)  # KL weight 0 -> β linearly
     free_bits: float = _key(0.0, "replica", _NON_NEGATIVE)  # nats: per-dimension KL floor
+    # The gradient estimator (vaecli.models.bounds): reparam, stl (Roeder et al. 2017: unbiased
+    # for the ELBO, biased for K > 1) or dreg (Tucker et al. 2019: unbiased, for the K-sample bounds).
+    gradient: Literal["reparam", "stl", "dreg"] = _key("reparam")
+    groups: int = _key(1, check=_POSITIVE)  # miwae, piwae: M groups of `samples` (K) draws each
+    alpha: float = _key(0.5, "replica", _NON_NEGATIVE)  # vr: the Rényi α (1: the ELBO, 0: the IWAE bound)
 
 
 @dataclass(frozen=True)

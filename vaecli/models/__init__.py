@@ -4,6 +4,9 @@
     likelihoods  p(x|z): Bernoulli, Gaussian, discretized logistic
     priors       p(z): standard normal, VampPrior
     networks     encoders and decoders (MLP, conv) by `model.kind`
-    vae          the VAE (one or two stochastic layers), built from a config; `Functional`
-    objectives   the training losses by `objective.name` (ELBO, IWAE, autoencoder)
+    flows        planar and IAF flows: the posterior of `model.flow`
+    vae          the VAE (one or two stochastic layers, a flow posterior), built from a config; `Functional`
+    bounds       bounds of log p(x) from log-weights (IWAE family, Rényi), STL/DReG surrogates, β-TCVAE terms
+    objectives   the training losses by `objective.name` (ELBO, IWAE, MIWAE, PIWAE, CIWAE, VR, β-TCVAE,
+                 autoencoder), with the gradient estimator of `objective.gradient`
 """

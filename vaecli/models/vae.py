@@ -9,6 +9,9 @@ The interface the trainer and the estimator call (one trainer, one estimator, an
   kl_per_dim(q) -> (B, D) or None     the closed-form KL per latent dimension, where one exists
                                       (the prior's; vaecli.registry.closed_form_kl says which
                                       configs have one)
+  point(q) -> z                       the posterior's point estimate: the Gaussian's mean, or with a
+                                      flow that mean pushed through the flow (what "the encoder
+                                      mean" is in pictures, `vae sample` and active units)
   mean_image(z)                       E[x|z], what pictures show
   reconstruct(x), generate(key, n)    mean images, for pictures
 
@@ -29,7 +32,7 @@ from flax import nnx
 from vaecli import registry
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
-from vaecli.models import densities, likelihoods, priors
+from vaecli.models import densities, flows, likelihoods, priors
 from vaecli.models.networks import GaussianMLPEncoder, activation
 
 class VAE(nnx.Module):
@@ -68,15 +71,41 @@ class VAE(nnx.Module):
     def kl_per_dim(self, q):
         return self.prior.kl_per_dim(q)
 
+    def point(self, q):
+        return q[0]
+
     def mean_image(self, z):
         """E[x|z]: what pictures show."""
         return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x):
-        return self.mean_image(self.encode(x)[0])
+        return self.mean_image(self.point(self.encode(x)))
 
     def generate(self, key, n: int):
         return self.mean_image(self.prior.sample(key, n, self.encoder))
+
+
+class FlowVAE(VAE):
+    """q(z|x): the encoder's Gaussian pushed through a flow (vaecli.models.flows), so
+    log q(z|x) = log N(z0; mean, σ²) − Σ log|det| along each draw, and every objective that
+    samples, and the estimator, use it unchanged through `log_terms`. A flow has no inverse:
+    the density is known only along its own draws, so there is no closed-form KL. `point` is
+    the flow applied to the base mean (eps = 0), a point where the decoder was trained; E_q[z]
+    has no closed form."""
+
+    def __init__(self, encoder, decoder, latent_dim: int, likelihood, prior, flow):
+        super().__init__(encoder, decoder, latent_dim, likelihood, prior)
+        self.flow = flow
+
+    def log_terms(self, x, q, eps):
+        z, log_q = flows.sample(self.flow, *q, eps, jnp.concatenate(q, axis=-1))
+        return self.log_likelihood(x, z), self.log_prior(z), log_q
+
+    def kl_per_dim(self, q):
+        return None
+
+    def point(self, q):
+        return self.flow(q[0], jnp.concatenate(q, axis=-1))[0]
 
 
 class TwoLayerVAE(VAE):
@@ -124,7 +153,11 @@ def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE
     encoder, decoder = registry.MODEL_KINDS[cfg.kind].load()(cfg, image_shape, act, rngs)
     lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
     if cfg.latent_dim2 is None:
-        return VAE(encoder, decoder, cfg.latent_dim, lik, registry.PRIORS[cfg.prior].load().from_config(cfg, d))
+        prior = registry.PRIORS[cfg.prior].load().from_config(cfg, d)
+        if cfg.flow.kind is not None:  # built after the networks: a run without a flow draws the same init
+            return FlowVAE(encoder, decoder, cfg.latent_dim, lik, prior, flows.from_config(cfg.flow, cfg.latent_dim,
+                                                                                           rngs=rngs))
+        return VAE(encoder, decoder, cfg.latent_dim, lik, prior)
     q2 = GaussianMLPEncoder(cfg.latent_dim, cfg.hidden2, cfg.latent_dim2, act, rngs=rngs)
     p1 = GaussianMLPEncoder(cfg.latent_dim2, tuple(reversed(cfg.hidden2)), cfg.latent_dim, act, rngs=rngs)
     return TwoLayerVAE(encoder, decoder, lik, q2, p1, cfg.latent_dim, cfg.latent_dim2)

@@ -2,8 +2,8 @@
 
 Replicas may differ only in keys whose role is `replica` (vaecli.config.schema): values the
 training state carries as arrays (the seed, which sets the initial parameters and the PRNG
-key, the optimizer's injected hyperparameters, and the objective's β, KL warm-up and free
-bits in state["hyper"]); anything that changes shapes or code needs its own program, so a
+key, the optimizer's injected hyperparameters, and the objective's β, KL warm-up, free
+bits and Rényi α in state["hyper"]); anything that changes shapes or code needs its own program, so a
 shell loop over `vae train --set ...`. No JAX here: these errors come before anything heavy.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from vaecli import clock
+from vaecli import clock, registry
 from vaecli.compiled import devices, state as state_lib
 from vaecli.rundir import layout, metrics as metrics_lib
 from vaecli.rundir.recorder import Recorder
@@ -155,6 +155,7 @@ class Occupants:
             last = e >= cfg.train.epochs
             rec.train_record = {"step": step, "epoch": e, "split": "train",
                                 "loss": float(mr["loss"]), "recon": float(mr["recon"]), "kl": float(mr["kl"]),
+                                **{k: float(mr[k]) for k in registry.objective(cfg).logs},
                                 "lr": float(mr["lr"]), "skipped_steps": int(mr["skipped_steps"]),
                                 "examples_per_s": examples_per_s, "epoch_s": dt,
                                 "elapsed_s": time.perf_counter() - self.t0[r]}
