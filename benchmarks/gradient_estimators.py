@@ -52,6 +52,8 @@ CHOICES = {  # name -> overrides on the base
     "elbo K=1": [],
     "elbo K=1 stl": ["objective.kl=mc", "objective.gradient=stl"],
     "btcvae": ["objective.name=btcvae", "objective.beta=6.0"],
+    "factorvae": ["objective.name=factorvae", "objective.beta=10.0"],
+    "elbo capacity": ["objective.capacity=25", "objective.capacity_epochs=20", "objective.beta=1000"],
     "elbo K=1 iaf x4": ["objective.kl=mc", "model.flow.kind=iaf", "model.flow.steps=4", "model.flow.hidden=[64]"],
 }
 

@@ -69,6 +69,8 @@ class Objective(Choice):
     logs             the loss's terms beyond loss, recon and kl: logged with every training record
     diagonal_normal  the loss splits the KL per dimension: q(z|x) a diagonal Gaussian (no flow),
                      p(z) = N(0, I), one stochastic layer
+    aux              "module" of an auxiliary network trained beside the model, with an
+                     optimizer of its own (its `init`, `network`, `optimizer`, `step`): state["aux"]
     draws_samples    False: z is the encoder's mean (training and evaluation draw no noise)
     defines_density  False: no p(x), so evaluation reports only the reconstruction
     """
@@ -77,6 +79,7 @@ class Objective(Choice):
     gradients: tuple[str, ...] = ("reparam",)
     logs: tuple[str, ...] = ()
     diagonal_normal: bool = False
+    aux: str | None = None
     draws_samples: bool = True
     defines_density: bool = True
     no_density_note: str = ""  # defines_density False: why evaluation reports only the reconstruction
@@ -92,6 +95,12 @@ class Objective(Choice):
                               "(objective.name=elbo, objective.kl=analytic, one layer, model.prior=normal)")
         self._unread(o)
         self._gradient(o, m)
+        if o.capacity_epochs > 0 and o.capacity == 0:
+            raise ConfigError("objective.capacity_epochs: ramps the target KL objective.capacity, which is 0 (off); "
+                              "set objective.capacity (nats), e.g. 25")
+        if o.capacity > 0 and (o.gradient != "reparam" or o.free_bits > 0):
+            raise ConfigError("objective.capacity: the capacity-annealed β-VAE takes plain reparameterization and no "
+                              "free bits; set objective.gradient=reparam and objective.free_bits=0")
         if m.flow.kind is not None and not self.draws_samples:
             raise ConfigError(f"model.flow.kind: objective.name={o.name} draws no z, so a flow posterior would "
                               "never be used; set model.flow.kind=null")
@@ -121,6 +130,13 @@ class Objective(Choice):
         if "groups" not in self.reads and o.groups != default.groups:
             raise ConfigError("objective.groups: only objective.name=miwae or piwae averages groups of samples; "
                               "set objective.groups=1 (or objective.name=miwae)")
+        if "capacity" not in self.reads and (o.capacity, o.capacity_epochs) != (default.capacity,
+                                                                               default.capacity_epochs):
+            raise ConfigError(f"objective.capacity: the capacity-annealed β-VAE is objective.name=elbo's; "
+                              f"set objective.capacity=0 for objective.name={o.name}")
+        if self.aux is None and o.discriminator != default.discriminator:
+            raise ConfigError(f"objective.discriminator: only objective.name=factorvae trains a discriminator; "
+                              f"leave objective.discriminator.* at their defaults for objective.name={o.name}")
         if "alpha" not in self.reads and o.alpha != default.alpha:
             raise ConfigError(f"objective.alpha: only the Rényi bound (objective.name=vr) has an α; "
                               f"leave it at {default.alpha} or set objective.name=vr")
@@ -168,7 +184,7 @@ PRIORS: dict[str, Prior] = {
 _BOUND_READS = ("samples", "gradient")
 OBJECTIVES: dict[str, Objective] = {
     "elbo": Objective("vaecli.models.objectives:elbo", "the evidence lower bound",
-                      reads=("samples", "kl", "beta", "warmup_epochs", "free_bits", "gradient"),
+                      reads=("samples", "kl", "beta", "warmup_epochs", "free_bits", "gradient", "capacity"),
                       gradients=("reparam", "stl")),
     "iwae": Objective("vaecli.models.objectives:iwae", "the K-sample importance-weighted bound",
                       reads=_BOUND_READS, gradients=("reparam", "stl", "dreg")),
@@ -184,6 +200,10 @@ OBJECTIVES: dict[str, Objective] = {
     "btcvae": Objective("vaecli.models.objectives:btcvae", "β-TCVAE: the KL as index-code MI + β·total correlation "
                         "+ dimension-wise KL (Chen et al. 2018)",
                         reads=("beta",), logs=("mi", "tc", "dim_kl"), diagonal_normal=True),
+    "factorvae": Objective("vaecli.models.objectives:factorvae", "FactorVAE: recon + KL + γ·total correlation, "
+                           "TC from a discriminator trained beside the model (Kim & Mnih 2018)",
+                           reads=("kl", "beta"), logs=("tc", "disc_loss", "disc_accuracy"), diagonal_normal=True,
+                           aux="vaecli.models.factorvae"),
     "ae": Objective("vaecli.models.objectives:autoencoder", "the deterministic autoencoder",
                     draws_samples=False, defines_density=False,
                     no_density_note=("objective.name=ae: a deterministic autoencoder has no prior over codes and "

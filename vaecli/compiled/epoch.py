@@ -10,6 +10,8 @@ Speed is designed in here:
 """
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -78,6 +80,14 @@ class _Steps:
         # replica it is the config's (optim.weight_decay cannot change on resume), so a 0 is
         # known here and the optimizer skips its weight-decay stage (optimizer.decayed_weights).
         self.update_args = {"weight_decay_is_zero": True} if replicas == 1 and cfg.optim.weight_decay == 0 else {}
+        # objective.capacity: the target KL's ramp, in steps (baked in: the capacity keys are fixed)
+        self.capacity = (cfg.objective.capacity, cfg.objective.capacity_epochs * self.steps_per_epoch)
+        aux = registry.objective(cfg).aux  # an auxiliary network and its optimizer, in state["aux"]
+        self.aux = None
+        if aux is not None:
+            module = importlib.import_module(aux)
+            self.aux = (module, module.network(cfg.objective, cfg.model.latent_dim, cfg.seed),
+                        module.optimizer(cfg.objective))
 
     def kl_weight(self, step, hyper):
         """β, ramped up linearly from 0 over the warm-up: a function of the step counter
@@ -87,10 +97,17 @@ class _Steps:
         ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup_steps, 1e-30))
         return jnp.where(warmup_steps > 0, hyper["beta"] * ramp, hyper["beta"])
 
-    def loss(self, params, x, key, step, hyper):
+    def target_capacity(self, step):
+        c, ramp_steps = self.capacity
+        return c * jnp.minimum(1.0, step.astype(jnp.float32) / ramp_steps) if ramp_steps > 0 else c
+
+    def loss(self, params, x, key, step, hyper, aux=None):
+        # the discriminator at its parameters, which this loss does not train
+        critic = self.aux[1].bind(jax.lax.stop_gradient(aux["params"])) if aux is not None else None
         terms = objectives.training_terms(self.fn.bind(params), x, key, self.objective, self.kl_weight(step, hyper),
                                           free_bits=hyper["free_bits"], alpha=hyper["alpha"],
-                                          dataset_size=self.n_train)
+                                          dataset_size=self.n_train, capacity=self.target_capacity(step),
+                                          critic=critic)
         return terms["loss"], terms
 
     def step(self, state, order, images):
@@ -102,8 +119,12 @@ class _Steps:
             batch_u8 = jax.lax.with_sharding_constraint(batch_u8, self.batch_sharding)
         x = to_inputs(batch_u8, k_binarize, self.scale, self.dynamic)
         (loss, terms), grads = jax.value_and_grad(self.loss, has_aux=True)(state["params"], x, k_z, state["step"],
-                                                                           state["hyper"])
+                                                                           state["hyper"], state.get("aux"))
         recon, kl = terms["recon"], terms["kl"]
+        if self.aux is not None:  # the auxiliary network's own update, on the step's codes
+            module, net, aux_tx = self.aux
+            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], jax.random.fold_in(key, 0xD15C))
+            terms = {**terms, **aux_logs}
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)
         # The update is judged by the parameters it gives (finite before it, so finite after
@@ -120,6 +141,8 @@ class _Steps:
             skipped = skipped + skip.astype(jnp.int32)
         new = {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": state["rng"],
                "skipped": skipped, "hyper": state["hyper"]}
+        if self.aux is not None:
+            new["aux"] = aux
         if "ema" in state:  # train.ema_decay > 0: the moving average of the parameters
             new["ema"] = jax.tree.map(lambda e, p: self.ema_decay * e + (1 - self.ema_decay) * p, state["ema"], params)
         return new, (jnp.stack([loss, recon, kl, *(terms[k] for k in self.logs)]), finite, skip)

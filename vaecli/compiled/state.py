@@ -11,10 +11,13 @@ it from the config again (`with_hyper`), which is bit-identical by construction.
 """
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from vaecli import registry
 from vaecli.compiled import optimizer
 from vaecli.config import Config
 from vaecli.models import vae as models
@@ -55,6 +58,9 @@ def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional,
     }
     if cfg.train.ema_decay > 0:  # only then: EMA-less states (and run format 2 checkpoints) keep their layout
         state["ema"] = jax.tree.map(jnp.copy, fn.params)  # a copy: the state is donated leaf by leaf
+    aux = registry.objective(cfg).aux
+    if aux is not None:  # an auxiliary network and its optimizer (FactorVAE's discriminator)
+        state["aux"] = importlib.import_module(aux).init(cfg.objective, cfg.model.latent_dim, cfg.seed)
     return fn, tx, state
 
 

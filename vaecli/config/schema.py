@@ -147,6 +147,13 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class DiscriminatorConfig:
+    """FactorVAE's discriminator (vaecli.models.factorvae), as disentanglement_lib's."""
+    hidden: tuple[int, ...] = _key((1000,) * 6, check=_WIDTHS)
+    lr: float = _key(1e-4, check=_POSITIVE)  # its own Adam (β1 0.5, β2 0.9)
+
+
+@dataclass(frozen=True)
 class ObjectiveConfig:
     name: str = _key("elbo", one_of=registry.OBJECTIVES)
     kl: Literal["analytic", "mc"] = _key("analytic")
@@ -159,6 +166,11 @@ class ObjectiveConfig:
     gradient: Literal["reparam", "stl", "dreg"] = _key("reparam")
     groups: int = _key(1, check=_POSITIVE)  # miwae, piwae: M groups of `samples` (K) draws each
     alpha: float = _key(0.5, "replica", _NON_NEGATIVE)  # vr: the Rényi α (1: the ELBO, 0: the IWAE bound)
+    # elbo: the capacity-annealed β-VAE (Burgess et al. 2018), recon + β·|KL − C| with the
+    # target C rising linearly from 0 to `capacity` nats over `capacity_epochs` (0: off)
+    capacity: float = _key(0.0, check=_NON_NEGATIVE)
+    capacity_epochs: float = _key(0.0, check=_NON_NEGATIVE)
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()  # factorvae only
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class Values(NamedTuple):
     free_bits: object = 0.0
     alpha: object = 0.5  # vr: the Rényi α
     dataset_size: int | None = None  # training examples N: btcvae's estimate of q(z)
+    capacity: object = 0.0  # elbo with objective.capacity: the step's target KL C, in nats
+    critic: object = None  # factorvae: z -> the discriminator's logits, its parameters held
 
 
 def _terms(loss, recon, kl, **extra) -> dict:
@@ -79,6 +81,9 @@ def elbo(model, x, key, cfg, v: Values):
         return _elbo_stl(model, x, key, cfg, v)
     (log_px, log_pz, log_qz), q = _log_terms(model, x, key, cfg.samples, draw=True)
     recon = -jnp.mean(log_px)
+    if cfg.capacity > 0:  # Burgess et al. 2018: β·|KL − C|, C rising over objective.capacity_epochs
+        kl = jnp.mean(log_qz - log_pz) if cfg.kl == "mc" else jnp.sum(jnp.mean(model.kl_per_dim(q), axis=0))
+        return _terms(recon + v.kl_weight * jnp.abs(kl - v.capacity), recon, kl)
     if cfg.kl == "mc":
         kl_mc = jnp.mean(log_qz - log_pz)
         return _terms(recon + v.kl_weight * kl_mc, recon, kl_mc)
@@ -189,6 +194,21 @@ def btcvae(model, x, key, cfg, v: Values):
                   **{k: jnp.mean(mss[k]) for k in ("mi", "tc", "dim_kl")})
 
 
+def factorvae(model, x, key, cfg, v: Values):
+    """FactorVAE (Kim & Mnih 2018): recon + KL + γ·TC at one draw per example, TC estimated
+    by the discriminator's logits at z ~ q(z) (vaecli.models.factorvae), γ = objective.beta.
+    The codes, without gradient, go to the discriminator's own update (`aux_input`)."""
+    q, eps = _draws(model, x, key, 1)
+    log_px, log_pz, log_qz = model.log_terms(x, q, eps)
+    mean, logvar = q
+    z = mean + jnp.exp(0.5 * logvar) * eps[0]  # the draw log_terms made
+    recon = -jnp.mean(log_px)
+    kl = jnp.mean(log_qz - log_pz) if cfg.kl == "mc" else jnp.sum(jnp.mean(model.kl_per_dim(q), axis=0))
+    logits = v.critic(z)
+    tc = jnp.mean(logits[:, 0] - logits[:, 1])
+    return _terms(recon + kl + v.kl_weight * tc, recon, kl, tc=tc, aux_input=_stop(z))
+
+
 def autoencoder(model, x, key, cfg, v: Values):
     """−log p(x|z) at z = the encoder's mean: no sampling, no KL (kl reported as 0)."""
     (log_px, _, _), _ = _log_terms(model, x, key, 1, draw=False)
@@ -196,12 +216,15 @@ def autoencoder(model, x, key, cfg, v: Values):
     return _terms(recon, recon, jnp.zeros_like(recon))
 
 
-def training_terms(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None) -> dict:
+def training_terms(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None,
+                   capacity=None, critic=None) -> dict:
     """Batch means (loss, recon, kl and the entry's `logs`) of the objective `cfg` (an
     ObjectiveConfig) names. A value left None is the config's (kl_weight: objective.beta, as
-    after any warm-up); `dataset_size`, the training-set size, only β-TCVAE needs."""
+    after any warm-up; capacity: objective.capacity, as at its end); `dataset_size`, the
+    training-set size, only β-TCVAE needs, `critic` only FactorVAE."""
     v = Values(cfg.beta if kl_weight is None else kl_weight, cfg.free_bits if free_bits is None else free_bits,
-               cfg.alpha if alpha is None else alpha, dataset_size)
+               cfg.alpha if alpha is None else alpha, dataset_size, cfg.capacity if capacity is None else capacity,
+               critic)
     return registry.OBJECTIVES[cfg.name].load()(model, x, key, cfg, v)
 
 
