@@ -101,6 +101,22 @@ def test_factorvae_resumes_bit_identically_with_its_discriminator(tiny_cache, tm
     assert all({"tc", "disc_loss", "disc_accuracy"} <= set(r) for r in rows)
 
 
+def test_factorvae_replicas_each_carry_their_own_discriminator(tiny_cache, tmp_path):
+    """--seeds 0-1 of FactorVAE as one program: each replica ends where its single run does
+    (to float tolerance: a vmapped program), discriminator included."""
+    cfg = _cfg(tiny_cache, "objective.name=factorvae", "objective.beta=6", "objective.discriminator.hidden=[16]",
+               "train.epochs=2")
+    cfgs = [config.replace(cfg, seed=s) for s in (0, 1)]
+    paths = train.train_replicas(cfgs, tmp_path / "replicas", ["r0", "r1"], argv=[])
+    finals = [final_state(p)[0] for p in paths]
+    for c, final in zip(cfgs, finals):
+        single = final_state(train.train(c, tmp_path / "single", f"s{c.seed}", argv=[]))[0]
+        for x, y in zip(jax.tree.leaves(final), jax.tree.leaves(single)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-6)
+    a, b = (np.asarray(jax.tree.leaves(f["aux"]["params"])[0]) for f in finals)
+    assert not np.allclose(a, b)
+
+
 def test_capacity_raises_the_kl_towards_its_target(tiny_cache, tmp_path):
     """With β large, the KL follows the target C(t) = 5·min(1, t / 2 epochs): below it early,
     near it at the end (a plain run's KL stays far below 5 nats on these images)."""

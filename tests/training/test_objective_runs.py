@@ -73,11 +73,13 @@ def test_btcvae_resumes_bit_identically_with_its_terms(tiny_cache, tmp_path):
 
 
 def test_new_objectives_shard_over_devices_with_the_numbers_of_one(tiny_cache, tmp_path):
-    """β-TCVAE (pairs across the whole batch) and PIWAE with DReG (two held copies of the
-    model) on a mesh of two CPU devices: the final state of one device, to float tolerance."""
+    """β-TCVAE (pairs across the whole batch), PIWAE with DReG (two held copies of the model)
+    and FactorVAE (its discriminator and the batch's permuted codes) on a mesh of two CPU devices: the final state of one device, to float tolerance."""
     choices = {"btcvae": ["objective.name=btcvae", "objective.beta=3.0"],
                "piwae": ["objective.name=piwae", "objective.samples=2", "objective.groups=2",
-                         "objective.gradient=dreg"]}
+                         "objective.gradient=dreg"],
+               "factorvae": ["objective.name=factorvae", "objective.beta=6",  # the discriminator too
+                             "objective.discriminator.hidden=[16]"]}
     script = textwrap.dedent(f"""
         import json, sys
         import jax

@@ -60,8 +60,13 @@ CHOICES = {
     "iaf_elbo_mc": ["model.flow.kind=iaf", "model.flow.steps=2", "model.flow.hidden=[8]", "objective.kl=mc"],
     "iaf_piwae": ["model.flow.kind=iaf", "model.flow.steps=2", "objective.name=piwae", "objective.samples=2",
                   "objective.groups=2"],
+    "factorvae_mc": ["objective.name=factorvae", "objective.beta=6", "objective.discriminator.hidden=[16]",
+                     "objective.kl=mc"],
+    "capacity_gelu": ["objective.capacity=3", "objective.capacity_epochs=1", "objective.beta=5",
+                      "model.activation=gelu"],
 }
-LOGGED = {"btcvae": ("mi", "tc", "dim_kl"), "piwae": ("encoder_loss",)}  # an objective's extra training terms
+LOGGED = {"btcvae": ("mi", "tc", "dim_kl"), "piwae": ("encoder_loss",),
+          "factorvae": ("tc", "disc_loss", "disc_accuracy")}  # an objective's extra training terms
 
 
 @pytest.mark.parametrize("choice", sorted(CHOICES))
