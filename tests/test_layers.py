@@ -56,3 +56,18 @@ def test_no_two_modules_import_each_other():
     pairs = sorted({tuple(sorted((a, b))) for a, deps in edges.items() for b in deps
                     if a in edges.get(b, ()) and not (b.startswith(a + ".") or a.startswith(b + "."))})
     assert pairs == []
+
+
+def test_modules_and_functions_stay_readable_in_one_sitting():
+    """No module over 300 lines, no function over 60, no `_private` name taken from another module."""
+    long_modules, long_functions, private = [], [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 300:
+            long_modules.append(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaecli"):
+                private += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert (long_modules, long_functions, private) == ([], [], [])
