@@ -13,13 +13,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 TABLE_BEGIN, TABLE_END = "<!-- paper-rows:begin -->", "<!-- paper-rows:end -->"
 NOT_MEASURED = "not yet measured"
-# What an unmeasured row needs, from measured steps: the K=1 epoch on this 2-core CPU
-# (benchmarks/user_epoch.py and benchmarks/side_by_side.sh, see docs/performance.md), and for
+# What an unmeasured row needs, from measured epochs on this 2-core CPU (the table "Paper
+# protocols on the CPU" in docs/performance.md), and for
 # K > 1 the bare loop's step on an H100 at K=1 (benchmarks/gpu_check.py); a K=50 step does
 # 50× the decoder work.
 NEEDS = {
     "iwae_vae_k1": "not yet measured: 3,280 epochs at 2.3–3.4 s each on this 2-core CPU (2.1–3.1 h of "
                    "training, one seed per core), then K=5000 on the test split",
+    "iwae_2layer_vae_k1": "not yet measured: 3,280 epochs at 4.8 s each on this 2-core CPU (4.4 h of training), "
+                          "then K=5000 on the test split",
+    "vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 11 s each, validation included, on "
+                 "this 2-core CPU (up to 6.1 h), then K=5000 on the test split",
     "iwae_k5": "needs a GPU: 8.2 M steps of 5 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
                "the K=5 decoder work",
     "iwae_k50": "needs a GPU: 8.2 M steps of 50 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
