@@ -14,9 +14,8 @@ README = ROOT / "README.md"
 TABLE_BEGIN, TABLE_END = "<!-- paper-rows:begin -->", "<!-- paper-rows:end -->"
 NOT_MEASURED = "not yet measured"
 # What an unmeasured row needs, from measured epochs on this 2-core CPU (the table "Paper
-# protocols on the CPU" in docs/performance.md), and for
-# K > 1 the bare loop's step on an H100 at K=1 (benchmarks/gpu_check.py); a K=50 step does
-# 50× the decoder work.
+# protocols on the CPU" in docs/performance.md), and for K > 1 the bare loop's step on an H100
+# at K=1 (benchmarks/gpu_check.py); a K=50 step does 50× the decoder work.
 NEEDS = {
     "iwae_vae_k1": "not yet measured: 3,280 epochs at 2.3–3.4 s each on this 2-core CPU (2.1–3.1 h of "
                    "training, one seed per core), then K=5000 on the test split",
