@@ -6,6 +6,7 @@ best-validation checkpoint, write one JSON record per (config, seed).
         [--seeds 0-1] [--time-limit 9m] [--set data.cache_dir=DIR ...] [--runs-dir runs/paper]
         [--results benchmarks/results] [--samples 5000]
     python benchmarks/paper_rows.py --table [--write-readme]
+    python benchmarks/paper_rows.py --check-record FILE [--samples 5000]
 
 Each config trains in a folder of its own, `<runs-dir>/<config stem>[-seeds<S>]/`. Called
 again, the script resumes the runs it finds there (the replicas of a `--seeds` program as
@@ -67,12 +68,54 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _neutral(key: str) -> bool:
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in NEUTRAL)
+
+
+def protocol(cfg) -> dict:
+    """The keys of a resolved config that make its protocol (NEUTRAL keys left out), flat."""
+    return {k: v for k, v in _flat(config_lib.to_dict(cfg)).items() if not _neutral(k)}
+
+
 def protocol_changes(run_cfg, reference) -> list[str]:
-    """Keys where a run's config departs from `reference` (a Config, or a config file), NEUTRAL keys aside."""
+    """Keys where a run's config (a Config, or a flat protocol as a record keeps it) departs
+    from `reference` (a Config, or a config file), NEUTRAL keys aside. Keys the run does not
+    have (a record older than the key) are not compared."""
     ref = config_lib.load(reference) if isinstance(reference, (str, Path)) else reference
-    a, b = _flat(config_lib.to_dict(run_cfg)), _flat(config_lib.to_dict(ref))
-    neutral = lambda k: any(k == n or (n.endswith(".") and k.startswith(n)) for n in NEUTRAL)
-    return sorted(k for k in a if not neutral(k) and a[k] != b.get(k))
+    a = run_cfg if isinstance(run_cfg, dict) else protocol(run_cfg)
+    b = protocol(ref)
+    return sorted(k for k in a if a[k] != b.get(k))
+
+
+def check_record(path: Path, samples: int) -> dict:
+    """A record made elsewhere, held to the rules this runner writes paper rows by: a paper
+    config of this repository, its config the file's own, K=`samples`, trained to the end of
+    the protocol, figures at both checkpoints. Returns the record; refuses in one line."""
+    rec = layout.read_json(Path(path))
+    if not isinstance(rec, dict):
+        raise UsageError(f"{path}: not a paper-row record (a JSON object written by paper_rows.py)")
+    config_file = check_paper_config(ROOT / str(rec.get("config", "")))
+    cfg = config_lib.load(config_file)
+    why = []
+    if rec.get("config_name") != config_file.stem:
+        why.append(f"config_name {rec.get('config_name')!r} is not {config_file.stem!r}")
+    if not rec.get("paper_row") or rec.get("protocol_changes"):
+        why.append(f"its protocol departs from {config_file.name} ({', '.join(rec.get('protocol_changes') or ['paper_row false'])})")
+    if "protocol" in rec and protocol_changes(rec["protocol"], cfg):
+        why.append(f"its config differs from {config_file.name} ({', '.join(protocol_changes(rec['protocol'], cfg)[:4])})")
+    if rec.get("samples") != samples:
+        why.append(f"K={rec.get('samples')}, not K={samples}")
+    if rec.get("status") != "completed" or rec.get("epochs_planned") != cfg.train.epochs:
+        why.append(f"status {rec.get('status')!r} after {rec.get('epochs_planned')} planned epochs, not a completed "
+                   f"{cfg.train.epochs}-epoch protocol")
+    elif rec.get("epochs") != cfg.train.epochs and not rec.get("stopped_early"):
+        why.append(f"{rec.get('epochs')} of {cfg.train.epochs} epochs without early stopping")
+    points = rec.get("checkpoints") or {}
+    if any(not isinstance(points.get(name), dict) or points[name].get("nll") is None for name in ("latest", "best")):
+        why.append("figures missing at the latest or the best checkpoint")
+    if why:
+        raise UsageError(f"{path}: not a paper row by this runner's rules: {'; '.join(why)}")
+    return rec
 
 
 def _runs_in(folder: Path) -> list[Path]:
@@ -158,6 +201,27 @@ def _checkpoint_figures(doc: dict, steps_per_epoch: int) -> dict:
             "latent_dim": doc["latent_dim"], "eval_s": doc["timing"]["eval_s"]}
 
 
+def _machine(jax) -> str:
+    """What trained the row, in words: the accelerator's kind, or the CPU's model and cores."""
+    if jax.default_backend() != "cpu":
+        return f"{jax.device_count()} × {jax.devices()[0].device_kind}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return f"{names[0] if names else 'CPU'}, {os.cpu_count()} cores"
+
+
+def _commit() -> str | None:
+    """The repository's commit, for the record (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
 def record_row(run_path: Path, config_file: Path, samples: int, results: Path, log) -> dict | None:
     """Evaluate a completed run on the test split at its latest and best checkpoints; write its record."""
     import jax
@@ -178,6 +242,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
     best = _checkpoint_figures(_evaluated(run_path, "best", samples), steps_per_epoch)
     changes = protocol_changes(run.config, config_file)
     rec = {
+        "protocol": protocol(run.config),
         "config": str(config_file.relative_to(ROOT) if config_file.is_relative_to(ROOT) else config_file),
         "config_name": config_file.stem, "seed": run.config.seed, "paper_row": not changes,
         "protocol_changes": changes, "run": str(run_path), "status": summary["status"],
@@ -188,7 +253,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
         "sessions": 1 + len(run.meta.get("resumes", [])), "epoch_s_median": summary.get("epoch_s_median"),
         "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
         "device_count": jax.device_count(), "jax_version": jax.__version__, "vaecli_version": vaecli.__version__,
-        "date": clock.utc_now().date().isoformat(), "split": "test", "samples": samples,
+        "machine": _machine(jax), "date": clock.utc_now().date().isoformat(), "commit": _commit(), "split": "test", "samples": samples,
         **{k: latest[k] for k in ("nll", "nll_stderr", "log_likelihood", "elbo", "active_units", "latent_dim")},
         "checkpoints": {"latest": latest, "best": best},
     }
@@ -226,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=RUNS, help=f"where each config's folder goes ({RUNS})")
     p.add_argument("--results", type=Path, default=RESULTS, help=f"where records go ({RESULTS})")
     p.add_argument("--samples", type=int, default=5000, help="K of the test log-likelihood (5000)")
+    p.add_argument("--check-record", type=Path, metavar="FILE",
+                   help="check a record made elsewhere by this runner's paper-row rules (exit 0 or 2)")
     p.add_argument("--table", action="store_true", help="print the README's paper table from the records")
     p.add_argument("--write-readme", action="store_true", help="with --table: write it into README.md")
     return p
@@ -243,8 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(text[text.index(TABLE_BEGIN):text.index(TABLE_END)])
         return 0
+    if args.check_record:
+        try:
+            rec = check_record(args.check_record, args.samples)
+        except VaeError as e:
+            log(f"error: {e}")
+            return e.exit_code
+        best = rec["checkpoints"]["best"]
+        print(f"{args.check_record}: a paper row of {rec['config']}: NLL {rec['nll']:.2f} ± {rec['nll_stderr']:.2f} "
+              f"latest, {best['nll']:.2f} ± {best['nll_stderr']:.2f} best (epoch {best['epoch']}), K={rec['samples']}, "
+              f"{rec['epochs']} epochs")
+        return 0
     if not args.configs:
-        p.error("give one or more paper configs, or --table")
+        p.error("give one or more paper configs, --check-record FILE or --table")
     try:
         limit_s = None if args.time_limit is None else clock.parse_duration(args.time_limit)
         reserve_s = clock.parse_duration(args.eval_reserve)

@@ -45,7 +45,13 @@ def _figures(r: dict) -> str:
     if best:
         text += f" latest / {best['nll']:.2f} ± {best['nll_stderr']:.2f} best (epoch {best['epoch']})"
     hours = f"{r['train_hours']:.1f} h" if "train_hours" in r else f"{r['train_minutes']:.1f} min"
-    return f"{text} (seed {r['seed']}; {r['device']}, {r['date']}, {hours})"
+    facts = [f"seed {r['seed']}"]
+    if r.get("active_units") is not None:
+        facts.append(f"{r['active_units']} active units")
+    if r.get("epochs") is not None:
+        facts.append(f"{r['epochs']} epochs" + (" (stopped early)" if r.get("stopped_early") else ""))
+    facts.append(", ".join(str(x) for x in (r.get("machine") or r["device"], r["date"], hours, r.get("commit")) if x))
+    return f"{text} ({'; '.join(facts)})"
 
 
 def measured_cell(config_names: list[str], records: list[dict]) -> str:

@@ -114,3 +114,43 @@ def test_readme_table_is_filled_from_records_only():
     measured = row.rsplit(" | ", 1)[1]
     for figure in ("86.91 ± 0.06", "86.50 ± 0.07", "1093", "NVIDIA H200", "2030-01-02"):
         assert figure in measured
+
+
+def test_records_kept_in_the_repository_pass_the_runners_rules():
+    pr = paper_rows()
+    kept = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    for path in kept:
+        rec = pr.check_record(path, 5000)
+        assert rec["paper_row"] and rec["samples"] == 5000
+    assert {p.stem.rsplit("-seed", 1)[0] for p in kept} <= {r["config_name"] for r in pr.read_records()}
+
+
+def test_a_record_made_elsewhere_is_checked_by_the_runners_rules(tmp_path, capsys):
+    """--check-record: a record of a paper config passes only with the file's own protocol
+    (also key by key when the record keeps its protocol), K=5000 and the protocol's epochs."""
+    pr = paper_rows()
+    cfg = pr.config_lib.load(ROOT / "configs" / "paper" / "iwae_vae_k1.yaml")
+    point = {"nll": 88.0, "nll_stderr": 0.2, "epoch": 3280, "step": 8_200_000}
+    good = {"config": "configs/paper/iwae_vae_k1.yaml", "config_name": "iwae_vae_k1", "paper_row": True,
+            "protocol_changes": [], "protocol": pr.protocol(cfg), "samples": 5000, "status": "completed",
+            "epochs": 3280, "epochs_planned": 3280, "stopped_early": False, "nll": 88.0, "nll_stderr": 0.2,
+            "checkpoints": {"latest": point, "best": {**point, "epoch": 2160}}}
+    bad = {
+        "K=1000": {"samples": 1000},
+        "2000 of 3280 epochs": {"epochs": 2000},
+        "model.latent_dim": {"protocol": {**good["protocol"], "model.latent_dim": 20}},
+        "departs from": {"paper_row": False, "protocol_changes": ["optim.lr"]},
+        "not a paper config": {"config": "configs/bmnist_mlp.yaml"},
+        "best checkpoint": {"checkpoints": {"latest": point}},
+    }
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps(good))
+    assert pr.main(["--check-record", str(path)]) == 0
+    assert "88.00 ± 0.20 latest" in capsys.readouterr().out
+    for words, change in bad.items():
+        path.write_text(json.dumps({**good, **change}))
+        before = path.read_text()
+        assert pr.main(["--check-record", str(path)]) == 2, words
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, (words, err)
+        assert path.read_text() == before
