@@ -122,11 +122,56 @@ def test_dci(samples):
     assert imp[0, 0] == pytest.approx(imp[1, 0], rel=0.1) and imp[:, 4].sum() < 0.01
     # Informativeness: four factors exact, the dropped one at the rate of its mean value (1/8).
     assert dup["informativeness_test"] == pytest.approx((4 + 1 / 8) / 5, abs=0.03)
-    # Noise: no weight beats the lasso's threshold, so D = C = 0, and each factor is predicted
+    # Noise: cross-validation keeps the zero model, so D = C = 0, and each factor is predicted
     # by its mean: chance, (1/3 + 1/3 + 1/6 + 1/8 + 1/8) / 5 = 0.22.
     assert noise["disentanglement"] < 0.05 and noise["completeness"] < 0.05
     assert noise["informativeness_test"] < 0.3
-    assert eq["protocol"]["regressor"] == "lasso" and eq["protocol"]["alpha"] == pytest.approx(4 / np.sqrt(N_TRAIN))
+    assert eq["protocol"]["regressor"] == "lasso" and len(eq["protocol"]["alpha"]) == 5
+    assert noise["protocol"]["alpha"] == [max(noise["protocol"]["alpha"])] * 5  # the top of the grid: no weight
+
+
+# disentanglement_lib's DCI tests (dci_test.py), on its importance matrices and its
+# IdentityObservationsData: ten factors of ten values, observed as they are.
+_DIAG = np.diag(5.0 * np.ones(5))
+DLIB_IMPORTANCE = {  # name: (importance (codes, factors), disentanglement, completeness)
+    "diagonal": (_DIAG, 1.0, 1.0),
+    "diagonal_empty_codes": (np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), 1.0, 1.0),
+    "zero": (np.zeros((10, 10)), 0.0, 0.0),
+    "redundant_codes": (np.vstack([_DIAG, _DIAG]), 1.0, 1.0 - np.log(2) / np.log(10)),
+    "missed_factors": (_DIAG[:2, :], 1.0, 1.0),
+    "one_code_two_factors": (np.hstack([_DIAG, _DIAG]), 1.0 - np.log(2) / np.log(10), 1.0),
+}
+
+
+@pytest.mark.parametrize("name", DLIB_IMPORTANCE)
+def test_dci_scores_of_dlib_importance_matrices(name):
+    importance, d, c = DLIB_IMPORTANCE[name]
+    assert obs.dci_disentanglement(importance) == pytest.approx(d, abs=1e-7)
+    assert obs.dci_completeness(importance) == pytest.approx(c, abs=1e-7)
+
+
+def _identity_observations(n, rng):
+    return rng.integers(10, size=(n, 10))
+
+
+@pytest.mark.parametrize("case", ["identity", "permuted", "duplicated"])
+def test_dci_on_dlib_cases_at_the_smallest_size_offered(case):
+    """dlib's metric tests at 1,000 / 1,000 points (the size of --sizes small): the identity
+    code scores near 1; a code that permutes the factors afresh in every row (each code weakly
+    tied to every factor) near 0, where a fixed lasso threshold once gave 0.70; duplicated codes
+    split each factor's importance over two codes."""
+    rng = np.random.default_rng(0)
+    ftr, fte = _identity_observations(1000, rng), _identity_observations(1000, rng)
+    code = {"identity": lambda f: f.astype(np.float64),
+            "permuted": lambda f: np.stack([rng.permutation(row) for row in f]).astype(np.float64),
+            "duplicated": lambda f: np.hstack([f, f]).astype(np.float64)}[case]
+    r = obs.dci(code(ftr), ftr, code(fte), fte)
+    if case == "permuted":
+        assert 0.0 <= r["disentanglement"] <= 0.2 and 0.0 <= r["completeness"] <= 0.2
+    else:
+        assert 0.9 <= r["disentanglement"] <= 1.0
+        target = 1.0 if case == "identity" else 1.0 - np.log(2) / np.log(10)
+        assert r["completeness"] == pytest.approx(target, abs=0.1)
 
 
 def test_dci_gbt_needs_scikit_learn_or_runs_it(samples):

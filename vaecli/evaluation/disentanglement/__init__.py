@@ -15,10 +15,12 @@ JSON-able dict: `metric`, the headline `score`, the metric's own numbers, and `p
 
 Where this differs from dlib (the rest follows its code and its study's gin defaults):
   - DCI's default regressor is a lasso on standardised codes and factors (Eastwood &
-    Williams' own choice), not gradient-boosted trees; importances are |weights|, with
-    alpha = 4/sqrt(N) so that pure noise gets no importance at all (a fixed small alpha let
-    one chance weight make noise look perfectly disentangled; a ridge leaked weight onto
-    every noise code). Informativeness is the accuracy of a least-squares refit on the codes
+    Williams' own choice), not gradient-boosted trees; importances are |weights|, each
+    factor's alpha chosen by 5-fold cross-validation with the one-standard-error rule, so
+    that codes that predict nothing get no importance (a fixed small alpha let one chance
+    weight make noise look perfectly disentangled; a ridge leaked weight onto every noise
+    code) and weak dependence on every code, which a fixed larger alpha cut down to a few
+    chance weights at small N, is kept. Informativeness is the accuracy of a least-squares refit on the codes
     the lasso keeps, rounded to the nearest factor value. `regressor="gbt"` is dlib's
     (needs scikit-learn; trees seeded with 0, dlib leaves them unseeded).
   - sklearn's LogisticRegression and LinearSVC are replaced by JAX solvers of the same

@@ -93,25 +93,37 @@ def _weighted_entropy_score(importance: np.ndarray) -> float:
     return float((score * weights.sum(0) / weights.sum()).sum())
 
 
+def dci_disentanglement(importance) -> float:
+    """DCI disentanglement of an importance matrix (codes, factors): how few factors each code matters for."""
+    return _weighted_entropy_score(np.asarray(importance, np.float64).T)
+
+
+def dci_completeness(importance) -> float:
+    """DCI completeness of an importance matrix (codes, factors): how few codes each factor depends on."""
+    return _weighted_entropy_score(np.asarray(importance, np.float64))
+
+
 def dci(codes_train, factors_train, codes_test, factors_test, regressor: str = "lasso",
         alpha: float | None = None) -> dict:
     """DCI (Eastwood & Williams): an importance matrix R (D, F) from one regressor per factor;
     disentanglement = how few factors each code matters for, completeness = how few codes each
     factor depends on (1 - entropy, weighted by importance); informativeness = accuracy of
-    predicting each factor (train, test). `alpha` (lasso): default 4/sqrt(N_train), so codes
-    whose correlation with the residual is within four standard errors of zero get none."""
+    predicting each factor (train, test). `alpha` (lasso): by default chosen per factor by
+    5-fold cross-validation (probes.lasso_cv), so weak dependence spread over every code is
+    kept wherever it predicts (and scores as entangled) at every sample size, and codes that
+    predict nothing get no weight; a number fixes it for every factor."""
     ctr, ftr, cte, fte = check_pair(codes_train, factors_train, codes_test, factors_test)
     if regressor == "lasso":
-        alpha = 4.0 / np.sqrt(len(ctr)) if alpha is None else float(alpha)
-        importance, acc_train, acc_test = _lasso_importance(ctr, ftr, cte, fte, alpha)
-        protocol = {"regressor": "lasso", "alpha": alpha, "standardized": True,
+        importance, acc_train, acc_test, alphas = _lasso_importance(ctr, ftr, cte, fte, alpha)
+        rule = f"{probes.CV_FOLDS}-fold cross-validation per factor" if alpha is None else "fixed"
+        protocol = {"regressor": "lasso", "alpha": alphas, "alpha_rule": rule, "standardized": True,
                     "informativeness": "accuracy of the rounded least-squares prediction from the codes the lasso keeps"}
     elif regressor == "gbt":
         importance, acc_train, acc_test = _gbt_importance(ctr, ftr, cte, fte)
         protocol = {"regressor": "gbt", "informativeness": "accuracy of GradientBoostingClassifier"}
     else:
         raise UsageError(f"unknown DCI regressor {regressor!r}: choose from lasso, gbt")
-    d, c = _weighted_entropy_score(importance.T), _weighted_entropy_score(importance)
+    d, c = dci_disentanglement(importance), dci_completeness(importance)
     return {"metric": "dci", "score": d, "disentanglement": d, "completeness": c,
             "informativeness_train": acc_train, "informativeness_test": acc_test,
             "importance": importance.tolist(),
@@ -124,7 +136,11 @@ def _lasso_importance(ctr, ftr, cte, fte, alpha):
     y_mu, y_sd = ftr.mean(0), ftr.std(0)
     y_sd = np.where(y_sd > 0, y_sd, 1.0)
     xs, ys = (ctr - mu) / sd, (ftr - y_mu) / y_sd
-    w = np.asarray(probes.lasso(xs, ys, alpha), np.float64)
+    if alpha is None:
+        w, alphas = probes.lasso_cv(xs, ys)
+    else:
+        w, alphas = probes.lasso(xs, ys, float(alpha)), np.full(ys.shape[1], float(alpha))
+    w = np.asarray(w, np.float64)
     # Predictions refit least squares on the codes the lasso kept: its shrinkage, which keeps
     # importances sparse, would otherwise round predictions to the wrong factor values.
     refit = np.zeros_like(w)
@@ -137,7 +153,7 @@ def _lasso_importance(ctr, ftr, cte, fte, alpha):
     def accuracy(codes, factors):
         pred = np.clip(np.rint(((codes - mu) / sd) @ refit * y_sd + y_mu), lo, hi)
         return float((pred == factors).mean())
-    return np.abs(w), accuracy(ctr, ftr), accuracy(cte, fte)
+    return np.abs(w), accuracy(ctr, ftr), accuracy(cte, fte), [float(a) for a in np.asarray(alphas)]
 
 
 def require_scikit_learn() -> None:
