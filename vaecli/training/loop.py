@@ -1,31 +1,52 @@
 """The one training loop: every run — a single one, the replicas of a --seeds/--sweep
 program, a resumed one (vaecli.training.resume), the trials of `vae tune` — goes through
-`session`, which compiles the epoch once (vaecli.training.program) and drives it.
+`session`, which compiles the epoch once (vaecli.training.program) and drives it. Host-side
+code always sees a replica axis (vaecli.training.replica_axis): one run is one replica.
 
-The host reads metrics once per epoch (the log point), never inside it; there each slot
-logs, validates, draws pictures and saves checkpoints through its run folder's recorder
-(vaecli.rundir.recorder), which keeps summary.json true on every exit path; how a run ends
-(completed, stopped early, paused, failed) is vaecli.training.outcomes. Host-side code
-always sees a replica axis: one run is the case of one replica.
+The life of an epoch, in `_Epochs.run`:
+
+1. Time limit: if one more epoch, a save and the exit would not fit (stops.TimeBudget),
+   the state after the last epoch is saved and the runs pause.
+2. The compiled epoch is dispatched (`Program.epoch`); the device runs it.
+3. While it runs, the host does the log point of the epoch before, if that one was quiet.
+4. The epoch's metrics come to the host: the loop's one host sync (`LogPoint`).
+5. Quiet or not: the epoch is quiet when no slot validates, saves, fails or ends after it
+   (vaecli.training.due says what is due; `Occupants.quiet` asks it). A quiet epoch's log
+   point needs the state no more, so it is deferred to step 3 of the next epoch; the device
+   does not wait for the host's bookkeeping.
+6. The log point (`_Epochs.log_point`), now for a busy epoch, else one epoch later: each
+   slot logs, and validates, draws and saves when due (vaecli.training.log_point); ended
+   runs complete (vaecli.training.outcomes); the progress line; the time budget learns
+   the iteration's time; all replicas failed -> RunError; a signal -> Interrupted after
+   the saves it forced; the slot policy may refill ended slots (vaecli.training.slots).
+
+Each run folder's recorder (vaecli.rundir.recorder) keeps its summary.json true on every
+exit path: completed, stopped early, paused, failed or interrupted.
 """
 from __future__ import annotations
 
 import contextlib
 import signal
 import time
+from dataclasses import dataclass, field
 
 from vaecli import clock
 from vaecli.compiled import devices
+from vaecli.config import Config
+from vaecli.data import Split
 from vaecli.errors import Interrupted, RunError, StorageError
 from vaecli.rundir import layout, recorder as recorder_lib
 from vaecli.rundir.recorder import Recorder
-from vaecli.training import outcomes, program as program_lib, stops
+from vaecli.training import log_point as log_point_lib, outcomes, program as program_lib, stops
+from vaecli.training.occupants import Occupants
+from vaecli.training.program import Program
 from vaecli.training.progress import Progress
-from vaecli.training.slots import Occupants, ReplicaAxis, Slots, Start
+from vaecli.training.records import EpochMetrics, LogPoint, Model, Start
+from vaecli.training.slots import Slots
 
 
-def session(run_list: list[layout.Run], model, train_split, val_split, starts: list[Start], t_start: float,
-            progress: str | None, slots: Slots | None = None, clock_start: float | None = None) -> None:
+def session(run_list: list[layout.Run], model: Model, train_split: Split, val_split: Split, starts: list[Start],
+            t_start: float, progress: str | None, slots: Slots | None = None, clock_start: float | None = None) -> None:
     """Run the epochs of every replica from its start to its `train.epochs` (and of the
     replicas `slots` puts in their place), keeping each summary.json's status true on every
     exit path. `clock_start`: the `clock.now()` reading from which `train.time_limit` counts."""
@@ -44,8 +65,14 @@ def session(run_list: list[layout.Run], model, train_split, val_split, starts: l
                                              restored=start.record, before=start.summary)
 
             recs.extend(open_recorder(run, start) for run, start in zip(run_list, starts))
-            _Epochs(recs, model, train_split, val_split, starts, bar, t_start, stop, slots, open_recorder,
-                    clock.now() if clock_start is None else clock_start).run()
+            budget = _budget(cfg, recs[0], clock.now() if clock_start is None else clock_start)
+            mesh = devices.check_layout(cfg)  # the replicas differ only in values their states carry
+            occ = Occupants(recs, starts, mesh, t_start, budget, open_recorder)
+            # out of time already: pause at once, without compiling what could not run
+            out_of_time = budget is not None and clock.now() >= budget.deadline
+            program = None if out_of_time else program_lib.build(model, cfg, train_split, val_split, occ.state,
+                                                                  occ.axis, mesh)
+            _Epochs(occ, program, budget, bar, stop, slots, starts[0].epoch).run()
     except BaseException as e:
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
         for rec in recs:
@@ -59,34 +86,32 @@ def session(run_list: list[layout.Run], model, train_split, val_split, starts: l
         bar.close()
 
 
-class _Epochs:
-    """One compiled program driven epoch by epoch until no slot is active: run the epoch, read
-    its metrics (the only host sync), let each slot log, validate and save (`Occupants`),
-    then end, pause or refill slots."""
+def _budget(cfg: Config, rec: Recorder, clock_start: float) -> stops.TimeBudget | None:
+    """`train.time_limit`'s budget, with the times a paused session measured; None without one."""
+    if cfg.train.time_limit is None:
+        return None
+    return stops.TimeBudget(clock.parse_duration(cfg.train.time_limit), clock_start,
+                            estimates=rec.summary.get("time_estimates"))
 
-    def __init__(self, recs: list[Recorder], model, train_split, val_split, starts: list[Start], bar: Progress,
-                 t_start: float, stop: stops.StopOnSignal, slots: Slots, open_recorder, clock_start: float):
-        cfg = recs[0].cfg  # the replicas differ only in values their states carry
-        self.recs, self.bar, self.stop, self.slots, self.first_epoch = recs, bar, stop, slots, starts[0].epoch
-        self.axis = ReplicaAxis(len(recs))
-        mesh = devices.check_layout(cfg)
-        self.images = devices.replicate(train_split.flat, mesh)  # the whole training split, on every device, uint8
-        self.budget = None
-        if cfg.train.time_limit is not None:
-            self.budget = stops.TimeBudget(clock.parse_duration(cfg.train.time_limit), clock_start,
-                                           estimates=recs[0].summary.get("time_estimates"))
-        self.occ = Occupants(recs, starts, self.axis, mesh, t_start, self.budget, open_recorder)
-        # out of time already: pause at once, without compiling what could not run
-        out_of_time = self.budget is not None and clock.now() >= self.budget.deadline
-        self.program = None if out_of_time else program_lib.build(model, cfg, train_split, val_split, self.occ.state,
-                                                                  self.images, self.axis, mesh)
-        self.steps_per_epoch = len(train_split) // cfg.train.batch_size
-        self.examples_per_epoch = self.steps_per_epoch * cfg.train.batch_size
-        self.epoch_times: list[float] = []
-        self.epoch = starts[0].epoch  # the program's count (a slot's own is its step's)
+
+@dataclass
+class _Epochs:
+    """One compiled program driven epoch by epoch until no slot is active (see the module)."""
+    occ: Occupants  # the slots: the state, each run's recorder and counters
+    program: Program | None  # None: out of time before it was compiled
+    budget: stops.TimeBudget | None  # train.time_limit
+    bar: Progress
+    stop: stops.StopOnSignal
+    slots: Slots  # the policy at each epoch boundary
+    first_epoch: int  # the program's epoch count where this session starts
+    epoch: int = field(init=False)  # the program's count (a slot's own is its step's)
+    epoch_times: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.epoch = self.first_epoch
 
     def run(self) -> None:
-        recs, paused, deferred = self.recs, False, None
+        recs, paused, deferred = self.occ.recs, False, None
         try:
             while any(rec.active for rec in recs):
                 if self.budget is not None and not self.budget.fits_next():
@@ -108,51 +133,50 @@ class _Epochs:
                            self.occ.t0, self.budget, self.first_epoch)
         outcomes.finish(self.occ.every, self.epoch_times, self.bar, self.slots.failures_are_results)
 
-    def one_epoch(self, deferred: dict | None) -> dict | None:
-        """Run one epoch and read its metrics. An epoch after which no slot validates, saves,
-        fails or ends needs the state no more: its log point is returned, to be done while
-        the next epoch runs (the device does not wait for the host's bookkeeping, a few ms
-        an epoch: a GPU's bmnist_mlp epoch is ~37 ms). `deferred`: such a log point of the
-        epoch before, done here once this epoch is under way."""
-        occ = self.occ
+    def one_epoch(self, deferred: LogPoint | None) -> LogPoint | None:
+        """Run one epoch and read its metrics; return its log point when it is quiet, to be
+        done while the next epoch runs (the device does not wait for the host's bookkeeping,
+        a few ms an epoch: a GPU's bmnist_mlp epoch is ~37 ms), else do it now. `deferred`:
+        such a log point of the epoch before, done here once this epoch is under way."""
+        occ, program = self.occ, self.program
         self.epoch += 1
-        t, t_budget, occ.save_s = time.perf_counter(), clock.now(), 0.0
-        occ.state, m = self.program.epoch(occ.state, self.images)
+        t, began, occ.save_s = time.perf_counter(), clock.now(), 0.0
+        occ.state, m = program.epoch(occ.state, program.images)
         if deferred is not None:
-            deferred["t_end"] = t_budget  # its loop iteration ended as this epoch began
+            deferred.ended = began  # its loop iteration ended as this epoch began
         self.log_point(deferred)
-        m = self.axis.host(m)  # the only host sync of the epoch
+        metrics = EpochMetrics.read(occ.axis.host(m))  # the only host sync of the epoch
         dt = time.perf_counter() - t
         self.epoch_times.append(dt)
-        point = {"m": m, "dt": dt, "epoch": self.epoch, "t_budget": t_budget, "stopping": self.stop.signum is not None}
-        if not point["stopping"] and occ.quiet(m, self.steps_per_epoch):
+        point = LogPoint(self.epoch, metrics, dt, began, stopping=self.stop.signum is not None)
+        if not point.stopping and occ.quiet(metrics, program.steps_per_epoch):
             return point
         self.log_point(point)
         return None
 
-    def log_point(self, point: dict | None) -> None:
+    def log_point(self, point: LogPoint | None) -> None:
         """The epoch's bookkeeping: each slot logs (and validates, draws and saves when due),
         ended runs complete, the progress line, the time budget, the slots' policy."""
         if point is None:
             return
-        recs, occ, program, m, dt = self.recs, self.occ, self.program, point["m"], point["dt"]
-        done = occ.log_point(program, m, self.steps_per_epoch, dt, self.examples_per_epoch / dt, point["stopping"],
-                             self.bar)
+        occ, program, recs = self.occ, self.program, self.occ.recs
+        done = log_point_lib.log_slots(occ, program, point, self.bar)
         for r in done:  # after every save has started, so that they overlap
             recs[r].finish_saves()
             outcomes.complete(recs[r], occ.watch[r], self.epoch_times, program.compile_s, occ.t0[r], len(recs),
                               self.bar)
-        self.bar.epoch(point["epoch"], outcomes.progress_info(recs, m, self.examples_per_epoch / dt))
+        self.bar.epoch(point.epoch, outcomes.progress_info(recs, point.metrics,
+                                                           program.examples_per_epoch / point.seconds))
         if self.budget is not None:
-            self.budget.iteration((point["t_end"] if "t_end" in point else clock.now()) - point["t_budget"])
+            self.budget.iteration((clock.now() if point.ended is None else point.ended) - point.began)
             if occ.save_s:
                 self.budget.saved(occ.save_s)
         if not self.slots.failures_are_results and all(rec.summary["status"] == "failed" for rec in recs):
             raise RunError(recs[0].summary["error"] if len(recs) == 1 else
                            f"all {len(recs)} replicas failed; see each run's summary.json")
-        if point["stopping"]:
-            _interrupt(recs, self.stop.signum, point["epoch"], int(m["step"][0]))
-        occ.refill(self.slots.after_epoch(recs, point["epoch"]))
+        if point.stopping:
+            _interrupt(recs, self.stop.signum, point.epoch, int(point.metrics.step[0]))
+        occ.refill(self.slots.after_epoch(recs, point.epoch))
 
 
 def _interrupt(recs: list[Recorder], signum: int, epoch: int, step: int):

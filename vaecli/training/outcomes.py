@@ -12,6 +12,7 @@ from vaecli.errors import Paused, RunError
 from vaecli.rundir.recorder import Recorder
 from vaecli.training import stops
 from vaecli.training.progress import Progress
+from vaecli.training.records import EpochMetrics
 
 
 def end_fields(rec: Recorder, epochs_done: int, epoch_times: list[float], compile_s: float, t_start: float,
@@ -83,11 +84,11 @@ def finish(recs: list[Recorder], epoch_times: list[float], bar: Progress, failur
                        f"the others completed")
 
 
-def progress_info(recs: list[Recorder], m: dict, examples_per_s: float) -> str:
+def progress_info(recs: list[Recorder], m: EpochMetrics, examples_per_s: float) -> str:
     # the replicas that logged this epoch (one that just completed included)
     logged = [r for r, rec in enumerate(recs) if rec.train_record is not None
-              and rec.train_record["step"] == int(m["step"][r])]
-    losses = [float(m["loss"][r]) for r in logged]
+              and rec.train_record["step"] == int(m.step[r])]
+    losses = [float(m.loss[r]) for r in logged]
     rate = f"{examples_per_s * len(recs):,.0f} ex/s"
     if not losses:
         return rate
@@ -95,15 +96,16 @@ def progress_info(recs: list[Recorder], m: dict, examples_per_s: float) -> str:
         info = f"loss {losses[0]:.2f}  {rate}"
         if recs[0].val_record and recs[0].val_record["epoch"] == recs[0].train_record["epoch"]:
             info += f"  val ELBO {recs[0].val_record['elbo']:.2f}"
-        if int(m["skipped_steps"][0]):
-            info += f"  skipped {int(m['skipped_steps'][0])} non-finite updates ({int(m['skipped_total'][0])} in the run)"
+        if int(m.skipped_steps[0]):
+            info += f"  skipped {int(m.skipped_steps[0])} non-finite updates ({int(m.skipped_total[0])} in the run)"
         return info
     return f"loss {min(losses):.2f}..{max(losses):.2f} over {len(losses)} replicas  {rate}"
 
 
-def nonfinite_message(cfg: Config, m: dict, epoch: int, saved: list[int]) -> str:
-    terms = [t for t, ok in zip(("reconstruction", "KL", "update"), m["bad_finite"]) if not ok]
-    where = f"non-finite {' and '.join(terms) or 'loss'} at step {int(m['bad_step'])} (epoch {epoch})"
+def nonfinite_message(cfg: Config, m: EpochMetrics, epoch: int, saved: list[int]) -> str:
+    """Why a run failed (`m`: its slot's slice of the epoch's metrics), and what to do."""
+    terms = [t for t, ok in zip(("reconstruction", "KL", "update"), m.bad_finite) if not ok]
+    where = f"non-finite {' and '.join(terms) or 'loss'} at step {int(m.bad_step)} (epoch {epoch})"
     last = f"last good checkpoint: step {saved[-1]}" if saved else "no checkpoint was saved before it"
     if cfg.train.skip_nonfinite:
         fix = f"after skipping {cfg.train.skip_nonfinite} (train.skip_nonfinite)"

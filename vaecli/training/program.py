@@ -1,32 +1,43 @@
 """What one training program compiles, once for all its replicas: the epoch, the validation
-estimator, and the picture grids drawn at each evaluation."""
+estimator, and the picture grids drawn at each evaluation; and the training split it runs
+over, on its devices."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from vaecli import registry
 from vaecli.compiled import cache, devices, estimator, state as state_lib
 from vaecli.compiled.epoch import make_epoch_fn
 from vaecli.config import Config
+from vaecli.data import Split
 from vaecli.rundir.recorder import Recorder
 from vaecli.training.pictures import training_pictures
-from vaecli.training.slots import ReplicaAxis
+from vaecli.training.records import Model
+from vaecli.training.replica_axis import ReplicaAxis
 
 
-@dataclass
+@dataclass(frozen=True)
 class Program:
-    epoch: object  # (state, images) -> (state, metrics)
-    validate: object  # (recorder, params, step, epoch, t_start) -> the validation record
-    pictures: object  # (seed, params, step, run_dir) -> the PNGs written
+    epoch: Callable[[dict, jax.Array], tuple[dict, dict[str, jax.Array]]]  # (state, images) -> (state, metrics)
+    validate: Callable[[Recorder, dict, int, int, float], dict]  # (recorder, params, step, epoch, t_start) -> record
+    pictures: Callable[[int, dict, int, Path], list[Path]]  # (seed, params, step, run_dir) -> the PNGs written
+    images: jax.Array  # the whole training split, uint8, on every device: the epoch's second argument
+    steps_per_epoch: int
+    examples_per_epoch: int
     compile_s: float
 
 
-def build(model, cfg: Config, train_split, val_split, state, images, axis: ReplicaAxis, mesh) -> Program:
-    fn, tx = model
+def build(model: Model, cfg: Config, train_split: Split, val_split: Split, state, axis: ReplicaAxis,
+          mesh: Mesh) -> Program:
+    fn, tx = model.fn, model.tx
+    images = devices.replicate(train_split.flat, mesh)
     t0 = time.perf_counter()
     batch_sharding = devices.batch_sharding(mesh)
     # kept for the process: a later run of the same program in it (the library called in a
@@ -56,4 +67,6 @@ def build(model, cfg: Config, train_split, val_split, state, images, axis: Repli
         title = f"{run_dir.name} step {step}" + (" (EMA params)" if ema else "")
         return list(training_pictures(fn, params, pic_images, seed, step, run_dir, title))
 
-    return Program(epoch_fn, validate, draw, compile_s)
+    steps_per_epoch = len(train_split) // cfg.train.batch_size
+    return Program(epoch_fn, validate, draw, images, steps_per_epoch, steps_per_epoch * cfg.train.batch_size,
+                   compile_s)

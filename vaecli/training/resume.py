@@ -20,7 +20,7 @@ from vaecli.rundir import layout, metrics as metrics_lib, recorder as recorder_l
 from vaecli.rundir.checkpoints import Checkpoints
 from vaecli.training import stops
 from vaecli.training.loop import session
-from vaecli.training.slots import Start
+from vaecli.training.records import Model, Opened, Restored, Start
 from vaecli.training.start import load_data
 
 
@@ -53,31 +53,40 @@ def resume_replicas(run_paths: list[str | Path], overrides: list[str], argv: lis
         for run in opened:
             locks.enter_context(recorder_lib.lock(run.path))
         data_splits = load_data(cfgs[0])
-        todo, done = [], []
+        todo: list[tuple[layout.Run, Config, Restored]] = []
+        done = []
         for run, cfg in zip(opened, cfgs):
             try:
-                todo.append((run, cfg, *_restore(run, cfg, data_splits[0])))
+                todo.append((run, cfg, _restored(run, cfg, data_splits[0])))
             except AlreadyDone as e:
                 done.append(str(e))
         if not todo:
             raise AlreadyDone(done[0] if len(done) == 1 else f"all {len(done)} runs have nothing left to train")
-        if len({t[4] for t in todo}) > 1:
+        if len({r.epoch for _, _, r in todo}) > 1:
             raise RunError("the runs to resume together restart from different epochs ("
-                           + ", ".join(f"{t[0].path.name}: {t[4]}" for t in todo) + "); resume them one by one")
+                           + ", ".join(f"{run.path.name}: {r.epoch}" for run, _, r in todo)
+                           + "); resume them one by one")
         run_list, starts = [], []
-        for run, cfg, model, state, epoch, record, old_summary in todo:
-            run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
+        for run, cfg, r in todo:
+            run, start = _reopen(run, cfg, r, overrides, argv)
             run_list.append(run), starts.append(start)
+        model = r.model  # the replicas' models differ only in values their states carry
         session(run_list, model, *data_splits, starts, t_start, progress, clock_start=clock_start)
         return [run.path for run in run_list]
 
 
-def restart(run: layout.Run, cfg: Config, overrides: list[str], argv: list[str], train_split):
+def restart(run: layout.Run, cfg: Config, overrides: list[str], argv: list[str], train_split) -> Opened:
     """A run folder's state at its latest complete checkpoint (step 0 if none), its resume
-    recorded: (model, run, Start). The caller holds the run's lock and loaded the data."""
-    model, state, epoch, record, old_summary = _restore(run, cfg, train_split)
-    run, start = _reopen(run, cfg, state, epoch, record, old_summary, overrides, argv)
-    return model, run, start
+    recorded. The caller holds the run's lock and loaded the data."""
+    r = _restored(run, cfg, train_split)
+    run, start = _reopen(run, cfg, r, overrides, argv)
+    return Opened(run, r.model, start)
+
+
+def _restored(run: layout.Run, cfg: Config, train_split) -> Restored:
+    """`_restore`'s answer as a record; AlreadyDone when the run has nothing left to train."""
+    model, state, epoch, record, summary = _restore(run, cfg, train_split)
+    return Restored(Model(*model), state, epoch, record, summary)
 
 
 def _restore(run: layout.Run, cfg: Config, train_split):
@@ -112,13 +121,14 @@ def _restore(run: layout.Run, cfg: Config, train_split):
     return (fn, tx), state, epoch, record, old_summary
 
 
-def _reopen(run: layout.Run, cfg: Config, state, epoch: int, record, old_summary: dict, overrides, argv):
-    """The resume recorded in the run folder (vaecli.rundir.recorder.reopen): (run, Start)."""
-    step = int(state["step"])
+def _reopen(run: layout.Run, cfg: Config, r: Restored, overrides, argv) -> tuple[layout.Run, Start]:
+    """The resume recorded in the run folder (vaecli.rundir.recorder.reopen): the reopened run,
+    and where it starts."""
+    step = int(r.state["step"])
     run = recorder_lib.reopen(run, cfg, step, {
-        "from_step": step, "from_epoch": epoch, "overrides": list(overrides), "argv": list(argv),
+        "from_step": step, "from_epoch": r.epoch, "overrides": list(overrides), "argv": list(argv),
         "time": clock.utc_now().isoformat(timespec="seconds"), "vaecli_version": vaecli.__version__})
-    before = {"resumed_from_step": step, "wall_s_before": float(old_summary.get("wall_s") or 0.0)}
-    if old_summary.get("time_estimates"):
-        before["time_estimates"] = old_summary["time_estimates"]
-    return run, Start(state, epoch, record, before)
+    before = {"resumed_from_step": step, "wall_s_before": float(r.summary.get("wall_s") or 0.0)}
+    if r.summary.get("time_estimates"):
+        before["time_estimates"] = r.summary["time_estimates"]
+    return run, Start(r.state, r.epoch, r.record, before)

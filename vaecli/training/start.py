@@ -17,7 +17,7 @@ from vaecli.config import Config
 from vaecli.errors import RunError
 from vaecli.rundir import layout, recorder as recorder_lib
 from vaecli.training.loop import session
-from vaecli.training.slots import Start
+from vaecli.training.records import Model, Opened, Start
 
 
 def train(cfg: Config, runs_dir: str | Path, name: str, argv: list[str], progress: str | None = None,
@@ -47,14 +47,15 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
         for i, (cfg, path) in enumerate(zip(cfgs, paths)):
             extra = {"replica": {"index": i, "count": len(cfgs), "program": [p.name for p in paths]}} if len(cfgs) > 1 else {}
             locks.enter_context(recorder_lib.lock(path))
-            run, model, start = new_run(path, cfg, argv, train_split, val_split, extra)
-            run_list.append(run), starts.append(start)
-        session(run_list, model, train_split, val_split, starts, t_start, progress, clock_start=clock_start)
+            opened = new_run(path, cfg, argv, train_split, val_split, extra)
+            run_list.append(opened.run), starts.append(opened.start)
+        session(run_list, opened.model, train_split, val_split, starts, t_start, progress, clock_start=clock_start)
     return paths
 
 
-def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, extra_meta: dict):
-    """A new run folder's first files and its state at step 0: (run, model, Start)."""
+def new_run(path: Path, cfg: Config, argv: list[str], train_split: data.Split, val_split: data.Split,
+            extra_meta: dict) -> Opened:
+    """A new run folder's first files and its state at step 0."""
     meta = layout.environment_meta(argv)
     meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
                     "num_train": len(train_split), "num_validation": len(val_split),
@@ -64,10 +65,10 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split, val_split, ex
                          "effective": cfg.train.precision if meta["backend"] != "cpu" else "float32"}
     run = recorder_lib.start(path, cfg, {**meta, **extra_meta})
     fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
-    return run, (fn, tx), Start(state)
+    return Opened(run, Model(fn, tx), Start(state))
 
 
-def load_data(cfg: Config):
+def load_data(cfg: Config) -> tuple[data.Split, data.Split]:
     """The training and validation splits of `cfg`, checked against its batch size."""
     train_split = data.load_split(cfg.data, "train")
     val_split = data.load_split(cfg.data, "validation")

@@ -135,7 +135,7 @@ class _Study(Slots):
                     raise RunError("no run folder")
                 run = layout.open_run(path)
                 self.locks.enter_context(recorder_lib.lock(run.path))
-                model, run, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
+                run, model, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
             except AlreadyDone:  # finished, but the study was not told before it stopped
                 self.study.tell(frozen.number, _final_elbo(Path(path)))
                 continue
