@@ -12,7 +12,7 @@ import pytest
 
 from helpers import built_once
 
-from vaecli import config
+from vaecli import config, data
 from vaecli.errors import RunError
 from vaecli.evaluation import elbo, grad_snr, sample
 from vaecli.rundir import evaluated, layout
@@ -24,7 +24,7 @@ from vaecli.training import start as train
 def _every_output() -> list[Output]:
     out = []
     for step, raw in product((0, 7, 12000), (False, True)):
-        out += [Output("elbo", step, raw, split=s, k=k) for s in ("train", "validation", "test") for k in (1, 5000)]
+        out += [Output("elbo", step, raw, split=s, k=k) for s in data.SPLITS for k in (1, 5000)]
         out += [Output("grad-snr", step, raw), Output("disentanglement", step, raw)]
         out += [Output("sample", step, raw, mode=m, seed=seed, n=n, steps=st, temperature=t)
                 for m, seed, n, st, t in product(("prior", "recon", "traverse", "latents"), (0, 3), (None, 64),

@@ -114,5 +114,7 @@ class EvaluatedCheckpoint:
 
     @staticmethod
     def write_with(target: Path, write: Callable) -> Path:
+        """Replace `target` atomically by what `write(f)` writes into a binary file (its folder
+        made); OSError as it comes. For outputs no other writer here covers."""
         target.parent.mkdir(parents=True, exist_ok=True)
         return files.write_with(target, write)

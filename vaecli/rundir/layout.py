@@ -18,8 +18,8 @@ from pathlib import Path
 from vaecli import clock, config as config_lib
 from vaecli.errors import ConfigError, RunError, UsageError
 from vaecli.rundir.names import (  # noqa: F401 (re-exported: the run folder's names)
-    CHECKPOINTS, CONFIG, EVAL, EVENTS, LOCK, META, METRICS, OUTPUT_KINDS, PLOTS, SAMPLES, SUMMARY, Folder, Output,
-    is_run, marks_raw, read_json)
+    CHECKPOINT_SUMS, CHECKPOINTS, CONFIG, EVAL, EVENTS, LOCK, META, METRICS, OUTPUT_KINDS, PLOTS, SAMPLES, SUMMARY,
+    Folder, Output, is_run, marks_raw, read_json)
 
 # Bump when the run folder layout or the checkpointed state changes. 2 (vaecli 0.2): the
 # state gained the skipped-update counter and the weight-decay stage; 1 (0.1) had no field.

@@ -7,9 +7,10 @@ writes it, and the commands that read it (vaecli.rundir.layout opens and creates
       metrics.jsonl    one JSON object per log point
       events.*         TensorBoard scalars (same numbers as metrics.jsonl)
       checkpoints/     Orbax checkpoints, one folder per step
+      checkpoint_sums/ size and CRC32 of each file of a finished checkpoint, one JSON per step
       samples/         PNG grids written at each evaluation, and `vae sample`'s pictures
       eval/            one JSON per `vae eval-elbo` protocol, `vae grad-snr` and `vae eval-disentanglement` call
-      plots/           `vae curves`' pictures
+      plots/           `vae plot`'s figures (and their arrays)
       summary.json     status (running | completed | paused | interrupted | failed | pruned), last checkpoint
                        step, final metrics, timings; rewritten atomically at every epoch
       train.lock       held (flock) by the process training the run; the OS releases it
@@ -41,7 +42,8 @@ def read_json(path: Path) -> dict | None:
 
 CONFIG, META, SUMMARY, METRICS, LOCK = "config.yaml", "meta.json", "summary.json", "metrics.jsonl", "train.lock"
 EVENTS = "events.out.tfevents.*"  # TensorBoard's writer names its files; this is their pattern
-CHECKPOINTS, EVAL, SAMPLES, PLOTS = "checkpoints", "eval", "samples", "plots"
+CHECKPOINTS, CHECKPOINT_SUMS = "checkpoints", "checkpoint_sums"
+EVAL, SAMPLES, PLOTS = "eval", "samples", "plots"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Folder:
     metrics_file = property(lambda self: Path(self.path) / METRICS)
     lock_file = property(lambda self: Path(self.path) / LOCK)
     checkpoint_dir = property(lambda self: Path(self.path) / CHECKPOINTS)
+    checkpoint_sums_dir = property(lambda self: Path(self.path) / CHECKPOINT_SUMS)
     eval_dir = property(lambda self: Path(self.path) / EVAL)
     samples_dir = property(lambda self: Path(self.path) / SAMPLES)
     plots_dir = property(lambda self: Path(self.path) / PLOTS)
@@ -101,15 +104,16 @@ class _Kind:
 
 
 _STEP, _RAW = r"-step(?P<step>\d+)", r"(?P<raw>-raw)?"
+_SPLIT = "train|validation|test"  # vaecli.data.SPLITS, spelled out: `vae runs` reads names without loading data/
 _OUTPUTS = {  # a file name matches the pattern of one kind at most
-    "elbo": _Kind(EVAL, (".json",), re.compile(rf"^(?P<split>train|validation|test){_STEP}-k(?P<k>\d+){_RAW}$")),
+    "elbo": _Kind(EVAL, (".json",), re.compile(rf"^(?P<split>{_SPLIT}){_STEP}-k(?P<k>\d+){_RAW}$")),
     "grad-snr": _Kind(EVAL, (".json",), re.compile(rf"^grad-snr{_STEP}{_RAW}$")),
     "disentanglement": _Kind(EVAL, (".json",), re.compile(rf"^disentanglement{_STEP}{_RAW}$")),
     "sample": _Kind(SAMPLES, (".png", ".npy", ".gif", "-labels.npy"), re.compile(
         rf"^(?P<mode>[a-z]+){_STEP}-seed(?P<seed>\d+)(?:-n(?P<n>\d+))?(?:-steps(?P<steps>\d+))?"
         rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?{_RAW}$")),
     "picture": _Kind(SAMPLES, (".png",), re.compile(rf"^(?P<mode>prior|recon){_STEP}$")),
-    "curves": _Kind(PLOTS, (".png",), re.compile(rf"^curves{_STEP}$")),
+    "curves": _Kind(PLOTS, (".png", ".npy"), re.compile(rf"^curves{_STEP}$")),
 }
 OUTPUT_KINDS = tuple(_OUTPUTS)
 
@@ -123,7 +127,7 @@ class Output:
     "disentanglement": `<kind>-step<S>`; "sample": `<mode>-step<S>-seed<s>[-n<n>][-steps<m>]
     [-t<T>]` (vae sample; -t only for the prior mode, T to 6 significant digits); "picture":
     `<prior|recon>-step<S>` (training's grids); "curves": `curves-step<S>` (the last step
-    plotted). `raw`: `-raw`, the raw parameters of a run with EMA (`marks_raw`)."""
+    plotted by `vae plot`). `raw`: `-raw`, the raw parameters of a run with EMA (`marks_raw`)."""
 
     kind: str
     step: int
@@ -149,8 +153,9 @@ class Output:
         if self.kind == "elbo":
             opts = f"-k{self.k}"
         elif self.kind == "sample":
-            opts = f"-seed{self.seed}" + (f"-n{self.n}" if self.n else "") + (f"-steps{self.steps}" if self.steps else "") \
-                + (f"-t{self.temperature:g}" if self.temperature != 1 else "")
+            opts = (f"-seed{self.seed}" + (f"-n{self.n}" if self.n else "")
+                    + (f"-steps{self.steps}" if self.steps else "")
+                    + (f"-t{self.temperature:g}" if self.temperature != 1 else ""))
         return f"{head}-step{self.step}{opts}" + ("-raw" if self.raw else "")
 
     @property

@@ -23,7 +23,8 @@ def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_
     model = CompiledModel(fn, params, images.shape[1:])
     folder = Folder(run_dir)
     prior = model.generate(jax.random.fold_in(jax.random.key(seed), PICTURES_STREAM), len(images))
-    prior_png = pictures.save_grid(prior, folder.output(Output("picture", step, mode="prior")), f"{title} prior samples")
+    prior_png = pictures.save_grid(prior, folder.output(Output("picture", step, mode="prior")),
+                                   f"{title} prior samples")
     x = images[: max(1, len(images) // 2)]
     pairs = pictures.pairs_layout(x, model.decode(model.encode(x)[0]))
     recon_png = pictures.save_grid(pairs["tiles"], folder.output(Output("picture", step, mode="recon")),

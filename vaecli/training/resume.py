@@ -92,7 +92,8 @@ def _restore(run: layout.Run, cfg: Config, train_split):
     with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
         steps = ckpts.steps()
         if steps:
-            fn, tx, state, record = restore.restore_at(ckpts, steps[-1], cfg, train_split.image_shape, train=train_split)
+            fn, tx, state, record = restore.restore_at(ckpts, steps[-1], cfg, train_split.image_shape,
+                                                       train=train_split)
             epoch = int(record["epoch"])
         else:  # killed before its first checkpoint: it starts again from the init of step 0
             fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)
