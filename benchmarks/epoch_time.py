@@ -37,13 +37,13 @@ def vaecli_epoch(data: str, epochs: int, cache_dir: str, overrides: tuple[str, .
 import json, sys
 sys.path.insert(0, {str(ROOT)!r})
 from vaecli import config
-from vaecli.rundir import metrics
+from vaecli.rundir import layout, metrics
 from vaecli.training import start as train
 cfg = config.load({str(ROOT / 'configs' / 'bmnist_mlp.yaml')!r}, {sets!r})
 import tempfile
 with tempfile.TemporaryDirectory() as d:
     path = train.train(cfg, d, "bench", argv=sys.argv, progress="none")
-    summary = json.loads((path / "summary.json").read_text())
+    summary = json.loads(layout.Folder(path).summary_file.read_text())
     t = [r["elapsed_s"] for r in metrics.read(path) if r["split"] == "train"]
     summary["loop_s"] = [b - a for a, b in zip(t, t[1:])]
     print(json.dumps(summary))

@@ -111,7 +111,9 @@ if __name__ == "__main__":
     runs_dir = out / "runs"
     run = vae("train", "--config", "configs/bmnist_mlp.yaml", "--set", f"data.cache_dir={args.cache_dir}",
               "--set", "log.tensorboard=false", "--runs-dir", str(runs_dir)).strip().splitlines()[-1]
-    summary = json.loads((Path(run) / "summary.json").read_text())
+    from vaecli.rundir import layout
+
+    summary = json.loads(layout.Folder(run).summary_file.read_text())
     print(json.dumps({"check": "train_30_epochs", **{k: summary[k] for k in
                       ("epoch_s_median", "epoch_s_first", "compile_s", "wall_s", "final_validation")}}), flush=True)
     report = json.loads(vae("eval-elbo", run, "--split", "test", "--samples", "1,50,5000", "--json"))

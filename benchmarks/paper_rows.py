@@ -119,7 +119,7 @@ def check_record(path: Path, samples: int) -> dict:
 
 
 def _runs_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if (p / "config.yaml").is_file()) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if layout.Folder(p).config_file.is_file()) if folder.is_dir() else []
 
 
 def check_paper_config(path: Path) -> Path:
@@ -186,9 +186,10 @@ def _evaluated(run_path: Path, step_name: str, samples: int) -> dict:
     from vaecli.rundir import restore
     from vaecli.rundir.checkpoints import Checkpoints
 
-    with Checkpoints(run_path / "checkpoints", read_only=True) as ckpts:
+    folder = layout.Folder(run_path)
+    with Checkpoints(folder.checkpoint_dir, read_only=True) as ckpts:
         step = restore.resolve_step(ckpts, step_name)
-    doc = layout.read_json(run_path / "eval" / f"test-step{step}-k{samples}.json")
+    doc = layout.read_json(folder.output(layout.Output("elbo", step, split="test", k=samples)))
     if doc is None or doc.get("protocol", {}).get("seed") != 0:
         doc = evaluate(run_path, split="test", samples=str(samples), step=step, kl_mc_samples=0)["results"][0]
     return doc
@@ -228,7 +229,7 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
 
     import vaecli
 
-    summary = layout.read_json(run_path / "summary.json") or {}
+    summary = layout.Folder(run_path).summary() or {}
     if summary.get("status") != "completed":
         return None
     run = layout.open_run(run_path)

@@ -53,7 +53,7 @@ def throughput(cache: str, data: str, replicas: list[int], epochs: int, config_f
     import statistics
 
     from vaecli import config
-    from vaecli.rundir import metrics
+    from vaecli.rundir import layout, metrics
     from vaecli.training import start as train
 
     out, single = [], None
@@ -66,7 +66,7 @@ def throughput(cache: str, data: str, replicas: list[int], epochs: int, config_f
             paths = train.train_replicas(cfgs, d, [f"r{s}" for s in range(n)], argv=["bench"])
             recs = [r for r in metrics.read(paths[0]) if r["split"] == "train"]
             epoch_s = statistics.median(r["epoch_s"] for r in recs[1:])
-            compile_s = json.loads((paths[0] / "summary.json").read_text())["compile_s"]
+            compile_s = json.loads(layout.Folder(paths[0]).summary_file.read_text())["compile_s"]
         single = epoch_s if n == 1 else single
         out.append({"config": config_file.stem, "replicas": n, "epoch_s": round(epoch_s, 4),
                     "over_one_replica": round(epoch_s / single, 3) if single else None,

@@ -34,7 +34,7 @@ from bare_loop import make_bare_epoch  # noqa: E402
 from vaecli import config as config_lib, data  # noqa: E402
 from vaecli.compiled import state as state_lib  # noqa: E402
 from vaecli.compiled.epoch import make_epoch_fn  # noqa: E402
-from vaecli.rundir import metrics  # noqa: E402
+from vaecli.rundir import layout, metrics  # noqa: E402
 from vaecli.training.start import train  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def epochs_of(call, state, images, n: int) -> tuple[list[float], object]:
 def trainer_round(cfg, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         path = train(cfg, d, "user", argv=["bench"], progress="none")
-        summary = json.loads((path / "summary.json").read_text())
+        summary = json.loads(layout.Folder(path).summary_file.read_text())
         recs = [r for r in metrics.read(path) if r["split"] == "train"]
     host = [b["elapsed_s"] - a["elapsed_s"] - b["epoch_s"] for a, b in zip(recs, recs[1:])]
     return {"epoch_s": summary["epoch_s_median"], "host_ms": 1000 * statistics.median(host)}

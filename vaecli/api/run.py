@@ -1,9 +1,9 @@
 """`vaecli.load`: a trained run in Python, at one checkpoint — its encoder, decoder and prior,
 and the estimators of `vae eval-elbo`, on any images.
 
-Nothing here computes anything of its own: the checkpoint is restored by
-vaecli.rundir.restore, pictures come from vaecli.compiled.encode_decode and
-`vae sample --mode prior`'s draw, and log p(x) and the ELBO from the chunked estimator
+Nothing here computes anything of its own: the run is opened and its checkpoint restored as
+every evaluation command does it (vaecli.rundir.evaluated), pictures come from
+vaecli.compiled.encode_decode and `vae sample --mode prior`'s draw, and log p(x) and the ELBO from the chunked estimator
 (vaecli.compiled.estimator) with the settings `vae eval-elbo` uses, so the numbers are the
 CLI's. Programs are kept for the process (vaecli.compiled.cache): each method compiles once
 per input shape, for every Run of the same model. No JAX at import (it comes with `load`).
@@ -34,15 +34,12 @@ def load(path: str | Path, step: str | int = "default", params: str = "ema") -> 
     """
     if params not in ("ema", "raw"):
         raise UsageError(f"params={params!r}: choose 'ema' (the moving average, where the run has one) or 'raw'")
-    from vaecli.compiled import state as state_lib
-    from vaecli.rundir import layout, restore
+    from vaecli.rundir import evaluated
 
-    folder = layout.open_run(path)
-    raw = params == "raw"
+    ckpt = evaluated.open_checkpoint(path, None if step in ("default", None) else step, params == "raw")
     with _quiet_orbax():
-        fn, state, chosen, _ = restore.load_state(folder.config, folder.image_shape, folder.checkpoint_dir,
-                                                  None if step in ("default", None) else step, raw)
-    return Run(folder, fn, state["params"], chosen, state_lib.params_kind(folder.config, raw))
+        ckpt.restore()
+    return Run(ckpt)
 
 
 @contextlib.contextmanager
@@ -88,14 +85,15 @@ class Run:
     dataset as the model sees it.
     """
 
-    def __init__(self, folder, fn, params, step: int, params_kind: str):
+    def __init__(self, ckpt):
+        """`ckpt`: the checkpoint, restored (vaecli.rundir.evaluated.open_checkpoint)."""
         from vaecli.compiled.encode_decode import CompiledModel
 
-        self.path, self.config, self.meta = folder.path, folder.config, folder.meta
-        self.step, self.params, self.params_kind = step, params, params_kind
-        self.image_shape = tuple(folder.image_shape)
-        self._fn = fn
-        self._model = CompiledModel(fn, params, self.image_shape)
+        self.path, self.config, self.meta = ckpt.path, ckpt.config, ckpt.run.meta
+        self.step, self.params, self.params_kind = ckpt.step, ckpt.params, ckpt.params_kind
+        self.image_shape = tuple(ckpt.image_shape)
+        self._fn = ckpt.fn
+        self._model = CompiledModel(self._fn, self.params, self.image_shape)
 
     @property
     def latent_dim(self) -> int:

@@ -21,9 +21,9 @@ def _report(paths, distributed: bool, as_json: bool) -> None:
         if not devices.is_primary():
             return
     if as_json:
-        from vaecli.rundir.layout import read_json
+        from vaecli.rundir.layout import Folder
 
-        summaries = [{"run": str(p), "summary": read_json(Path(p) / "summary.json") or {}} for p in paths]
+        summaries = [{"run": str(p), "summary": Folder(p).summary() or {}} for p in paths]
         typer.echo(json.dumps({"runs": summaries}, indent=2))
     else:
         for p in paths:

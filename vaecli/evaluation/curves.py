@@ -24,7 +24,7 @@ COLUMNS = ("run", "split", "step", *(key for key, _ in PANELS))
 
 
 def _records(run: layout.Run) -> list[dict]:
-    path = run.path / "metrics.jsonl"
+    path = run.metrics_file
     if not path.is_file():
         raise RunError(f"{run.path} has no metrics.jsonl (no epoch of it has finished)")
     records = metrics.read(run.path)
@@ -76,7 +76,7 @@ def plot_curves(run_paths: list[str | Path], out: str | Path | None = None) -> d
     title = "training curves: " + "; ".join(names)
     fig.suptitle(title, fontsize=10)
 
-    png = Path(out) if out is not None else opened[0].path / "plots" / f"curves-step{last}.png"
+    png = Path(out) if out is not None else opened[0].output(layout.Output("curves", last))
     npy = png.with_suffix(".npy")
     try:
         pictures.save_figure(fig, png)

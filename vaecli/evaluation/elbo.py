@@ -15,9 +15,9 @@ import numpy as np
 
 import vaecli
 from vaecli import data, files, registry
-from vaecli.compiled import estimator, state as state_lib
+from vaecli.compiled import estimator
 from vaecli.errors import UsageError, storage_error
-from vaecli.rundir import layout, restore
+from vaecli.rundir import evaluated
 
 ESTIMATOR = "importance sampling with q(z|x) as proposal (the K-sample IWAE bound)"
 
@@ -67,20 +67,20 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
         raise UsageError(f"--kl-mc-samples {kl_mc_samples}: must be 0 (off) or more")
     data.check_split(split, "--split")
     npz_path = _npz_target(per_example)
-    run = layout.open_run(run_path)
-    fn, state, chosen, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
-    which = state_lib.params_kind(run.config, raw_params)
-    suffix = "-raw" if which == "raw" and run.config.train.ema_decay > 0 else ""  # never overwrites the EMA file
+    ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out).restore()
+    run, chosen = ckpt.run, ckpt.step
     images = data.load_split(run.config.data, split)
     if not registry.objective(run.config).draws_samples:  # one deterministic pass, whatever K was asked for
         ks, kl_mc_samples = [1], 0
     results, arrays, not_saved = [], {}, None
     for k in ks:
-        doc, per = _estimate(run, fn, state["params"], images, k, seed, batch_size, max_rows, kl_mc_samples,
-                             chosen, which)
+        doc, per = _estimate(run, ckpt.fn, ckpt.params, images, k, seed, batch_size, max_rows, kl_mc_samples,
+                             chosen, ckpt.params_kind)
         if write and not_saved is None:
-            not_saved = _write_doc(doc, (Path(out) if out is not None else run.path / "eval")
-                                   / f"{split}-step{chosen}-k{k}{suffix}.json")
+            saved = ckpt.write_json(ckpt.output("elbo", split=split, k=k), doc,
+                                    "write the files elsewhere with --out DIR (the results are on stdout)")
+            not_saved = saved.get("not_saved")
+            doc.update(saved if not_saved is None else {})
         results.append(doc)
         arrays.update({f"log_likelihood_k{k}": per["log_likelihood"], f"elbo_k{k}": -(per["recon"] + per["kl"]),
                        f"recon_k{k}": per["recon"]})
@@ -93,8 +93,8 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
         except OSError as e:
             not_saved = not_saved or str(storage_error(e, npz_path, "choose another --per-example path"))
             npz_path = None
-    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "params": which, "results": results,
-              "per_example": str(npz_path) if npz_path else None}
+    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "params": ckpt.params_kind,
+              "results": results, "per_example": str(npz_path) if npz_path else None}
     if not_saved:
         report["not_saved"] = not_saved
     if write:  # the run's experiment trackers (log.wandb / log.mlflow), when it has any
@@ -102,17 +102,6 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
         trackers.log_eval(run, report)
     return report
-
-
-def _write_doc(doc: dict, target: Path) -> str | None:
-    """Write one K's document; None, or the line saying why it could not be written."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        files.write_json(target, doc)
-    except OSError as e:
-        return str(storage_error(e, target, "write the files elsewhere with --out DIR (the results are on stdout)"))
-    doc["written_to"] = str(target)
-    return None
 
 
 def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_rows, kl_mc_samples: int,

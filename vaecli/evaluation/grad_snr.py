@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecli import data, files, registry
-from vaecli.compiled import state as state_lib
-from vaecli.errors import UsageError, storage_error
+from vaecli import data, registry
+from vaecli.errors import UsageError
 from vaecli.evaluation.elbo import parse_samples
-from vaecli.rundir import layout, restore
+from vaecli.rundir import evaluated
 
 BOUND = "iwae"  # the bound whose gradient is measured, as in Rainforth et al.
 SIDES = ("encoder", "decoder")  # the inference side and the generative side of the parameters
@@ -59,13 +58,13 @@ def grad_snr(run_path: str | Path, samples="1,10,50", estimators="reparam,dreg",
     (default RUN/eval) and return the report (as written; "not_saved" says why it was not)."""
     ks = parse_samples(samples)
     _check(draws, batch_size, split)
-    run = layout.open_run(run_path)
+    ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out)
+    run = ckpt.run
     if not registry.objective(run.config).draws_samples:
         raise UsageError(f"{run.path}: objective.name={run.config.objective.name} draws no z, so it has no "
                          "gradient estimator to measure")
     names = parse_estimators(estimators, run.config.model.flow.kind)
-    fn, state, chosen, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
-    which = state_lib.params_kind(run.config, raw_params)
+    ckpt.restore()
     images = data.load_split(run.config.data, split)
     if batch_size > len(images):
         raise UsageError(f"--batch-size {batch_size}: the {split} split has only {len(images)} images")
@@ -74,22 +73,15 @@ def grad_snr(run_path: str | Path, samples="1,10,50", estimators="reparam,dreg",
     for k in ks:
         for name in names:
             t0 = time.perf_counter()
-            summary = _measure(fn, state["params"], x, k, name, draws, seed)
+            summary = _measure(ckpt.fn, ckpt.params, x, k, name, draws, seed)
             results.append({"samples": k, "estimator": name, **summary, "time_s": time.perf_counter() - t0})
-    report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "params": which, "bound": BOUND,
-              "batch_size": batch_size, "draws": draws, "seed": seed, "results": results,
+    report = {"run": str(run.path), "split": split, "checkpoint_step": ckpt.step, "params": ckpt.params_kind,
+              "bound": BOUND, "batch_size": batch_size, "draws": draws, "seed": seed, "results": results,
               "snr": "per parameter |mean| / std over the draws; mean and median over the parameters whose "
                      "gradient varies"}
     if write:
-        suffix = "-raw" if which == "raw" and run.config.train.ema_decay > 0 else ""
-        target = (Path(out) if out is not None else run.path / "eval") / f"grad-snr-step{chosen}{suffix}.json"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            files.write_json(target, report)
-            report["written_to"] = str(target)
-        except OSError as e:
-            report["not_saved"] = str(storage_error(e, target, "write it elsewhere with --out DIR (the results "
-                                                               "are on stdout)"))
+        report.update(ckpt.write_json(ckpt.output("grad-snr"), report,
+                                      "write it elsewhere with --out DIR (the results are on stdout)"))
     return report
 
 

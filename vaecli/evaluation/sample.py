@@ -1,13 +1,11 @@
 """`vae sample`: pictures of a trained model, each a PNG (title: run, step, mode) with its
-array beside it as .npy, named `<mode>-step<S>-seed<s>[...]`, and with `gif` an animated GIF
-of the same name (the modes that animate: traverse). The modes are the registry
+array beside it as .npy, named `<mode>-step<S>-seed<s>[...]` (vaecli.rundir.names.Output), and
+with `gif` an animated GIF of the same name (the modes that animate: traverse). The modes are the registry
 vaecli.evaluation.modes.MODES. Which test images appear is drawn from `seed`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from vaecli.errors import UsageError, storage_error
 from vaecli.evaluation.modes import MODES
@@ -40,41 +38,36 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     entry, n, steps = _checked(mode, n, steps, temperature, gif)
     # here, not at import: the CLI's help stays quick
     from vaecli import data, pictures, registry
-    from vaecli.compiled import state as state_lib
     from vaecli.compiled.encode_decode import CompiledModel
-    from vaecli.rundir import layout, restore
+    from vaecli.rundir import evaluated
 
     data.check_split(split, "--split")
-    run = layout.open_run(run_path)
+    ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out)
+    run = ckpt.run
     if mode == "manifold" and run.config.model.latent_dim != 2:
         raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has model.latent_dim="
                          f"{run.config.model.latent_dim} (use --mode traverse or --mode latents)")
-    fn, state, chosen, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
-    which = state_lib.params_kind(run.config, raw_params)  # "ema": the run's moving average of the parameters
-    model = CompiledModel(fn, state["params"], run.image_shape)
+    model = CompiledModel(ckpt.fn, ckpt.params, run.image_shape)
+    which, chosen = ckpt.params_kind, ckpt.step  # "ema": the run's moving average of the parameters
     ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
            "normal_prior": registry.standard_normal_prior(run.config.model),
            "closed_form_kl": registry.closed_form_kl(run.config.model),
            "split": lambda: data.load_split(run.config.data, split)}
     array, draw, what = entry.draw(model, ctx, n, steps, temperature)
 
-    out_dir = Path(out) if out is not None else run.path / "samples"
-    stem = f"{mode}-step{chosen}-seed{seed}" + (f"-n{n}" if n else "") + (f"-steps{steps}" if steps else "") \
-        + (f"-t{temperature:g}" if mode == "prior" and temperature != 1 else "") \
-        + ("-raw" if which == "raw" and run.config.train.ema_decay > 0 else "")
+    name = ckpt.name("sample", mode=mode, seed=seed, n=n, steps=steps, temperature=temperature)
+    png, npy, gif_file, labels_npy = (ckpt.output(name, ext) for ext in (".png", ".npy", ".gif", "-labels.npy"))
     title = f"{run.path.name} step {chosen}{' EMA' if which == 'ema' else ''} {mode}: {what}"
-    png = out_dir / f"{stem}.png"
-    npy = out_dir / f"{stem}.npy"
     try:
         if "scatter" in draw:
             pictures.save_scatter(draw["scatter"], draw["labels"], draw["axes"], png, title)
         else:
             pictures.save_grid(draw["tiles"], png, title, cols=draw.get("cols"), row_labels=draw.get("row_labels"))
-        np.save(npy, array)
+        ckpt.write_array(npy, array)
         if gif:
-            pictures.save_gif(draw["frames"], png.with_suffix(".gif"), draw["frame_labels"])
+            pictures.save_gif(draw["frames"], gif_file, draw["frame_labels"])
         if draw.get("labels") is not None:
-            np.save(out_dir / f"{stem}-labels.npy", draw["labels"])
+            ckpt.write_array(labels_npy, draw["labels"])
     except OSError as e:  # a read-only run folder, a full disk
         raise storage_error(e, then="write the pictures elsewhere with --out DIR") from e
     result = {"png": str(png), "npy": str(npy), "mode": mode, "step": chosen, "n": n, "seed": seed,
@@ -82,7 +75,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     if "dims" in draw:  # traverse: which dimension each row sweeps, and the measure that ordered it
         result.update({k: draw[k] for k in ("dims", "order_by", "dim_measure", "dim_kl") if k in draw})
     if gif:
-        result["gif"] = str(png.with_suffix(".gif"))
+        result["gif"] = str(gif_file)
     if draw.get("labels") is not None:
-        result["labels_npy"] = str(out_dir / f"{stem}-labels.npy")
+        result["labels_npy"] = str(labels_npy)
     return result

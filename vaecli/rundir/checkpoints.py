@@ -26,6 +26,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from vaecli import files
 from vaecli.errors import RunError, StorageError, os_advice, os_cause
+from vaecli.rundir.names import Folder
 
 BEST_METRIC = "validation_elbo"
 
@@ -118,7 +119,7 @@ class Checkpoints:
 
     @property
     def _sums(self) -> Path:
-        return self.directory.parent / "checkpoint_sums"
+        return Folder(self.directory.parent).checkpoint_sums_dir
 
     def seal(self, step: int) -> None:
         """After Orbax finished `step`: record the size and CRC32 of each of its files in

@@ -1,17 +1,6 @@
-"""The run folder: the contract between `vae train`, `vae sample` and `vae eval-elbo`.
-
-    runs/<name>-<UTC timestamp>/
-      config.yaml      resolved config (overrides applied), written before step 0
-      meta.json        versions, devices, argv, start time, data shapes
-      metrics.jsonl    one JSON object per log point
-      events.*         TensorBoard scalars (same numbers as metrics.jsonl)
-      checkpoints/     Orbax checkpoints, one folder per step
-      samples/         PNG grids written at each evaluation
-      eval/            one JSON per `vae eval-elbo` protocol
-      summary.json     status (running | completed | paused | interrupted | failed | pruned), last checkpoint
-                       step, final metrics, timings; rewritten atomically at every epoch
-      train.lock       held (flock) by the process training the run; the OS releases it
-                       when that process dies, however it dies
+"""The run folder: creating one, opening one (`open_run`: its config and meta checked), the
+training lock and the environment record. What its files and folders are called, and the
+names of the outputs the commands write into it, is vaecli.rundir.names (re-exported here).
 
 `meta.json` records RUN_FORMAT: a folder written by a newer vaecli with a newer layout
 is refused instead of misread.
@@ -28,21 +17,15 @@ from pathlib import Path
 
 from vaecli import clock, config as config_lib
 from vaecli.errors import ConfigError, RunError, UsageError
+from vaecli.rundir.names import (  # noqa: F401 (re-exported: the run folder's names)
+    CHECKPOINT_SUMS, CHECKPOINTS, CONFIG, EVAL, EVENTS, LOCK, META, METRICS, OUTPUT_KINDS, PLOTS, SAMPLES, SUMMARY,
+    Folder, Output, is_run, marks_raw, read_json)
 
 # Bump when the run folder layout or the checkpointed state changes. 2 (vaecli 0.2): the
 # state gained the skipped-update counter and the weight-decay stage; 1 (0.1) had no field.
 RUN_FORMAT = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 DEFAULT_RUNS_DIR = Path("runs")
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON file's object, or None when it is missing or unreadable."""
-    try:
-        out = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
 
 
 def check_target(runs_dir: str | Path, name: str) -> None:
@@ -76,14 +59,11 @@ def create(runs_dir: str | Path, name: str) -> Path:
 
 
 @dataclass(frozen=True)
-class Run:
-    path: Path
+class Run(Folder):
+    """An opened run folder (`open_run`): its paths, its config.yaml and meta.json."""
+
     config: config_lib.Config
     meta: dict
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -95,14 +75,15 @@ def open_run(path: str | Path) -> Run:
     p = Path(path)
     if not p.exists():
         raise RunError(f"run folder not found: {p}")
-    if not p.is_dir() or not (p / "config.yaml").is_file() or not (p / "meta.json").is_file():
+    folder = Folder(p)
+    if not p.is_dir() or not folder.config_file.is_file() or not folder.meta_file.is_file():
         raise RunError(f"{p} is not a run folder (it has no config.yaml and meta.json written by vae train)")
     try:
-        cfg = config_lib.load(p / "config.yaml")
+        cfg = config_lib.load(folder.config_file)
     except ConfigError as e:
         raise RunError(f"{p}/config.yaml is not a valid vaecli config: {e}") from None
     try:
-        meta = json.loads((p / "meta.json").read_text())
+        meta = json.loads(folder.meta_file.read_text())
         meta["data"]["image_shape"]
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{p}/meta.json is damaged ({e.__class__.__name__}: {e})") from None
@@ -131,7 +112,7 @@ class Lock:
     live one. The file's text (pid, host, start time) only serves the error message."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "train.lock"
+        self.path = Folder(run_dir).lock_file
         self._fd = None
 
     def acquire(self) -> "Lock":

@@ -7,6 +7,8 @@ import math
 import re
 from pathlib import Path
 
+from vaecli.rundir.names import Folder
+
 log = logging.getLogger("vaecli")
 
 _NOT_SCALARS = {"step", "epoch", "split"}
@@ -21,7 +23,7 @@ def _writer_suffix(run_dir: Path) -> str:
     writing order, the order TensorBoard reads them in. Writers of one folder take turns
     (train.lock), so the highest number on disk is the last one taken; a file from before
     the numbers whose host name ends in digits only raises the next number."""
-    taken = (re.search(r"\.(\d+)$", p.name) for p in Path(run_dir).glob("events.out.tfevents.*"))
+    taken = (re.search(r"\.(\d+)$", p.name) for p in Folder(run_dir).event_files())
     return f".{max((int(m[1]) for m in taken if m), default=0) + 1:04d}"
 
 
@@ -32,7 +34,7 @@ class MetricsLog:
     def __init__(self, run_dir: Path, tensorboard: bool = True, purge_after: int | None = None):
         """`purge_after`: on resume, the checkpoint step; TensorBoard then discards the events
         an earlier process wrote after it (metrics.jsonl is truncated by the caller)."""
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Folder(run_dir).metrics_file
         self._file = open(self.path, "a", buffering=1)
         self._tb = None
         if tensorboard:
@@ -130,7 +132,7 @@ def _lines(run_dir: Path, split: str | None = None):
     `split`, lines of other splits are skipped unparsed (most lines are training records).
     A missing file has no log points."""
     try:
-        text = (Path(run_dir) / "metrics.jsonl").read_text()
+        text = Folder(run_dir).metrics_file.read_text()
     except FileNotFoundError:
         return
     needle = f'"split": "{split}"' if split else None
@@ -155,7 +157,7 @@ def truncate(run_dir: Path, last_step: int) -> int:
     atomically, byte for byte; return how many lines were dropped (damaged ones included)."""
     from vaecli.files import write_text
 
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Folder(run_dir).metrics_file
     if not path.exists():
         return 0
     total = sum(1 for line in path.read_text().splitlines() if line.strip())

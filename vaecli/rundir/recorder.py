@@ -29,8 +29,8 @@ log = logging.getLogger("vaecli")
 def start(path: Path, cfg: config_lib.Config, meta: dict) -> layout.Run:
     """A new run folder's first files: the resolved config and meta.json, before step 0."""
     if devices.is_primary():
-        files.write_text(path / "config.yaml", config_lib.dump_yaml(cfg))
-        files.write_json(path / "meta.json", meta)
+        files.write_text(layout.Folder(path).config_file, config_lib.dump_yaml(cfg))
+        files.write_json(layout.Folder(path).meta_file, meta)
     return layout.Run(path, cfg, meta)
 
 
@@ -48,8 +48,8 @@ def reopen(run: layout.Run, cfg: config_lib.Config, step: int, resume_entry: dic
         try:
             truncate(run.path, step)
             if cfg != run.config:
-                files.write_text(run.path / "config.yaml", config_lib.dump_yaml(cfg))
-            files.write_json(run.path / "meta.json", meta)
+                files.write_text(run.config_file, config_lib.dump_yaml(cfg))
+            files.write_json(run.meta_file, meta)
         except OSError as e:  # each file is replaced atomically: the run can still be resumed
             raise storage_error(e, then=f"once fixed, resume it again (or copy {run.path} to writable storage "
                                         f"and resume the copy)") from e
@@ -92,7 +92,7 @@ class Recorder:
         trackers = trackers_lib.Trackers(self.run, meta.get("trackers"), logged_to)
         if trackers.ids and trackers.ids != meta.get("trackers"):
             meta = {**meta, "trackers": {**(meta.get("trackers") or {}), **trackers.ids}}
-            files.write_json(self.path / "meta.json", meta)
+            files.write_json(self.run.meta_file, meta)
             self.run = layout.Run(self.path, self.cfg, meta)
         return trackers
 
@@ -106,10 +106,10 @@ class Recorder:
         stays the previous one, which names only complete checkpoints; once this process has
         exited, `vae runs` shows the run as died (its train.lock is free)."""
         try:
-            files.write_json(self.path / "summary.json", self.summary)
+            files.write_json(self.run.summary_file, self.summary)
         except OSError as e:
             self._settle()
-            raise storage_error(e, self.path / "summary.json", self.resume_hint()) from e
+            raise storage_error(e, self.run.summary_file, self.resume_hint()) from e
 
     def log(self, record: dict) -> None:
         """A log point that cannot be written stops the run before the checkpoint of that
@@ -119,7 +119,7 @@ class Recorder:
             self.log_file.write(record)
         except OSError as e:
             self._settle()
-            raise storage_error(e, self.path / "metrics.jsonl",
+            raise storage_error(e, self.run.metrics_file,
                                 f"no checkpoint is saved after a lost log line; {self.resume_hint()}") from e
         self.trackers.log(record)
 

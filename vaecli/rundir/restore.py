@@ -1,5 +1,6 @@
 """A run's checkpoints as the commands that read them see them: which step a `--step`
-names, and the state restored at it into the shapes the run's config.yaml builds.
+names, and the state restored at a step into the template the run's config.yaml builds
+(`restore_at`, the one restore: evaluation, `vaecli.load` and `vae train --resume` use it).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from vaecli.compiled import state as state_lib
 from vaecli.config import Config
 from vaecli.errors import RunError, UsageError
 from vaecli.rundir.checkpoints import Checkpoints
-from vaecli.rundir.layout import read_json
+from vaecli.rundir.names import Folder
 
 
 def resolve_step(ckpts: Checkpoints, step: str | int | None) -> int:
@@ -42,20 +43,28 @@ def _list(steps) -> str:
 def default_step(run_dir: Path) -> str:
     """The checkpoint a command uses when none is named: 'best' on a run that stopped early
     (the point of early stopping is the model at the best validation), else 'latest'."""
-    return "best" if (read_json(Path(run_dir) / "summary.json") or {}).get("stopped_early") is True else "latest"
+    return "best" if (Folder(run_dir).summary() or {}).get("stopped_early") is True else "latest"
+
+
+def restore_at(ckpts: Checkpoints, step: int, cfg: Config, image_shape, train=None):
+    """(Functional, optimizer, state, record): the checkpoint at `step` restored into the
+    template of `cfg`'s state, checked against its shapes. `train` (the training Split, when
+    training goes on) gives a staged learning-rate schedule its epoch length. state["hyper"]
+    is not checkpointed (run format 2 has none): config.yaml gives it."""
+    fn, tx, like = state_lib.template_state(cfg, image_shape, train=train)
+    restored, record = ckpts.restore(step, state_lib.checkpointed(like))
+    return fn, tx, state_lib.with_hyper(restored, cfg), record
 
 
 def load_state(cfg: Config, image_shape, checkpoint_dir: Path, step=None, raw_params: bool = False):
-    """Restore (Functional, state, step, record) from a run's checkpoints. With EMA on (and
-    not `raw_params`), state["params"] holds the EMA parameters (see `params_kind`); `step`
-    None: the run's `default_step`."""
+    """Restore (Functional, state, step, record) from a run's checkpoints for evaluation. With
+    EMA on (and not `raw_params`), state["params"] holds the EMA parameters (see
+    `params_kind`); `step` None: the run's `default_step`."""
     if step is None:
         step = default_step(Path(checkpoint_dir).parent)
-    fn, _, like = state_lib.template_state(cfg, image_shape)
     with Checkpoints(checkpoint_dir, read_only=True) as ckpts:
         chosen = resolve_step(ckpts, step)
-        state, record = ckpts.restore(chosen, state_lib.checkpointed(like))
-    state = state_lib.with_hyper(state, cfg)
+        fn, _, state, record = restore_at(ckpts, chosen, cfg, image_shape)
     if state_lib.params_kind(cfg, raw_params) == "ema":
         state = {**state, "params": state["ema"]}
     return fn, state, chosen, record

@@ -14,19 +14,17 @@ import fnmatch
 import json
 import math
 import os
-import re
 import statistics
 from pathlib import Path
 
 from vaecli import config as config_lib
 from vaecli.errors import ConfigError, UsageError
 from vaecli.rundir import metrics
-from vaecli.rundir.layout import read_json
+from vaecli.rundir.names import Folder, is_run, read_json
 
 # Columns every run has, in display order; the differing config keys go after `status`.
 NUMERIC = ("epochs", "val_elbo", "test_ll", "test_k", "wall_s")
 MEANS = ("epochs", "val_elbo", "test_ll", "wall_s")  # averaged by group_by (test_k is a protocol, not a result)
-_EVAL_FILE = re.compile(r"^test-step(\d+)-k(\d+)\.json$")
 MISSING = object()  # a config key a run's config.yaml does not have
 
 
@@ -37,7 +35,7 @@ def find(root: Path) -> list[Path]:
     """Every run folder (config.yaml + meta.json) under `root`, `root` included, in path order."""
     found = []
     for here, dirs, files in os.walk(root):
-        if "config.yaml" in files and "meta.json" in files:
+        if is_run(files):
             found.append(Path(here))
             dirs[:] = []  # nothing inside a run folder is another run
         else:
@@ -59,7 +57,7 @@ def lock_held(run_dir: Path) -> bool:
     """Whether a live process holds `train.lock` (see runs.Lock): a shared, non-blocking
     flock fails only while a trainer holds its exclusive one. Released at once."""
     try:
-        fd = os.open(run_dir / "train.lock", os.O_RDONLY)
+        fd = os.open(Folder(run_dir).lock_file, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -85,16 +83,14 @@ def best_validation_elbo(run_dir: Path) -> float | None:
 def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
     """log p(x) on the test split from `eval/test-step<S>-k<K>.json`: the highest step,
     then the highest K; (None, None) when the run was not evaluated on test."""
-    try:
-        names = os.listdir(run_dir / "eval")
-    except OSError:
-        return None, None
-    found = sorted(((int(m[1]), int(m[2]), n) for n in names if (m := _EVAL_FILE.match(n))), reverse=True)
-    for _, k, name in found:
-        doc = read_json(run_dir / "eval" / name)
+    folder = Folder(run_dir)
+    found = sorted((o for o in folder.outputs("elbo") if o.split == "test" and not o.raw),
+                   key=lambda o: (o.step, o.k), reverse=True)
+    for name in found:
+        doc = read_json(folder.output(name))
         ll = doc.get("log_likelihood") if doc else None
         if isinstance(ll, (int, float)) and math.isfinite(ll):
-            return float(ll), k
+            return float(ll), name.k
     return None, None
 
 
@@ -104,11 +100,11 @@ def read_run(run_dir: Path, root: Path) -> dict:
     row = {"name": name, "path": str(run_dir), "status": "damaged", "config": {},
            **{c: None for c in NUMERIC}}
     try:
-        raw = config_lib.read_yaml(run_dir / "config.yaml")
+        raw = config_lib.read_yaml(Folder(run_dir).config_file)
     except ConfigError:
         return row
-    meta = read_json(run_dir / "meta.json")
-    summary_path = run_dir / "summary.json"
+    meta = read_json(Folder(run_dir).meta_file)
+    summary_path = Folder(run_dir).summary_file
     summary = read_json(summary_path)
     if meta is None or (summary is None and summary_path.exists()):  # written atomically: unreadable is damage
         return row

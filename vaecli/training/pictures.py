@@ -8,6 +8,7 @@ import numpy as np
 from vaecli import pictures
 from vaecli.compiled.encode_decode import CompiledModel
 from vaecli.compiled.epoch import PICTURES_STREAM
+from vaecli.rundir.names import Folder, Output
 
 
 def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_dir: str | Path,
@@ -20,11 +21,12 @@ def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_
 
     images = np.asarray(images, np.float32)
     model = CompiledModel(fn, params, images.shape[1:])
-    folder = Path(run_dir) / "samples"
+    folder = Folder(run_dir)
     prior = model.generate(jax.random.fold_in(jax.random.key(seed), PICTURES_STREAM), len(images))
-    prior_png = pictures.save_grid(prior, folder / f"prior-step{step}.png", f"{title} prior samples")
+    prior_png = pictures.save_grid(prior, folder.output(Output("picture", step, mode="prior")),
+                                   f"{title} prior samples")
     x = images[: max(1, len(images) // 2)]
     pairs = pictures.pairs_layout(x, model.decode(model.encode(x)[0]))
-    recon_png = pictures.save_grid(pairs["tiles"], folder / f"recon-step{step}.png",
+    recon_png = pictures.save_grid(pairs["tiles"], folder.output(Output("picture", step, mode="recon")),
                                    f"{title} validation images over their reconstructions", cols=pairs["cols"])
     return prior_png, recon_png

@@ -16,7 +16,7 @@ from vaecli import clock, config as config_lib
 from vaecli.compiled import devices, state as state_lib
 from vaecli.config import Config
 from vaecli.errors import AlreadyDone, RunError, UsageError
-from vaecli.rundir import layout, metrics as metrics_lib, recorder as recorder_lib, trackers
+from vaecli.rundir import layout, metrics as metrics_lib, recorder as recorder_lib, restore, trackers
 from vaecli.rundir.checkpoints import Checkpoints
 from vaecli.training import stops
 from vaecli.training.loop import session
@@ -92,7 +92,7 @@ def _restored(run: layout.Run, cfg: Config, train_split) -> Restored:
 def _restore(run: layout.Run, cfg: Config, train_split):
     """(model, state, epoch, record, old summary) at the run's latest complete checkpoint;
     AlreadyDone when it has nothing left to train. Reads only."""
-    old_summary = layout.read_json(run.path / "summary.json") or {}
+    old_summary = run.summary() or {}
     if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
         raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
                        f"({len(train_split)} images of {train_split.image_shape}, the run saw "
@@ -100,11 +100,9 @@ def _restore(run: layout.Run, cfg: Config, train_split):
     epoch, record = 0, None
     with Checkpoints(run.checkpoint_dir, read_only=True) as ckpts:
         steps = ckpts.steps()
-        if steps:  # train= gives the staged lr schedule its epoch length
-            fn, tx, like = state_lib.template_state(cfg, train_split.image_shape, train=train_split)
-            # state["hyper"] is not checkpointed (run format 2 has none): config.yaml gives it
-            restored, record = ckpts.restore(steps[-1], state_lib.checkpointed(like))
-            state = state_lib.with_hyper(restored, cfg)
+        if steps:
+            fn, tx, state, record = restore.restore_at(ckpts, steps[-1], cfg, train_split.image_shape,
+                                                       train=train_split)
             epoch = int(record["epoch"])
         else:  # killed before its first checkpoint: it starts again from the init of step 0
             fn, tx, state = state_lib.init_state(cfg, train_split.image_shape, train=train_split)

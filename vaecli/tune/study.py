@@ -194,7 +194,7 @@ class _Study(Slots):
 
 
 def _final_elbo(run_dir: Path):
-    final = (layout.read_json(run_dir / "summary.json") or {}).get("final_validation") or {}
+    final = (layout.Folder(run_dir).summary() or {}).get("final_validation") or {}
     return final.get("elbo")
 
 

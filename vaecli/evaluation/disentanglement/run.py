@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import vaecli
-from vaecli import files
-from vaecli.errors import DataError, UsageError, storage_error
+from vaecli.errors import DataError, UsageError
 from vaecli.evaluation.disentanglement import DCI_REGRESSORS, METRICS, parse_metrics, sizes_for
 from vaecli.evaluation.disentanglement.observational import require_scikit_learn
 
@@ -73,16 +72,14 @@ def evaluate(run_path: str | Path, metrics: str = "all", seed: int = 0, step=Non
     `not_saved`, the line saying why the file could not be written)."""
     todo = plan(metrics, sizes, train_size, eval_size, dci_regressor)
     from vaecli import data
-    from vaecli.compiled import state as state_lib
     from vaecli.compiled.encode_decode import CompiledModel
-    from vaecli.rundir import layout, restore
+    from vaecli.rundir import evaluated
 
-    run = layout.open_run(run_path)
+    ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out)
+    run = ckpt.run
     images = data.load_factor_images(run.config.data)  # a dataset without factors: DataError, nothing written
     _check_fits(run, images, todo)
-    fn, state, chosen, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir, step, raw_params)
-    which = state_lib.params_kind(run.config, raw_params)
-    model = CompiledModel(fn, state["params"], run.image_shape)
+    model = CompiledModel(ckpt.fn, ckpt.params, run.image_shape)
     counter = [0]
     represent = representer(model, images, counter)
     t0 = time.perf_counter()
@@ -94,13 +91,12 @@ def evaluate(run_path: str | Path, metrics: str = "all", seed: int = 0, step=Non
         result = METRICS[name].run(represent, images.sizes, seed=seed, **kwargs)
         results[name] = {**result, "seconds": time.perf_counter() - t0, "images_encoded": counter[0]}
         results[name]["protocol"]["sizes"] = sizes
-    report = {"run": str(run.path), "checkpoint_step": chosen, "params": which,
-              "protocol": _protocol(run, images, chosen, which, compile_s), "metrics": results}
+    report = {"run": str(run.path), "checkpoint_step": ckpt.step, "params": ckpt.params_kind,
+              "protocol": _protocol(run, images, ckpt.step, ckpt.params_kind, compile_s), "metrics": results}
     if write:
-        suffix = "-raw" if which == "raw" and run.config.train.ema_decay > 0 else ""
-        target = (Path(out) if out is not None else run.path / "eval") / f"disentanglement-step{chosen}{suffix}.json"
-        not_saved = _write(report, target)
-        report.update({"not_saved": not_saved} if not_saved else {"written_to": str(target)})
+        target = ckpt.output("disentanglement")
+        report.update(ckpt.write_json(target, _merged(report, target),
+                                      "write the file elsewhere with --out DIR (the results are on stdout)"))
     return report
 
 
@@ -127,20 +123,15 @@ def _protocol(run, images, chosen: int, which: str, compile_s: float) -> dict:
             "vaecli_version": vaecli.__version__}
 
 
-def _write(report: dict, target: Path) -> str | None:
-    """Add this call's metrics to the file (its other metrics kept); None, or why it failed."""
+def _merged(report: dict, target: Path) -> dict:
+    """The file's document: this call's metrics added to those it has for the same step."""
     from vaecli.rundir.layout import read_json
 
     old = read_json(target) or {}
     kept = old.get("metrics", {}) if old.get("checkpoint_step") == report["checkpoint_step"] else {}
     doc = {k: v for k, v in report.items() if k != "metrics"}
     doc["metrics"] = {**kept, **report["metrics"]}
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        files.write_json(target, doc)
-    except OSError as e:
-        return str(storage_error(e, target, "write the file elsewhere with --out DIR (the results are on stdout)"))
-    return None
+    return doc
 
 
 def _details(name: str, r: dict) -> str:

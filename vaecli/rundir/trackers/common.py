@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from vaecli.rundir.names import marks_raw
+
 _NOT_SCALARS = {"step", "epoch", "split"}  # as in metrics.MetricsLog: the rest are TensorBoard scalars
 
 
@@ -26,7 +28,7 @@ def scalars(record: dict) -> dict:
 
 def eval_metrics(run, report: dict) -> dict:
     """eval-elbo's figures as `eval/<split>/k<K>/<name>` (`k<K>-raw`: the raw parameters of a run with EMA)."""
-    raw = "-raw" if report.get("params") == "raw" and run.config.train.ema_decay > 0 else ""
+    raw = "-raw" if marks_raw(run.config, report.get("params")) else ""
     out = {}
     for doc in report["results"]:
         for name in ("log_likelihood", "log_likelihood_stderr", "nll", "bits_per_dim", "elbo", "recon", "kl",

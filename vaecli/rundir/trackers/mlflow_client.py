@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from vaecli import config as config_lib
+from vaecli.rundir.names import EVAL, SAMPLES, SUMMARY
 from vaecli.rundir.trackers.common import eval_metrics, flatten, scalars
 
 # A paused run is continued later (the resume reopens the same tracker run); a pruned trial
@@ -56,10 +57,10 @@ class Mlflow:
 
     def pictures(self, paths: list[Path], step: int) -> None:
         for p in paths:
-            self.client.log_artifact(self.run_id, str(p), artifact_path="samples")
+            self.client.log_artifact(self.run_id, str(p), artifact_path=SAMPLES)
 
     def end(self, summary: dict) -> None:
-        self.client.log_dict(self.run_id, summary, "summary.json")
+        self.client.log_dict(self.run_id, summary, SUMMARY)
         flat = {f"summary/{k}": float(v) for k, v in flatten(summary, sep="/").items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         self._metrics(flat, int(summary.get("step") or 0))
@@ -78,7 +79,7 @@ class Mlflow:
                                                  for k, v in eval_metrics(run, report).items()])
         for doc in report["results"]:
             if "written_to" in doc:
-                client.log_artifact(ids["run_id"], doc["written_to"], artifact_path="eval")
+                client.log_artifact(ids["run_id"], doc["written_to"], artifact_path=EVAL)
 
 
 def _quiet_mlflow() -> None:
