@@ -84,14 +84,8 @@ def restart(run: layout.Run, cfg: Config, overrides: list[str], argv: list[str],
 
 
 def _restored(run: layout.Run, cfg: Config, train_split) -> Restored:
-    """`_restore`'s answer as a record; AlreadyDone when the run has nothing left to train."""
-    model, state, epoch, record, summary = _restore(run, cfg, train_split)
-    return Restored(Model(*model), state, epoch, record, summary)
-
-
-def _restore(run: layout.Run, cfg: Config, train_split):
-    """(model, state, epoch, record, old summary) at the run's latest complete checkpoint;
-    AlreadyDone when it has nothing left to train. Reads only."""
+    """The run at its latest complete checkpoint; AlreadyDone when it has nothing left to
+    train. Reads only."""
     old_summary = run.summary() or {}
     if list(train_split.image_shape) != list(run.image_shape) or len(train_split) != run.meta["data"].get("num_train"):
         raise RunError(f"the training data of {cfg.data.dataset} is not what {run.path} was trained on "
@@ -116,7 +110,7 @@ def _restore(run: layout.Run, cfg: Config, train_split):
         raise AlreadyDone(f"{run.path} stopped early after epoch {epoch} ({early.since} validations without "
                           f"improvement; the best was at epoch {early.top_epoch}); to go on, raise it with "
                           f"--resume {run.path} --set train.patience=N")
-    return (fn, tx), state, epoch, record, old_summary
+    return Restored(Model(fn, tx), state, epoch, record, old_summary)
 
 
 def _reopen(run: layout.Run, cfg: Config, r: Restored, overrides, argv) -> tuple[layout.Run, Start]:
