@@ -82,11 +82,10 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
     so a row costs a few latent-sized vectors; chunks of at least 4096 rows keep the scan
     short even when K is 1."""
     mean, logvar = q
-    sd = jnp.exp(0.5 * logvar)
     kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
 
     def monte_carlo(total, ids, valid):
-        z = mean + sd * _draws(kl_keys, ids, mean.shape[-1])
+        z = densities.reparameterize(mean, logvar, _draws(kl_keys, ids, mean.shape[-1]))
         return total + jnp.where(valid, densities.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
 
     b = mean.shape[0]

@@ -199,7 +199,7 @@ def stl_parts(vae, x, eps):
     any likelihood). Two (a model with `q2`, `p1`): both layers of q frozen in the density."""
     mean, logvar = vae.encode(x)
     if not hasattr(vae, "q2"):
-        z = mean + jnp.exp(0.5 * logvar) * eps
+        z = densities.reparameterize(mean, logvar, eps)
 
         def log_weight_fn(z):
             return (vae.log_likelihood(x, z) + vae.log_prior(z)
@@ -207,9 +207,9 @@ def stl_parts(vae, x, eps):
 
         return log_weight_fn, z
     d1 = vae.latent_dim
-    z1 = mean + jnp.exp(0.5 * logvar) * eps[..., :d1]
+    z1 = densities.reparameterize(mean, logvar, eps[..., :d1])
     mean2, logvar2 = vae.q2(z1)
-    z2 = mean2 + jnp.exp(0.5 * logvar2) * eps[..., d1:]
+    z2 = densities.reparameterize(mean2, logvar2, eps[..., d1:])
     q2 = _frozen(vae.q2)
 
     def log_weight_fn(path):

@@ -33,7 +33,7 @@ from flax import nnx
 
 from vaecli import registry
 from vaecli.models import bounds
-from vaecli.models.densities import draw_noise
+from vaecli.models.densities import draw_noise, reparameterize
 
 _stop = jax.lax.stop_gradient
 
@@ -185,7 +185,7 @@ def btcvae(model, x, key, cfg, v: Values):
     q, eps = _draws(model, x, key, 1)
     log_px, log_pz, log_qz = model.log_terms(x, q, eps)
     mean, logvar = q
-    z = mean + jnp.exp(0.5 * logvar) * eps[0]  # the draw log_terms made
+    z = reparameterize(mean, logvar, eps[0])  # the draw log_terms made
     recon = -log_px[0]
     mws = bounds.tc_decomposition(z, mean, logvar, v.dataset_size, "mws")
     mss = {k: _stop(t) for k, t in bounds.tc_decomposition(z, mean, logvar, v.dataset_size, "mss").items()}
@@ -201,7 +201,7 @@ def factorvae(model, x, key, cfg, v: Values):
     q, eps = _draws(model, x, key, 1)
     log_px, log_pz, log_qz = model.log_terms(x, q, eps)
     mean, logvar = q
-    z = mean + jnp.exp(0.5 * logvar) * eps[0]  # the draw log_terms made
+    z = reparameterize(mean, logvar, eps[0])  # the draw log_terms made
     recon = -jnp.mean(log_px)
     kl = jnp.mean(log_qz - log_pz) if cfg.kl == "mc" else jnp.sum(jnp.mean(model.kl_per_dim(q), axis=0))
     logits = v.critic(z)
