@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaecli import registry
+from vaecli import registry, streams
 from vaecli.config import Config
 from vaecli.models import objectives
 
@@ -26,9 +26,6 @@ TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per r
 # precision of each dot is fixed when it is traced). "tensorfloat32" is TF32 on NVIDIA GPUs and
 # plain float32 on CPUs; the bf16 preset is bf16 inputs with float32 accumulation everywhere.
 MATMUL_PRECISION = {"float32": "float32", "tf32": "tensorfloat32", "bfloat16": "BF16_BF16_F32"}
-
-# Independent random streams derived from the run's base key.
-SHUFFLE_STREAM, STEP_STREAM, PICTURES_STREAM = 1, 2, 3
 
 
 def to_inputs(x_u8, key, scale: int, dynamic: bool):
@@ -112,7 +109,7 @@ class _Steps:
 
     def step(self, state, order, images):
         base = jax.random.wrap_key_data(state["rng"])
-        key = jax.random.fold_in(jax.random.fold_in(base, STEP_STREAM), state["step"])
+        key = jax.random.fold_in(jax.random.fold_in(base, streams.STEP_NOISE), state["step"])
         k_binarize, k_z = jax.random.split(key)
         batch_u8 = images[order]
         if self.batch_sharding is not None:  # data parallel: each device gets a slice of the batch
@@ -123,7 +120,7 @@ class _Steps:
         recon, kl = terms["recon"], terms["kl"]
         if self.aux is not None:  # the auxiliary network's own update, on the step's codes
             module, net, aux_tx = self.aux
-            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], jax.random.fold_in(key, 0xD15C))
+            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], jax.random.fold_in(key, streams.DISCRIMINATOR_STEP))
             terms = {**terms, **aux_logs}
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)
@@ -151,7 +148,7 @@ class _Steps:
         base = jax.random.wrap_key_data(state["rng"])
         first_step = state["step"]
         epoch_index = first_step // self.steps_per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, SHUFFLE_STREAM), epoch_index),
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, streams.SHUFFLE), epoch_index),
                                       self.n_train)
         order = perm[: self.steps_per_epoch * self.batch].reshape(self.steps_per_epoch, self.batch)
         state, (per_step, finite, skip) = jax.lax.scan(lambda s, o: self.step(s, o, images), state, order)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaecli import streams
 from vaecli.compiled import cache, devices
 from vaecli.models import densities
 from vaecli.models.vae import Functional
@@ -56,7 +57,6 @@ def _scratch_bytes(compiled) -> int | None:
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (IWAE): unit d is active if Var_x(E_q[z_d|x]) > 0.01
-_KL_STREAM = 0x4B4C  # the Monte Carlo KL draws: a key stream apart from the importance samples
 
 
 def _draws(example_keys, sample_ids, d: int):
@@ -82,7 +82,7 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
     so a row costs a few latent-sized vectors; chunks of at least 4096 rows keep the scan
     short even when K is 1."""
     mean, logvar = q
-    kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
+    kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, streams.KL_MC), index)
 
     def monte_carlo(total, ids, valid):
         z = densities.reparameterize(mean, logvar, _draws(kl_keys, ids, mean.shape[-1]))

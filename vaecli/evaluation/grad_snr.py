@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecli import data, files, registry
+from vaecli import data, files, registry, streams
 from vaecli.compiled import state as state_lib
 from vaecli.errors import UsageError, storage_error
 from vaecli.evaluation.elbo import parse_samples
@@ -103,7 +103,7 @@ def _batch(images, batch_size: int, seed: int, dynamic: bool):
 
     idx = np.sort(np.random.default_rng(seed).choice(len(images), batch_size, replace=False))
     flat = jnp.asarray(images.flat[idx])
-    return to_inputs(flat, jax.random.fold_in(jax.random.key(seed), 0xB1A), images.scale, dynamic)
+    return to_inputs(flat, jax.random.fold_in(jax.random.key(seed), streams.GRAD_SNR_BATCH), images.scale, dynamic)
 
 
 def _measure(fn, params, x, k: int, estimator: str, draws: int, seed: int) -> dict:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vaecli import registry
+from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 from vaecli.models import densities, flows, likelihoods, priors
@@ -195,7 +195,7 @@ class Functional:
 def functional(cfg: ModelConfig, image_shape, seed: int, train: tuple[np.ndarray, int] | None = None) -> Functional:
     """Build the model of `cfg` with parameters initialised from `seed`, and from the
     training images `train` = (uint8 (N, D), scale) where the config asks for data init."""
-    key = jax.random.fold_in(jax.random.key(seed), 0x1A17)  # the init stream, apart from training's
+    key = jax.random.fold_in(jax.random.key(seed), streams.MODEL_INIT)
     model = build(cfg, image_shape, key)
     if train is not None:
         data_init(model, cfg, train[0], train[1], seed)  # values only: the graph is cfg's and the shape's
