@@ -102,9 +102,8 @@ class _Steps:
         # the discriminator at its parameters, which this loss does not train
         critic = self.aux[1].bind(jax.lax.stop_gradient(aux["params"])) if aux is not None else None
         terms = objectives.training_terms(self.fn.bind(params), x, key, self.objective, self.kl_weight(step, hyper),
-                                          free_bits=hyper["free_bits"], alpha=hyper["alpha"],
                                           dataset_size=self.n_train, capacity=self.target_capacity(step),
-                                          critic=critic)
+                                          critic=critic, replica=hyper)
         return terms["loss"], terms
 
     def step(self, state, order, images):

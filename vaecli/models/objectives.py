@@ -1,7 +1,7 @@
 """The training objectives' losses, one function each, named by `objective.name` in
 vaecli.registry.OBJECTIVES (which also says what each reads, which gradient estimators it
 offers and which extra terms it logs). Each takes a bound model, a batch x, a key, the run's
-ObjectiveConfig and the step's `Values`, and returns a dict of batch means: `loss` (what the
+ObjectiveConfig (its replica keys at the step's values) and the step's `Values`, and returns a dict of batch means: `loss` (what the
 trainer minimises and logs), `recon` (the reconstruction loss −E_q[log p(x|z)] in nats),
 `kl` (the KL as for the ELBO, so the logs read the same whatever is minimised) and the
 entry's `logs`.
@@ -19,11 +19,12 @@ value (DReG, β-TCVAE's training estimator), `_valued` keeps the value and takes
 surrogate's gradient: v + (s − stop_gradient(s)) is v to the bit.
 
 Models offer `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models.vae); the math
-is vaecli.models.densities and vaecli.models.bounds. The `Values` may be traced: replicas of
-one program differ in them (the state's "hyper").
+is vaecli.models.densities and vaecli.models.bounds. The `Values`, and the config's keys of the
+`replica` role, may be traced: replicas of one program differ in them (the state's "hyper").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -39,10 +40,8 @@ _stop = jax.lax.stop_gradient
 
 
 class Values(NamedTuple):
-    """The step's numbers a loss reads (all but dataset_size may be traced, per replica)."""
+    """The step's numbers a loss reads beyond its config (kl_weight and capacity may be traced)."""
     kl_weight: object = 1.0  # elbo: β after the warm-up; ciwae: the ELBO's share β; btcvae: β on the TC
-    free_bits: object = 0.0
-    alpha: object = 0.5  # vr: the Rényi α
     dataset_size: int | None = None  # training examples N: btcvae's estimate of q(z)
     capacity: object = 0.0  # elbo with objective.capacity: the step's target KL C, in nats
     critic: object = None  # factorvae: z -> the discriminator's logits, its parameters held
@@ -89,7 +88,7 @@ def elbo(model, x, key, cfg, v: Values):
         return _terms(recon + v.kl_weight * kl_mc, recon, kl_mc)
     per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
     # a where, not an if: free_bits may be a traced per-replica value
-    penalty = jnp.where(v.free_bits > 0, jnp.sum(jnp.maximum(per_dim, v.free_bits)), jnp.sum(per_dim))
+    penalty = jnp.where(cfg.free_bits > 0, jnp.sum(jnp.maximum(per_dim, cfg.free_bits)), jnp.sum(per_dim))
     return _terms(recon + v.kl_weight * penalty, recon, jnp.sum(per_dim))
 
 
@@ -143,7 +142,7 @@ def ciwae(model, x, key, cfg, v: Values):
 def vr(model, x, key, cfg, v: Values):
     """The Rényi bound 1/(1−α) log (1/K) Σ_k w_k^{1−α} (Li & Turner 2016): α → 1 is the ELBO,
     α = 0 the IWAE bound, at the same K draws."""
-    return _bound(model, x, key, cfg, bounds.make_bound("renyi", alpha=v.alpha), cfg.samples)
+    return _bound(model, x, key, cfg, bounds.make_bound("renyi", alpha=cfg.alpha), cfg.samples)
 
 
 def hold(model, names, invert: bool = False):
@@ -216,19 +215,21 @@ def autoencoder(model, x, key, cfg, v: Values):
     return _terms(recon, recon, jnp.zeros_like(recon))
 
 
-def training_terms(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None,
-                   capacity=None, critic=None) -> dict:
+def training_terms(model, x, key, cfg, kl_weight=None, dataset_size=None, capacity=None, critic=None,
+                   replica: dict | None = None) -> dict:
     """Batch means (loss, recon, kl and the entry's `logs`) of the objective `cfg` (an
     ObjectiveConfig) names. A value left None is the config's (kl_weight: objective.beta, as
     after any warm-up; capacity: objective.capacity, as at its end); `dataset_size`, the
-    training-set size, only β-TCVAE needs, `critic` only FactorVAE."""
-    v = Values(cfg.beta if kl_weight is None else kl_weight, cfg.free_bits if free_bits is None else free_bits,
-               cfg.alpha if alpha is None else alpha, dataset_size, cfg.capacity if capacity is None else capacity,
+    training-set size, only β-TCVAE needs, `critic` only FactorVAE. `replica`: values of the
+    config's replica keys (the state's "hyper", traced) that the loss reads in place of cfg's."""
+    if replica:
+        cfg = dataclasses.replace(cfg, **replica)
+    v = Values(cfg.beta if kl_weight is None else kl_weight, dataset_size, cfg.capacity if capacity is None else capacity,
                critic)
     return registry.OBJECTIVES[cfg.name].load()(model, x, key, cfg, v)
 
 
-def training_loss(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None):
+def training_loss(model, x, key, cfg, kl_weight=None, dataset_size=None):
     """(loss, recon, kl) of `training_terms`: the loss's gradient is the estimator's."""
-    terms = training_terms(model, x, key, cfg, kl_weight, free_bits, alpha, dataset_size)
+    terms = training_terms(model, x, key, cfg, kl_weight, dataset_size)
     return terms["loss"], terms["recon"], terms["kl"]
