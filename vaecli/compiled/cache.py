@@ -29,7 +29,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from vaecli.config import UNCOMPILED, Config, to_dict
+from vaecli.config import UNCOMPILED, Config, dotted, to_dict
 
 log = logging.getLogger("vaecli")
 
@@ -47,11 +47,7 @@ def training_fields(cfg: Config) -> tuple:
         ignored.discard("optim.lr")
     raw, plain = to_dict(cfg), to_dict(default)
     for name in ignored:
-        *sections, leaf = name.split(".")
-        node, base = raw, plain
-        for s in sections:
-            node, base = node[s], base[s]
-        node[leaf] = base[leaf]
+        dotted.put(raw, name, dotted.get(plain, name))
     return (_hashable(raw), ("weight_decay_is_zero", cfg.optim.weight_decay == 0))
 
 

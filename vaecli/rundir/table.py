@@ -12,13 +12,14 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import json
-import math
 import os
 import re
 import statistics
 from pathlib import Path
 
 from vaecli import config as config_lib
+from vaecli import finite
+from vaecli.config import dotted
 from vaecli.errors import ConfigError, UsageError
 from vaecli.rundir import metrics
 from vaecli.rundir.layout import read_json
@@ -45,16 +46,6 @@ def find(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def lock_held(run_dir: Path) -> bool:
     """Whether a live process holds `train.lock` (see runs.Lock): a shared, non-blocking
     flock fails only while a trainer holds its exclusive one. Released at once."""
@@ -76,9 +67,9 @@ def lock_held(run_dir: Path) -> bool:
 def best_validation_elbo(run_dir: Path) -> float | None:
     best = None
     for rec in metrics.read(run_dir, split="validation"):
-        v = rec.get("elbo")
-        if isinstance(v, (int, float)) and math.isfinite(v) and (best is None or v > best):
-            best = float(v)
+        v = finite.number(rec.get("elbo"))
+        if v is not None and (best is None or v > best):
+            best = v
     return best
 
 
@@ -92,9 +83,9 @@ def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
     found = sorted(((int(m[1]), int(m[2]), n) for n in names if (m := _EVAL_FILE.match(n))), reverse=True)
     for _, k, name in found:
         doc = read_json(run_dir / "eval" / name)
-        ll = doc.get("log_likelihood") if doc else None
-        if isinstance(ll, (int, float)) and math.isfinite(ll):
-            return float(ll), k
+        ll = finite.number(doc.get("log_likelihood")) if doc else None
+        if ll is not None:
+            return ll, k
     return None, None
 
 
@@ -112,7 +103,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     summary = read_json(summary_path)
     if meta is None or (summary is None and summary_path.exists()):  # written atomically: unreadable is damage
         return row
-    row["config"] = flatten(raw)
+    row["config"] = dotted.flatten(raw)
     summary = summary or {}
     status = summary.get("status")
     if status in (None, "running"):
@@ -127,8 +118,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     except OSError:  # no permission, or removed while listed: the row says so, the table goes on
         row["status"] = "unreadable"
     row["test_ll"], row["test_k"] = latest_test(run_dir)
-    wall = summary.get("wall_s")
-    row["wall_s"] = float(wall) if isinstance(wall, (int, float)) and math.isfinite(wall) else None
+    row["wall_s"] = finite.number(summary.get("wall_s"))
     return row
 
 
