@@ -62,7 +62,8 @@ def test_reparameterize_draws_from_the_requested_gaussian():
     mean = jnp.array([[0.5, -1.0, 2.0], [0.0, 3.0, -0.2]])
     logvar = jnp.array([[0.3, -0.7, 1.2], [0.0, -2.0, 0.5]])
     n = 100_000
-    z = np.asarray(densities.reparameterize(mean, logvar, jax.random.normal(jax.random.key(1), (n, *mean.shape))), np.float64)
+    eps = jax.random.normal(jax.random.key(1), (n, *mean.shape))
+    z = np.asarray(densities.reparameterize(mean, logvar, eps), np.float64)
     assert z.shape == (n, 2, 3)
     sd = np.exp(0.5 * np.asarray(logvar, np.float64))
     # sample mean: standard error sd/√n; sample variance: standard error ≈ sd²·√(2/n)

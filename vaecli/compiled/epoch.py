@@ -119,7 +119,8 @@ class _Steps:
         recon, kl = terms["recon"], terms["kl"]
         if self.aux is not None:  # the auxiliary network's own update, on the step's codes
             module, net, aux_tx = self.aux
-            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], jax.random.fold_in(key, streams.DISCRIMINATOR_STEP))
+            aux_key = jax.random.fold_in(key, streams.DISCRIMINATOR_STEP)
+            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], aux_key)
             terms = {**terms, **aux_logs}
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)

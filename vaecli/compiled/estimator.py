@@ -24,7 +24,7 @@ from vaecli.compiled import cache, devices
 from vaecli.models import densities
 from vaecli.models.vae import Functional
 
-TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
+TRACES = {"estimator": 0}  # incremented at trace time; tests read it to prove one compile
 
 
 def chunk_size(k: int, batch_size: int, max_rows: int) -> int:
@@ -92,7 +92,7 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
     return _chunked(samples, chunk_size(samples, b, max_rows), monte_carlo, jnp.zeros((b,))) / samples
 
 
-def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
+def make_estimator_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
                    deterministic: bool = False, batch_sharding=None):
     """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
 
@@ -140,7 +140,7 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
         return out
 
     def run(params, batches, key):
-        TRACES["bounds"] += 1
+        TRACES["estimator"] += 1
         bsz = batches.shape[1]
 
         def body(_, inp):
@@ -195,9 +195,9 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
         batch_sharding = devices.batch_sharding(mesh) if sharded else None
-        key = cache.key("bounds", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
+        key = cache.key("estimator", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
                            cache.signature(params), cache.signature(batches))
-        compiled = cache.get(key, lambda: make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
+        compiled = cache.get(key, lambda: make_estimator_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
                                                             batch_sharding).lower(
             params, batches, jax.random.key(0)).compile())
         scratch = _scratch_bytes(compiled)
