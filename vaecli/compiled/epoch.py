@@ -127,7 +127,7 @@ class _Steps:
         # The update is judged by the parameters it gives (finite before it, so finite after
         # it iff the update is, overflow included): XLA fuses the update into the parameter
         # write, and checking the new parameters costs one read of them, where checking the
-        # update leaf by leaf wrote it out and read it twice more (about a tenth of a CPU epoch).
+        # update itself would write it out and read it again.
         finite = jnp.stack([jnp.isfinite(recon), jnp.isfinite(kl), all_finite(params)])
         skipped = state["skipped"]
         skip = jnp.zeros((), bool)
@@ -170,10 +170,9 @@ def all_finite(tree) -> jax.Array:
     for finite x and NaN for ±Inf or NaN, and a sum of zeros cannot overflow (a plain Σ x, or
     a norm, could be Inf for finite x). A matrix leaf is read by the product 0ᵀ·W, which XLA's
     CPU backend runs as a vectorised matrix-vector kernel where it emits Σ 0·W as a scalar
-    loop (IWAE-paper network, batch 20, alternating rounds: 0.91× the bare loop's step
-    against 1.04×; docs/performance.md). The product runs at the step's matmul precision: under
-    train.precision=bfloat16 a finite weight beyond bfloat16's range (> 3.39e38) counts as
-    not finite."""
+    loop (docs/performance.md, "Time per training step"). The product runs at the step's
+    matmul precision: under train.precision=bfloat16 a finite weight beyond bfloat16's range
+    (> 3.39e38) counts as not finite."""
     total = jnp.zeros((), jnp.float32)
     for a in jax.tree.leaves(tree):
         if a.ndim >= 2:

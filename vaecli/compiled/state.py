@@ -69,9 +69,9 @@ def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional,
 def template_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional, optax.GradientTransformation, dict]:
     """`init_state`'s (Functional, optimizer, state), the state as shapes and dtypes: what a
     checkpoint is restored into, traced with jax.eval_shape so that no parameter is computed
-    (the eager init runs some twenty small programs; measured on a bmnist_mlp run, warm
-    compile cache, 5 rounds alternating: `vae sample` 3.16 -> 2.76 s, `vae eval-elbo` 4.43
-    -> 3.76 s). The Functional's `params` are the abstract ones until a restore replaces them."""
+    (the eager init runs some twenty small programs, which a restore would throw away:
+    docs/performance.md). The Functional's `params` are the abstract ones until a restore
+    replaces them."""
     built = {}
 
     def make():
