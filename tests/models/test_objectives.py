@@ -74,9 +74,9 @@ def test_renyi_bound_is_the_elbo_at_alpha_1_and_iwae_at_alpha_0(tiny):
     key = jax.random.key(3)
     elbo, iwae = (_value_and_grad(fn, x, key, oc) for oc in (OC(kl="mc", samples=7), OC(name="iwae", samples=7)))
     for alpha in (1.0, jnp.float32(1.0)):  # a number in the config, or traced (objective.alpha is a replica key)
-        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), alpha=alpha), elbo)
+        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), replica={"alpha": alpha}), elbo)
     for alpha in (0.0, jnp.float32(0.0)):
-        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), alpha=alpha), iwae)
+        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), replica={"alpha": alpha}), iwae)
     # the limit α → 1 is continuous, from both sides; and the bound falls as α grows
     near = [float(_value_and_grad(fn, x, key, OC(name="vr", samples=7, alpha=a))[0]) for a in (1 - 1e-3, 1 + 1e-3)]
     assert near == pytest.approx([float(elbo[0])] * 2, abs=1e-2)

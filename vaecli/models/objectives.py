@@ -229,7 +229,7 @@ def training_terms(model, x, key, cfg, kl_weight=None, dataset_size=None, capaci
     return registry.OBJECTIVES[cfg.name].load()(model, x, key, cfg, v)
 
 
-def training_loss(model, x, key, cfg, kl_weight=None, dataset_size=None):
+def training_loss(model, x, key, cfg, kl_weight=None, dataset_size=None, replica: dict | None = None):
     """(loss, recon, kl) of `training_terms`: the loss's gradient is the estimator's."""
-    terms = training_terms(model, x, key, cfg, kl_weight, dataset_size)
+    terms = training_terms(model, x, key, cfg, kl_weight, dataset_size, replica=replica)
     return terms["loss"], terms["recon"], terms["kl"]
