@@ -1,8 +1,9 @@
-"""Time, read in one place: the clock that time limits are measured with, durations as
-users write them ("9m30s"), and the UTC time that names run folders.
+"""The clock that time limits are measured with, durations as users write them ("9m30s"), and
+the UTC time that names run folders.
 
-Everything that reads the time goes through `now()` or `utc_now()`, so a test can fix
-either by patching this module (the clock a run sees, the second a folder is named in).
+What a run decides by the time (a time limit, its budget, a folder's name) reads it here,
+through `now()` or `utc_now()`, so a test fixes it by patching this module; a duration that is
+only reported (wall_s, compile_s, elapsed_s) is read from time.perf_counter where it is measured.
 No JAX here: config validation parses durations with it.
 """
 from __future__ import annotations
@@ -35,15 +36,7 @@ def is_duration(text) -> bool:
         return False
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
-
-
-clock = time.perf_counter  # what time limits are measured with (every reading goes through `now`)
+clock = time.perf_counter  # what time limits are measured with (read through `now`)
 
 
 def now() -> float:

@@ -65,7 +65,7 @@ class Objective(Choice):
 
     reads            the ObjectiveConfig fields the loss uses: a field it does not read must
                      stay at its default (`check` says so, naming the key)
-    gradients        the `objective.gradient` estimators it offers (vaecli.models.bounds)
+    gradients        the `objective.gradient` estimators it offers (vaecli.models.gradients)
     logs             the loss's terms beyond loss, recon and kl: logged with every training record
     diagonal_normal  the loss splits the KL per dimension: q(z|x) a diagonal Gaussian (no flow),
                      p(z) = N(0, I), one stochastic layer

@@ -125,7 +125,7 @@ def test_each_method_compiles_once_per_input_shape(run_path):
                  "log_likelihood": lambda r, n, seed: r.log_likelihood(x[:n], k=5, seed=seed),
                  "elbo": lambda r, n, seed: r.elbo(x[:n], seed=seed)}
         for name, call in calls.items():
-            bounds = estimator.TRACES["bounds"]
+            traces = estimator.TRACES["estimator"]
             for n, first_seed in ((64, 0), (32, 3)):  # a new shape: compiled once more
                 events.clear()
                 call(run, n, first_seed)
@@ -134,7 +134,7 @@ def test_each_method_compiles_once_per_input_shape(run_path):
                     events.clear()
                     call(same_model, n, seed)
                     assert events == [], (name, n, seed)
-            assert estimator.TRACES["bounds"] - bounds == (2 if name in ("log_likelihood", "elbo") else 0), name
+            assert estimator.TRACES["estimator"] - traces == (2 if name in ("log_likelihood", "elbo") else 0), name
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
 

@@ -6,7 +6,7 @@ from helpers import assert_same_bits, final_state
 from vaecli import config, data
 from vaecli.compiled import cache as programs
 from vaecli.compiled import epoch
-from vaecli.compiled import estimator as bounds
+from vaecli.compiled import estimator
 from vaecli.compiled import state as state_lib
 from vaecli.rundir import metrics
 from vaecli.training import start as train
@@ -17,8 +17,8 @@ def test_a_program_is_traced_once_and_kept_for_the_process(tmp_path, tiny_config
     and evaluation); a later run of the same program in the process traces nothing, also with
     other values of what the step does not bake in, and computes the bits of a fresh trace."""
     programs.clear()
-    before = epoch.TRACES["epoch"], bounds.TRACES["bounds"]
-    traces = lambda: (epoch.TRACES["epoch"] - before[0], bounds.TRACES["bounds"] - before[1])
+    before = epoch.TRACES["epoch"], estimator.TRACES["estimator"]
+    traces = lambda: (epoch.TRACES["epoch"] - before[0], estimator.TRACES["estimator"] - before[1])
     cfg = config.replace(tiny_config, train={"epochs": 2})
     first = train.train(cfg, tmp_path, "first", argv=[], progress="none")
     assert traces() == (1, 1)

@@ -41,7 +41,7 @@ def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
         import jax, numpy as np
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from helpers import tiny_overrides
-        from vaecli.compiled import estimator as bounds
+        from vaecli.compiled import estimator
         from vaecli import config
         from vaecli import data
         from vaecli.compiled import devices
@@ -55,8 +55,8 @@ def test_two_and_four_devices_match_one(tiny_cache, tiny_run, tmp_path):
         # the estimator: examples split over 4 devices vs one device
         fn, _, state = st.init_state(cfg, (8, 8, 1))
         test = data.load_split(cfg.data, "test")
-        one = bounds.per_example(fn, state["params"], test.images, test.scale, 7, 0, 32)
-        est, plan = bounds.compile_estimator(fn, state["params"], test.images, test.scale, 7, 32,
+        one = estimator.per_example(fn, state["params"], test.images, test.scale, 7, 0, 32)
+        est, plan = estimator.compile_estimator(fn, state["params"], test.images, test.scale, 7, 32,
                                              mesh=devices.make_mesh(4))
         four = est(state["params"], 0)
         assert plan["devices"] == 4

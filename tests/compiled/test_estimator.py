@@ -11,7 +11,7 @@ from flax import nnx
 from helpers import standard_error
 from scipy import stats
 
-from vaecli.compiled import estimator as bounds
+from vaecli.compiled import estimator
 from vaecli.config import ModelConfig
 from vaecli.models import priors
 from vaecli.models import vae as models
@@ -38,7 +38,7 @@ def test_k_sample_bound_grows_with_k_and_exceeds_the_elbo(bernoulli_vae):
     fn, x = bernoulli_vae
     ll, elbo = {}, {}
     for k in (1, 10, 100, 1000):
-        r = bounds.per_example(fn, fn.params, x, scale=1, k=k, seed=0, batch_size=128)
+        r = estimator.per_example(fn, fn.params, x, scale=1, k=k, seed=0, batch_size=128)
         assert r["log_likelihood"].shape == (len(x),)
         assert np.all(np.isfinite(r["log_likelihood"]))
         ll[k] = r["log_likelihood"].astype(np.float64)
@@ -59,8 +59,8 @@ def test_k_sample_bound_grows_with_k_and_exceeds_the_elbo(bernoulli_vae):
 def test_uint8_images_and_scale_match_float_input(bernoulli_vae):
     fn, x = bernoulli_vae
     x = x[:40]
-    as_float = bounds.per_example(fn, fn.params, x, scale=1, k=5, seed=3, batch_size=16)
-    as_255 = bounds.per_example(fn, fn.params, (x * 255).astype(np.uint8), scale=255, k=5, seed=3, batch_size=16)
+    as_float = estimator.per_example(fn, fn.params, x, scale=1, k=5, seed=3, batch_size=16)
+    as_255 = estimator.per_example(fn, fn.params, (x * 255).astype(np.uint8), scale=255, k=5, seed=3, batch_size=16)
     for name in ("recon", "kl", "log_likelihood"):
         np.testing.assert_allclose(as_255[name], as_float[name], rtol=1e-6, atol=1e-6)
 
@@ -134,13 +134,13 @@ def test_linear_gaussian_model_pieces_match_scipy(linear_gaussian):
 
 def test_importance_sampled_log_px_matches_the_closed_form(linear_gaussian):
     fn, x, exact, gap = linear_gaussian
-    r = bounds.per_example(fn, fn.params, x, scale=1, k=2000, seed=0, batch_size=100)
+    r = estimator.per_example(fn, fn.params, x, scale=1, k=2000, seed=0, batch_size=100)
     err = r["log_likelihood"].astype(np.float64) - exact
     se = standard_error(err)  # paired: per-example estimate minus its exact value
     assert se < 0.02  # K=2000 makes the estimate precise ...
     assert abs(err.mean()) < 4 * se  # ... and it agrees with log p(x)
     # The summary's standard error (spread over examples) also covers the difference.
-    summary = bounds.summarize(r, num_pixels=P)
+    summary = estimator.summarize(r, num_pixels=P)
     assert abs(summary["log_likelihood"] - exact.mean()) < 3 * summary["log_likelihood_stderr"]
     # With recon averaged over 2000 draws, -(recon + kl) is the ELBO: log p(x) − KL(q ‖ posterior).
     elbo_err = -(r["recon"] + r["kl"]).astype(np.float64) - (exact - gap)
@@ -150,7 +150,7 @@ def test_importance_sampled_log_px_matches_the_closed_form(linear_gaussian):
 def test_single_sample_estimate_shows_the_elbo_gap(linear_gaussian):
     fn, x, exact, gap = linear_gaussian
     assert gap > 2  # q is deliberately poor: the gap is several nats
-    r = bounds.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=100)
+    r = estimator.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=100)
     shortfall = exact - r["log_likelihood"].astype(np.float64)
     se = standard_error(shortfall)
     assert shortfall.mean() > 4 * se  # clearly below log p(x)
@@ -162,7 +162,7 @@ def test_chunk_size_respects_max_rows_and_k():
     for k in (1, 2, 7, 50, 1000):
         for batch in (1, 3, 64, 1000):
             for max_rows in (1, 10, 64, 999, 2**16):
-                c = bounds.chunk_size(k, batch, max_rows)
+                c = estimator.chunk_size(k, batch, max_rows)
                 assert 1 <= c <= k
                 assert c * batch <= max_rows or c == 1  # one sample at a time is the floor
                 assert c == k or (c + 1) * batch > max_rows  # and no smaller than it has to be
@@ -172,22 +172,22 @@ def test_per_example_does_not_depend_on_batch_size_or_chunking(linear_gaussian):
     """Randomness is per (example, sample index): batching, padding and chunking change nothing."""
     fn, x, _, _ = linear_gaussian
     k, n = 50, len(x)
-    reference = bounds.per_example(fn, fn.params, x, scale=1, k=k, seed=7, batch_size=n, max_rows=10**9)
+    reference = estimator.per_example(fn, fn.params, x, scale=1, k=k, seed=7, batch_size=n, max_rows=10**9)
     layouts = [  # (batch_size, max_rows)
         (n, 13 * n),  # one batch, chunks of 13: 50 % 13 = 11 -> the last chunk is padded
         (7, 7 * 6),  # 29 batches, the last one padded; chunks of 6, 50 % 6 = 2
         (33, 1),  # max_rows below the batch size: one sample per chunk
     ]
-    chunks = [bounds.chunk_size(k, min(bs, n), max_rows) for bs, max_rows in layouts]
+    chunks = [estimator.chunk_size(k, min(bs, n), max_rows) for bs, max_rows in layouts]
     assert any(k % c for c in chunks) and any(n % bs for bs, _ in layouts)  # padding paths are exercised
     for batch_size, max_rows in layouts:
-        got = bounds.per_example(fn, fn.params, x, scale=1, k=k, seed=7, batch_size=batch_size, max_rows=max_rows)
+        got = estimator.per_example(fn, fn.params, x, scale=1, k=k, seed=7, batch_size=batch_size, max_rows=max_rows)
         for name in ("recon", "kl", "log_likelihood"):
             assert got[name].shape == (n,)
             np.testing.assert_allclose(got[name], reference[name], rtol=1e-5, atol=1e-5,
                                        err_msg=f"{name}, batch_size={batch_size}, max_rows={max_rows}")
     # The invariance is not vacuous: another seed gives other estimates.
-    other = bounds.per_example(fn, fn.params, x, scale=1, k=k, seed=8, batch_size=n)
+    other = estimator.per_example(fn, fn.params, x, scale=1, k=k, seed=8, batch_size=n)
     assert np.mean(np.abs(other["log_likelihood"] - reference["log_likelihood"])) > 1e-3
 
 
@@ -199,7 +199,7 @@ def test_importance_sampled_log_px_converges_as_k_grows(linear_gaussian):
     fn, x, exact, gap = linear_gaussian
     errors = {}
     for k in (1, 10, 100, 1000):
-        r = bounds.per_example(fn, fn.params, x, scale=1, k=k, seed=1, batch_size=100)
+        r = estimator.per_example(fn, fn.params, x, scale=1, k=k, seed=1, batch_size=100)
         errors[k] = exact - r["log_likelihood"].astype(np.float64)  # ≥ 0 in expectation (a lower bound)
     for lo, hi in [(1, 10), (10, 100)]:
         drop = errors[lo] - errors[hi]
@@ -212,8 +212,8 @@ def test_importance_sampled_log_px_converges_as_k_grows(linear_gaussian):
 
 def test_monte_carlo_kl_matches_the_analytic_kl_within_its_standard_error(linear_gaussian):
     fn, x, _, _ = linear_gaussian
-    r = bounds.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=64, kl_mc_samples=50)
-    s = bounds.summarize(r, num_pixels=P)
+    r = estimator.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=64, kl_mc_samples=50)
+    s = estimator.summarize(r, num_pixels=P)
     # The analytic KL of the test model's q against N(0, I), written out with numpy.
     mean, logvar = (np.asarray(a, np.float64) for a in fn.bind(fn.params).encoder(jnp.asarray(x)))
     kl_numpy = 0.5 * np.sum(np.exp(logvar) + mean**2 - 1 - logvar, axis=1)
@@ -222,7 +222,7 @@ def test_monte_carlo_kl_matches_the_analytic_kl_within_its_standard_error(linear
     assert abs(s["kl_mc"] - s["kl"]) < 4 * s["kl_mc_stderr"]
     # The per-dimension KL sums to the KL, and M draws change the MC estimate, not the analytic one.
     np.testing.assert_allclose(r["kl_per_dim"].sum(1), r["kl"], rtol=1e-5)
-    other = bounds.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=64, kl_mc_samples=7)
+    other = estimator.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=64, kl_mc_samples=7)
     np.testing.assert_array_equal(other["kl"], r["kl"])
     assert np.mean(np.abs(other["kl_mc"] - r["kl_mc"])) > 1e-3
 
@@ -243,8 +243,8 @@ def test_active_units_on_a_model_with_known_dead_dimensions():
     w, b = rng.normal(size=(P, 5)), np.zeros(P)
     fn = models.Functional(LinearGaussian(w, b, enc, np.zeros(5), q_logvar))
 
-    r = bounds.per_example(fn, fn.params, x, scale=1, k=3, seed=0, batch_size=128)
-    units = bounds.latent_units(r)
+    r = estimator.per_example(fn, fn.params, x, scale=1, k=3, seed=0, batch_size=128)
+    units = estimator.latent_units(r)
     expected_variance = np.var(x.astype(np.float64) @ enc.T, axis=0)
     np.testing.assert_allclose(units["encoder_mean_variance"], expected_variance, rtol=1e-4, atol=1e-9)
     assert units["active"] == [True, False, False, False, True]
@@ -257,12 +257,12 @@ def test_active_units_on_a_model_with_known_dead_dimensions():
 def test_automatic_chunking_fits_a_memory_budget_without_changing_the_numbers(linear_gaussian, monkeypatch):
     fn, x, _, _ = linear_gaussian
     k = 64
-    estimate, plan = bounds.compile_estimator(fn, fn.params, x, 1, k, batch_size=50)
+    estimate, plan = estimator.compile_estimator(fn, fn.params, x, 1, k, batch_size=50)
     assert plan["sample_chunk"] == k and plan["scratch_bytes"] <= plan["memory_budget_bytes"]
     reference = estimate(fn.params, 5)
     budget = plan["scratch_bytes"] // 8
-    monkeypatch.setattr(bounds, "memory_budget", lambda: budget)
-    small, tight = bounds.compile_estimator(fn, fn.params, x, 1, k, batch_size=50)
+    monkeypatch.setattr(estimator, "memory_budget", lambda: budget)
+    small, tight = estimator.compile_estimator(fn, fn.params, x, 1, k, batch_size=50)
     assert tight["sample_chunk"] < k
     assert tight["scratch_bytes"] <= budget or tight["sample_chunk"] == 1
     got = small(fn.params, 5)

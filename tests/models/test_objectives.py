@@ -1,7 +1,8 @@
 """The registered losses (vaecli.models.objectives.training_loss, what the trainer calls)
-against the mathematics of vaecli.models.bounds: the IWAE family's and the Rényi bound's
-special cases, PIWAE's two gradients, the estimators' expectations, and β-TCVAE's terms.
-(The bounds and estimators themselves are checked in test_bounds.py; here, their wiring.)"""
+against the mathematics of vaecli.models.bounds, .gradients and .tcvae: the IWAE family's and
+the Rényi bound's special cases, PIWAE's two gradients, the estimators' expectations, and β-TCVAE's terms.
+(The bounds, estimators and β-TCVAE terms themselves are checked in test_bounds.py,
+test_gradients.py and test_tcvae.py; here, their wiring.)"""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ from helpers import flat, paired_t, standard_errors
 
 from vaecli.config import ModelConfig
 from vaecli.config import ObjectiveConfig as OC
-from vaecli.models import bounds, objectives
+from vaecli.models import gradients, objectives, tcvae
 from vaecli.models import vae as models
 
 N_DATA = 60_000
@@ -73,9 +74,9 @@ def test_renyi_bound_is_the_elbo_at_alpha_1_and_iwae_at_alpha_0(tiny):
     key = jax.random.key(3)
     elbo, iwae = (_value_and_grad(fn, x, key, oc) for oc in (OC(kl="mc", samples=7), OC(name="iwae", samples=7)))
     for alpha in (1.0, jnp.float32(1.0)):  # a number in the config, or traced (objective.alpha is a replica key)
-        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), alpha=alpha), elbo)
+        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), replica={"alpha": alpha}), elbo)
     for alpha in (0.0, jnp.float32(0.0)):
-        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), alpha=alpha), iwae)
+        _assert_same(_value_and_grad(fn, x, key, OC(name="vr", samples=7), replica={"alpha": alpha}), iwae)
     # the limit α → 1 is continuous, from both sides; and the bound falls as α grows
     near = [float(_value_and_grad(fn, x, key, OC(name="vr", samples=7, alpha=a))[0]) for a in (1 - 1e-3, 1 + 1e-3)]
     assert near == pytest.approx([float(elbo[0])] * 2, abs=1e-2)
@@ -95,7 +96,7 @@ def test_piwae_trains_the_decoder_on_iwae_and_the_encoder_on_miwae(tiny, gradien
     assert float(value) == pytest.approx(float(iw_value), rel=1e-5)
     terms = jax.jit(lambda p: objectives.training_terms(fn.bind(p), x, key, oc))(fn.params)
     assert float(terms["encoder_loss"]) == pytest.approx(float(mi_value), rel=1e-5)
-    (enc, model_side), (iw_enc, iw_model), (mi_enc, _) = (bounds.split_params(g) for g in (grad, iw_grad, mi_grad))
+    (enc, model_side), (iw_enc, iw_model), (mi_enc, _) = (gradients.split_params(g) for g in (grad, iw_grad, mi_grad))
     np.testing.assert_allclose(flat(model_side), flat(iw_model), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(flat(enc), flat(mi_enc), rtol=1e-4, atol=1e-6)
     assert float(jnp.max(jnp.abs(flat(enc) - flat(iw_enc)))) > 1e-3  # not IWAE's on the encoder side
@@ -109,7 +110,7 @@ def _encoder_grads(fn, x, ocs, draws, seed):
     def one(key):
         grads = [jax.grad(lambda p, oc=oc: objectives.training_loss(fn.bind(p), x, key, oc)[0])(fn.params)
                  for oc in ocs]
-        return jnp.stack([flat(bounds.split_params(g)[0]) for g in grads])
+        return jnp.stack([flat(gradients.split_params(g)[0]) for g in grads])
 
     return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), draws)), np.float64)
 
@@ -144,7 +145,7 @@ def test_estimators_keep_the_value_and_the_model_side_gradient(tiny, oc):
     reference = dataclasses.replace(oc, gradient="reparam")
     (value, grad), (ref_value, ref_grad) = (_value_and_grad(fn, x, key, c) for c in (oc, reference))
     assert float(value) == pytest.approx(float(ref_value), rel=1e-5)
-    (enc, model_side), (ref_enc, ref_model) = bounds.split_params(grad), bounds.split_params(ref_grad)
+    (enc, model_side), (ref_enc, ref_model) = gradients.split_params(grad), gradients.split_params(ref_grad)
     np.testing.assert_allclose(flat(model_side), flat(ref_model), rtol=1e-4, atol=1e-5)
     assert float(jnp.max(jnp.abs(flat(enc) - flat(ref_enc)))) > 1e-4
 
@@ -223,8 +224,8 @@ def test_btcvae_gradient_is_minibatch_weighted_samplings():
         model = nnx.merge(graphdef, p)
         mean, logvar = model.encode(x)
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, (1, *x.shape))[0]
-        terms = bounds.tc_decomposition(z, mean, logvar, N_DATA, "mws")
-        return bounds.tcvae_loss(-model.log_likelihood(x, z), terms, beta)
+        terms = tcvae.tc_decomposition(z, mean, logvar, N_DATA, "mws")
+        return tcvae.tcvae_loss(-model.log_likelihood(x, z), terms, beta)
 
     np.testing.assert_allclose(flat(jax.grad(registered)(params)), flat(jax.grad(by_hand)(params)), rtol=1e-5)
     assert float(registered(params)) != pytest.approx(float(by_hand(params)), rel=1e-3)  # MWS's offsets not logged

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from vaecli import registry as choices
-from vaecli.compiled import estimator as bounds
+from vaecli.compiled import estimator
 from vaecli.config import FlowConfig, ModelConfig
 from vaecli.errors import ConfigError
 from vaecli.models import densities, likelihoods
@@ -70,7 +70,7 @@ def _is_tolerance(fn, x, k, key):
 
 
 def _check_is_against(fn, exact, k=100_000):
-    est = bounds.per_example(fn, fn.params, ALL_4PX, scale=1, k=k, seed=0, batch_size=16)["log_likelihood"]
+    est = estimator.per_example(fn, fn.params, ALL_4PX, scale=1, k=k, seed=0, batch_size=16)["log_likelihood"]
     # Float32 sums of a few hundred terms add ~1e-4; the IS error is bounded by its standard error.
     tol = _is_tolerance(fn, ALL_4PX, k, jax.random.key(1)) + 1e-3
     assert np.all(tol < 0.1)  # the check is sharp: K=100000 pins log p(x) to a few hundredths

@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT, train_and_eval
 from typer.testing import CliRunner
 
-from vaecli import config, data
+from vaecli import config, data, streams
 from vaecli.cli import app
 from vaecli.compiled import cache as programs
 from vaecli.compiled import epoch, optimizer
@@ -253,7 +253,7 @@ def one_step(cache: Path, tmp_path: Path, name: str, *overrides):
     assert int(end["step"]) == 1
     x = jnp.asarray(split.flat[:32].astype(np.float32) / split.scale)
     # the step's key as the README promises: derived from (seed, step) alone
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), epoch.STEP_STREAM), 0)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), streams.STEP_NOISE), 0)
     _, k_z = jax.random.split(key)
     rec = {k: float(m[k]) for k in ("loss", "recon", "kl")}
     return cfg, rec, p0, end["params"], x, k_z, fn

@@ -25,8 +25,8 @@ def main_process() -> None:
     """The `vae` program: the app, in a process of its own (unlike in-process tests)."""
     STATE["own_process"] = True
     # Importing, tracing and lowering allocate millions of objects that live until the process
-    # ends; Python's default trigger (a collection every 700 net allocations) ran ~500
-    # collections in a tiny `vae train`, 0.43-0.55 s of its ~5.5 s of CPU, against 6 and
-    # 0.14-0.18 s with this one (measured). Cycles are still collected, less often.
+    # ends, and Python's default trigger (a collection every 700 net allocations) walks them
+    # hundreds of times in a tiny `vae train`, for nothing (docs/performance.md, "Measurements
+    # behind code choices"). Cycles are still collected, less often.
     gc.set_threshold(50_000)
     app()

@@ -5,10 +5,9 @@ on disk).
 In memory: a process that trains or evaluates the same network more than once (the library called in
 a loop from a script or a notebook, the test suite's many tiny runs) would otherwise trace,
 lower and compile — or load from JAX's persistent cache — the same epoch, estimator and
-picture programs again: a repeated tiny training took 1.2–1.5 s of CPU, 0.35–0.46 s with
-them kept (tests/conftest.py's tiny config, 3 epochs, in one process). A key names what the
-program closes over; the compiled executable checks the shapes, dtypes and shardings of its
-arguments itself.
+picture programs again, which is most of a repeated tiny training's CPU time
+(docs/performance.md). A key names what the program closes over; the compiled executable
+checks the shapes, dtypes and shardings of its arguments itself.
 
 A key must cover every value a program bakes in. `training_fields` is the config as the
 compiled epoch sees it: the keys whose role is not compiled (vaecli.config.schema) are set
@@ -29,7 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from vaecli.config import UNCOMPILED, Config, to_dict
+from vaecli.config import UNCOMPILED, Config, dotted, to_dict
 
 log = logging.getLogger("vaecli")
 
@@ -47,11 +46,7 @@ def training_fields(cfg: Config) -> tuple:
         ignored.discard("optim.lr")
     raw, plain = to_dict(cfg), to_dict(default)
     for name in ignored:
-        *sections, leaf = name.split(".")
-        node, base = raw, plain
-        for s in sections:
-            node, base = node[s], base[s]
-        node[leaf] = base[leaf]
+        dotted.put(raw, name, dotted.get(plain, name))
     return (_hashable(raw), ("weight_decay_is_zero", cfg.optim.weight_decay == 0))
 
 
@@ -101,11 +96,10 @@ def clear() -> None:
     _MEMO.clear()
 
 
-# Every program is stored. JAX's default (1 s) would skip most of ours on a CPU (an epoch
-# compiles in ~0.5-4 s), and the small ones add up: a parameter init alone is some twenty
-# programs of a few ms each. Measured (bmnist_mlp run, XLA defaults, warm cache, 5 rounds
-# alternating): `vae sample` 4.63 -> 3.66 s, `vae eval-elbo` 5.50 -> 4.76 s with a 0.1 s
-# threshold -> none; the cache grows from 7 to 29 entries (284 -> 380 KB).
+# Every program is stored. JAX's default (1 s) would skip most of ours on a CPU, and the small
+# ones add up: a parameter init alone is some twenty programs of a few ms each, and storing
+# them too makes `vae sample` and `vae eval-elbo` start noticeably sooner for little disk
+# (docs/performance.md).
 MIN_COMPILE_S = 0.0
 
 

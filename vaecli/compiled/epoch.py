@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaecli import registry
+from vaecli import registry, streams
 from vaecli.config import Config
 from vaecli.models import objectives
 
@@ -26,9 +26,6 @@ TRACES = {"epoch": 0}  # incremented at trace time: a test shows one trace per r
 # precision of each dot is fixed when it is traced). "tensorfloat32" is TF32 on NVIDIA GPUs and
 # plain float32 on CPUs; the bf16 preset is bf16 inputs with float32 accumulation everywhere.
 MATMUL_PRECISION = {"float32": "float32", "tf32": "tensorfloat32", "bfloat16": "BF16_BF16_F32"}
-
-# Independent random streams derived from the run's base key.
-SHUFFLE_STREAM, STEP_STREAM, PICTURES_STREAM = 1, 2, 3
 
 
 def to_inputs(x_u8, key, scale: int, dynamic: bool):
@@ -105,14 +102,13 @@ class _Steps:
         # the discriminator at its parameters, which this loss does not train
         critic = self.aux[1].bind(jax.lax.stop_gradient(aux["params"])) if aux is not None else None
         terms = objectives.training_terms(self.fn.bind(params), x, key, self.objective, self.kl_weight(step, hyper),
-                                          free_bits=hyper["free_bits"], alpha=hyper["alpha"],
                                           dataset_size=self.n_train, capacity=self.target_capacity(step),
-                                          critic=critic)
+                                          critic=critic, replica=hyper)
         return terms["loss"], terms
 
     def step(self, state, order, images):
         base = jax.random.wrap_key_data(state["rng"])
-        key = jax.random.fold_in(jax.random.fold_in(base, STEP_STREAM), state["step"])
+        key = jax.random.fold_in(jax.random.fold_in(base, streams.STEP_NOISE), state["step"])
         k_binarize, k_z = jax.random.split(key)
         batch_u8 = images[order]
         if self.batch_sharding is not None:  # data parallel: each device gets a slice of the batch
@@ -123,14 +119,15 @@ class _Steps:
         recon, kl = terms["recon"], terms["kl"]
         if self.aux is not None:  # the auxiliary network's own update, on the step's codes
             module, net, aux_tx = self.aux
-            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], jax.random.fold_in(key, 0xD15C))
+            aux_key = jax.random.fold_in(key, streams.DISCRIMINATOR_STEP)
+            aux, aux_logs = module.step(net, aux_tx, state["aux"], terms["aux_input"], aux_key)
             terms = {**terms, **aux_logs}
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)
         # The update is judged by the parameters it gives (finite before it, so finite after
         # it iff the update is, overflow included): XLA fuses the update into the parameter
         # write, and checking the new parameters costs one read of them, where checking the
-        # update leaf by leaf wrote it out and read it twice more (about a tenth of a CPU epoch).
+        # update itself would write it out and read it again.
         finite = jnp.stack([jnp.isfinite(recon), jnp.isfinite(kl), all_finite(params)])
         skipped = state["skipped"]
         skip = jnp.zeros((), bool)
@@ -151,7 +148,7 @@ class _Steps:
         base = jax.random.wrap_key_data(state["rng"])
         first_step = state["step"]
         epoch_index = first_step // self.steps_per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, SHUFFLE_STREAM), epoch_index),
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, streams.SHUFFLE), epoch_index),
                                       self.n_train)
         order = perm[: self.steps_per_epoch * self.batch].reshape(self.steps_per_epoch, self.batch)
         state, (per_step, finite, skip) = jax.lax.scan(lambda s, o: self.step(s, o, images), state, order)
@@ -173,10 +170,9 @@ def all_finite(tree) -> jax.Array:
     for finite x and NaN for ±Inf or NaN, and a sum of zeros cannot overflow (a plain Σ x, or
     a norm, could be Inf for finite x). A matrix leaf is read by the product 0ᵀ·W, which XLA's
     CPU backend runs as a vectorised matrix-vector kernel where it emits Σ 0·W as a scalar
-    loop (IWAE-paper network, batch 20, alternating rounds: 0.91× the bare loop's step
-    against 1.04×; docs/performance.md). The product runs at the step's matmul precision: under
-    train.precision=bfloat16 a finite weight beyond bfloat16's range (> 3.39e38) counts as
-    not finite."""
+    loop (docs/performance.md, "Time per training step"). The product runs at the step's
+    matmul precision: under train.precision=bfloat16 a finite weight beyond bfloat16's range
+    (> 3.39e38) counts as not finite."""
     total = jnp.zeros((), jnp.float32)
     for a in jax.tree.leaves(tree):
         if a.ndim >= 2:

@@ -19,11 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaecli import streams
 from vaecli.compiled import cache, devices
 from vaecli.models import densities
 from vaecli.models.vae import Functional
 
-TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
+TRACES = {"estimator": 0}  # incremented at trace time; tests read it to prove one compile
 
 
 def chunk_size(k: int, batch_size: int, max_rows: int) -> int:
@@ -56,7 +57,6 @@ def _scratch_bytes(compiled) -> int | None:
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (IWAE): unit d is active if Var_x(E_q[z_d|x]) > 0.01
-_KL_STREAM = 0x4B4C  # the Monte Carlo KL draws: a key stream apart from the importance samples
 
 
 def _draws(example_keys, sample_ids, d: int):
@@ -82,18 +82,17 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
     so a row costs a few latent-sized vectors; chunks of at least 4096 rows keep the scan
     short even when K is 1."""
     mean, logvar = q
-    sd = jnp.exp(0.5 * logvar)
-    kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, _KL_STREAM), index)
+    kl_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, streams.KL_MC), index)
 
     def monte_carlo(total, ids, valid):
-        z = mean + sd * _draws(kl_keys, ids, mean.shape[-1])
+        z = densities.reparameterize(mean, logvar, _draws(kl_keys, ids, mean.shape[-1]))
         return total + jnp.where(valid, densities.kl_monte_carlo(z, mean, logvar), 0.0).sum(0)
 
     b = mean.shape[0]
     return _chunked(samples, chunk_size(samples, b, max_rows), monte_carlo, jnp.zeros((b,))) / samples
 
 
-def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
+def make_estimator_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
                    deterministic: bool = False, batch_sharding=None):
     """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
 
@@ -141,7 +140,7 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
         return out
 
     def run(params, batches, key):
-        TRACES["bounds"] += 1
+        TRACES["estimator"] += 1
         bsz = batches.shape[1]
 
         def body(_, inp):
@@ -196,9 +195,9 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         # the floor; then only a smaller --batch-size helps). An explicit max_rows is obeyed.
         k_chunk = chunk_size(k, bsz, rows)
         batch_sharding = devices.batch_sharding(mesh) if sharded else None
-        key = cache.key("bounds", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
+        key = cache.key("estimator", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
                            cache.signature(params), cache.signature(batches))
-        compiled = cache.get(key, lambda: make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
+        compiled = cache.get(key, lambda: make_estimator_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
                                                             batch_sharding).lower(
             params, batches, jax.random.key(0)).compile())
         scratch = _scratch_bytes(compiled)

@@ -4,7 +4,7 @@ The state is a plain dict pytree so that one compiled function can carry it thro
 `lax.scan`, donate it, checkpoint it, and stack it along a replica axis.
 
 `state["hyper"]` holds the objective's values that replicas of one program may differ in
-(HYPER_KEYS: β, the KL warm-up, free bits, the Rényi α) as arrays the compiled step reads. It
+(HYPER_KEYS: the `objective.*` keys whose role is `replica`) as arrays the compiled step reads. It
 is a function of the run's config.yaml, so checkpoints do not store it (`checkpointed`): the
 checkpoint layout stays run format 2, old run folders load unchanged, and a restore takes
 it from the config again (`with_hyper`), which is bit-identical by construction.
@@ -19,10 +19,12 @@ import optax
 
 from vaecli import registry
 from vaecli.compiled import optimizer
-from vaecli.config import Config
+from vaecli.config import REPLICA_KEYS, Config
 from vaecli.models import vae as models
 
-HYPER_KEYS = ("beta", "warmup_epochs", "free_bits", "alpha")  # objective.* values carried by the state
+# The objective's keys of the replica role, by their names in ObjectiveConfig: the state carries
+# them, and the loss reads them from there (objectives.training_terms' `replica`).
+HYPER_KEYS = tuple(name.removeprefix("objective.") for name in REPLICA_KEYS if name.startswith("objective."))
 
 
 def hyper(cfg: Config) -> dict:
@@ -67,9 +69,9 @@ def init_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional,
 def template_state(cfg: Config, image_shape, train=None) -> tuple[models.Functional, optax.GradientTransformation, dict]:
     """`init_state`'s (Functional, optimizer, state), the state as shapes and dtypes: what a
     checkpoint is restored into, traced with jax.eval_shape so that no parameter is computed
-    (the eager init runs some twenty small programs; measured on a bmnist_mlp run, warm
-    compile cache, 5 rounds alternating: `vae sample` 3.16 -> 2.76 s, `vae eval-elbo` 4.43
-    -> 3.76 s). The Functional's `params` are the abstract ones until a restore replaces them."""
+    (the eager init runs some twenty small programs, which a restore would throw away:
+    docs/performance.md). The Functional's `params` are the abstract ones until a restore
+    replaces them."""
     built = {}
 
     def make():

@@ -3,6 +3,7 @@
     schema     every key: type, default, check, role (and the lists derived from roles)
     build      raw mapping -> checked Config
     overrides  YAML files, `--set` parsing, what `--resume --set` may change
+    dotted     dotted keys over nested mappings and configs: get, put, flatten
 """
 from vaecli.config.build import from_dict
 from vaecli.config.overrides import (apply_overrides, apply_resume_overrides, dump_yaml, load, parse_override,

@@ -7,11 +7,10 @@ the objective's own (vaecli.registry).
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from typing import Any, Literal
 
-from vaecli import registry
+from vaecli import finite, registry
 from vaecli.config.schema import Config
 from vaecli.errors import ConfigError
 
@@ -52,16 +51,13 @@ def _coerce(value: Any, tp, key: str) -> Any:
             return value
     elif tp is float:
         # YAML 1.1 reads `1e-3` (no dot) as a string; accept any number spelled as one.
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out = float(value)
-        elif isinstance(value, str):
+        if isinstance(value, str):
             try:
-                out = float(value)
+                value = float(value)
             except ValueError:
-                out = None
-        else:
-            out = None
-        if out is not None and math.isfinite(out):
+                pass
+        out = finite.number(value)
+        if out is not None:
             return out
     elif tp is str:
         if isinstance(value, str):

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from vaecli.config import schema
+from vaecli.config import dotted, schema
 from vaecli.config.build import from_dict
 from vaecli.config.schema import Config
 from vaecli.errors import ConfigError
@@ -40,15 +40,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     out = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
+        try:
+            dotted.put(out, ".".join(path), value)
+        except ConfigError as e:
+            raise ConfigError(f"--set {text!r}: {e}") from None
     return out
 
 

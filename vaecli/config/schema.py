@@ -161,7 +161,7 @@ class ObjectiveConfig:
     beta: float = _key(1.0, "replica", _NON_NEGATIVE)  # weight of the KL term (β-VAE)
     warmup_epochs: float = _key(0.0, "replica", _NON_NEGATIVE)  # KL weight 0 -> β linearly
     free_bits: float = _key(0.0, "replica", _NON_NEGATIVE)  # nats: per-dimension KL floor
-    # The gradient estimator (vaecli.models.bounds): reparam, stl (Roeder et al. 2017: unbiased
+    # The gradient estimator (vaecli.models.gradients): reparam, stl (Roeder et al. 2017: unbiased
     # for the ELBO, biased for K > 1) or dreg (Tucker et al. 2019: unbiased, for the K-sample bounds).
     gradient: Literal["reparam", "stl", "dreg"] = _key("reparam")
     groups: int = _key(1, check=_POSITIVE)  # miwae, piwae: M groups of `samples` (K) draws each

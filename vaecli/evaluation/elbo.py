@@ -137,8 +137,8 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
                                "objective": run.config.objective.name, "train_precision": run.config.train.precision},
                      "batch_size": plan["batch_size"], "sample_chunk": plan["sample_chunk"],
                      "devices": plan["devices"], "vaecli_version": vaecli.__version__},
-        # JAX's default matmul precision uses TF32 on NVIDIA GPUs: on an H100, K=5000 on the
-        # binarized-MNIST test split moved log p(x) by 3e-4 nats against "highest" (3.5x slower).
+        # JAX's default matmul precision uses TF32 on NVIDIA GPUs, which moves log p(x) a little
+        # against "highest" (docs/performance.md): the record says which precision was in force.
         "timing": {"compile_s": compile_s, "eval_s": eval_s, "device": str(jax.devices()[0]),
                    "matmul_precision": jax.config.jax_default_matmul_precision or "default",
                    "scratch_bytes": plan["scratch_bytes"]},

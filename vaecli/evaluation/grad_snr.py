@@ -4,7 +4,7 @@ For each K and estimator, `draws` independent gradients of the K-sample IWAE bou
 registered loss, vaecli.models.objectives, objective.name=iwae, objective.gradient=the
 estimator) on one fixed batch; per parameter, SNR = |mean| / standard deviation over the
 draws (Rainforth et al. 2018, eq. 11), summarised over the parameters of each side: the
-inference side (vaecli.models.bounds.ENCODER_SIDE: encoder, q2, flow) and the generative
+inference side (vaecli.models.gradients.ENCODER_SIDE: encoder, q2, flow) and the generative
 side (the rest). Rainforth et al.: the reparameterized encoder SNR falls like 1/√K; DReG's
 does not (Tucker et al. 2019). Draw d uses the key fold_in(seed, d) for every K and
 estimator, so the estimators are compared on the same noise.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecli import data, registry
+from vaecli import data, registry, streams
 from vaecli.errors import UsageError
 from vaecli.evaluation.elbo import parse_samples
 from vaecli.rundir import evaluated
@@ -95,7 +95,7 @@ def _batch(images, batch_size: int, seed: int, dynamic: bool):
 
     idx = np.sort(np.random.default_rng(seed).choice(len(images), batch_size, replace=False))
     flat = jnp.asarray(images.flat[idx])
-    return to_inputs(flat, jax.random.fold_in(jax.random.key(seed), 0xB1A), images.scale, dynamic)
+    return to_inputs(flat, jax.random.fold_in(jax.random.key(seed), streams.GRAD_SNR_BATCH), images.scale, dynamic)
 
 
 def _measure(fn, params, x, k: int, estimator: str, draws: int, seed: int) -> dict:
@@ -121,14 +121,14 @@ def _program(fn, k: int, estimator: str, draws: int):
     import jax.numpy as jnp
 
     from vaecli.config import ObjectiveConfig
-    from vaecli.models import bounds, objectives
+    from vaecli.models import gradients, objectives
 
     oc = ObjectiveConfig(name=BOUND, samples=k, gradient=estimator)
 
     def sides(params, x, key):
         grad = jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, oc)[0])(params)
         return tuple(jnp.concatenate([jnp.ravel(a) for a in jax.tree.leaves(part)] or [jnp.zeros(0)])
-                     for part in bounds.split_params(grad))
+                     for part in gradients.split_params(grad))
 
     def run(params, x, key):
         zeros = tuple(jnp.zeros_like(g) for g in jax.eval_shape(sides, params, x, key))

@@ -21,7 +21,6 @@ from vaecli.errors import UsageError
 
 TRAVERSE_RANGE = 3.0  # prior standard deviations either side of zero
 MANIFOLD_QUANTILES = (0.05, 0.95)
-ACTIVE_UNIT_THRESHOLD = 0.01  # as vaecli.compiled.estimator (Burda et al.): a unit is active above it
 
 
 def _pick(split, count: int, seed: int) -> np.ndarray:
@@ -77,6 +76,8 @@ def traverse_measure(mean: np.ndarray, logvar: np.ndarray, closed_form_kl: bool)
 
 
 def _traverse(model, ctx, n, steps, temperature):
+    from vaecli.compiled.estimator import ACTIVE_UNIT_THRESHOLD
+
     split = ctx["split"]()
     mean, logvar = model.encode(split.images.astype(np.float32) / split.scale)
     measure, short, score = traverse_measure(mean, logvar, ctx["closed_form_kl"])

@@ -14,9 +14,10 @@ import optax
 LOG_2PI = math.log(2 * math.pi)
 
 
-def reparameterize(key, mean, logvar, n: int):
-    """n samples z = mean + σ·ε, ε ~ N(0, I): differentiable in (mean, logvar). Shape (n, *mean.shape)."""
-    eps = jax.random.normal(key, (n, *mean.shape), mean.dtype)
+def reparameterize(mean, logvar, eps):
+    """z = mean + σ·eps, σ = exp(logvar / 2), for standard-normal `eps` broadcasting against
+    mean: differentiable in (mean, logvar). Every draw from a diagonal Gaussian goes through
+    here, in this order of operations (the runs' bits depend on it)."""
     return mean + jnp.exp(0.5 * logvar) * eps
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from vaecli import streams
 from vaecli.models.vae import Functional
 
 LEAK = 0.2
@@ -43,7 +44,7 @@ class Discriminator(nnx.Module):
 
 def network(cfg, latent_dim: int, seed: int) -> Functional:
     """The discriminator of an ObjectiveConfig `cfg`, initialised from its own key stream."""
-    key = jax.random.fold_in(jax.random.key(seed), 0xD15C)
+    key = jax.random.fold_in(jax.random.key(seed), streams.DISCRIMINATOR_INIT)
     return Functional(Discriminator(latent_dim, tuple(cfg.discriminator.hidden), rngs=nnx.Rngs(params=key)))
 
 

@@ -134,7 +134,7 @@ def iaf_flow(dim: int, steps: int, hidden: tuple[int, ...] = (32,), context_dim:
 
 def sample(flow, mean, logvar, eps, h=None):
     """(z_K, log q(z_K|x)) for z0 = mean + σ·eps, eps (S, B, D): reparameterized, both (S, B[, D])."""
-    z0 = mean + jnp.exp(0.5 * logvar) * eps
+    z0 = densities.reparameterize(mean, logvar, eps)
     z, log_det = flow(z0, h)
     return z, densities.gaussian_log_prob(z0, mean, logvar) - log_det
 

@@ -1,16 +1,16 @@
 """The training objectives' losses, one function each, named by `objective.name` in
 vaecli.registry.OBJECTIVES (which also says what each reads, which gradient estimators it
 offers and which extra terms it logs). Each takes a bound model, a batch x, a key, the run's
-ObjectiveConfig and the step's `Values`, and returns a dict of batch means: `loss` (what the
-trainer minimises and logs), `recon` (the reconstruction loss −E_q[log p(x|z)] in nats),
-`kl` (the KL as for the ELBO, so the logs read the same whatever is minimised) and the
-entry's `logs`.
+ObjectiveConfig (its replica keys at the step's values) and the step's `Values`, and returns a
+dict of batch means: `loss` (what the trainer minimises and logs), `recon` (the reconstruction
+loss −E_q[log p(x|z)] in nats), `kl` (the KL as for the ELBO, so the logs read the same
+whatever is minimised) and the entry's `logs`.
 
     log p(x) ≥ E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))                         (ELBO)
     log p(x) ≥ E[log (1/K) Σ_k p(x, z_k) / q(z_k|x)],  z_k ~ q(z|x)        (IWAE, K samples)
 
 and the bounds of vaecli.models.bounds built from the same log-weights: MIWAE, PIWAE, CIWAE,
-the Rényi bound, and β-TCVAE's split of the KL. The K-sample bound is the importance-sampled
+the Rényi bound; and β-TCVAE's split of the KL (vaecli.models.tcvae). The K-sample bound is the importance-sampled
 estimate of log p(x) with q as proposal; it never decreases with K and tends to log p(x).
 
 `loss` is a value and a gradient at once: its value is always minus the objective, its
@@ -19,11 +19,12 @@ value (DReG, β-TCVAE's training estimator), `_valued` keeps the value and takes
 surrogate's gradient: v + (s − stop_gradient(s)) is v to the bit.
 
 Models offer `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models.vae); the math
-is vaecli.models.densities and vaecli.models.bounds. The `Values` may be traced: replicas of
-one program differ in them (the state's "hyper").
+is vaecli.models.densities, .bounds, .gradients and .tcvae. The `Values`, and the config's keys of the
+`replica` role, may be traced: replicas of one program differ in them (the state's "hyper").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -32,17 +33,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vaecli import registry
-from vaecli.models import bounds
-from vaecli.models.densities import draw_noise
+from vaecli.models import bounds, gradients, tcvae
+from vaecli.models.densities import draw_noise, reparameterize
 
 _stop = jax.lax.stop_gradient
 
 
 class Values(NamedTuple):
-    """The step's numbers a loss reads (all but dataset_size may be traced, per replica)."""
+    """The step's numbers a loss reads beyond its config (kl_weight and capacity may be traced)."""
     kl_weight: object = 1.0  # elbo: β after the warm-up; ciwae: the ELBO's share β; btcvae: β on the TC
-    free_bits: object = 0.0
-    alpha: object = 0.5  # vr: the Rényi α
     dataset_size: int | None = None  # training examples N: btcvae's estimate of q(z)
     capacity: object = 0.0  # elbo with objective.capacity: the step's target KL C, in nats
     critic: object = None  # factorvae: z -> the discriminator's logits, its parameters held
@@ -89,7 +88,7 @@ def elbo(model, x, key, cfg, v: Values):
         return _terms(recon + v.kl_weight * kl_mc, recon, kl_mc)
     per_dim = jnp.mean(model.kl_per_dim(q), axis=0)  # (D,): the batch mean per latent dimension
     # a where, not an if: free_bits may be a traced per-replica value
-    penalty = jnp.where(v.free_bits > 0, jnp.sum(jnp.maximum(per_dim, v.free_bits)), jnp.sum(per_dim))
+    penalty = jnp.where(cfg.free_bits > 0, jnp.sum(jnp.maximum(per_dim, cfg.free_bits)), jnp.sum(per_dim))
     return _terms(recon + v.kl_weight * penalty, recon, jnp.sum(per_dim))
 
 
@@ -100,7 +99,7 @@ def _elbo_stl(model, x, key, cfg, v: Values):
     q, eps = _draws(model, x, key, cfg.samples)
     log_px, log_pz, log_qz = (_stop(t) for t in model.log_terms(x, q, eps))
     recon, kl = -jnp.mean(log_px), jnp.mean(log_qz - log_pz)
-    log_weight_fn, path = bounds.stl_parts(model, x, eps)
+    log_weight_fn, path = gradients.stl_parts(model, x, eps)
     lik = model.log_likelihood(x, path[0] if isinstance(path, tuple) else path)  # two layers: (z1, z2)
     # recon + w·(log q̄ − log p) = −w·log w̄ + (w − 1)·log p(x|z), at the same draws
     surrogate = -v.kl_weight * jnp.mean(log_weight_fn(path)) + (v.kl_weight - 1) * jnp.mean(lik)
@@ -119,12 +118,12 @@ def iwae(model, x, key, cfg, v: Values):
 
 def _bound(model, x, key, cfg, bound: bounds.Bound, samples: int):
     """−bound(log w) at `samples` draws, its gradient by `objective.gradient`
-    (vaecli.models.bounds.objective); recon and the Monte Carlo KL at the same draws."""
+    (vaecli.models.gradients.objective); recon and the Monte Carlo KL at the same draws."""
     q, eps = _draws(model, x, key, samples)
     log_px, log_pz, log_qz = model.log_terms(x, q, eps)
     loss = -jnp.mean(bound(log_px + log_pz - log_qz))
     if cfg.gradient != "reparam":
-        surrogate, _ = bounds.objective(model, x, eps, bound, cfg.gradient)
+        surrogate, _ = gradients.objective(model, x, eps, bound, cfg.gradient)
         loss = _valued(loss, -jnp.mean(surrogate))
     return _terms(loss, -jnp.mean(_stop(log_px)), jnp.mean(_stop(log_qz - log_pz)))
 
@@ -143,7 +142,7 @@ def ciwae(model, x, key, cfg, v: Values):
 def vr(model, x, key, cfg, v: Values):
     """The Rényi bound 1/(1−α) log (1/K) Σ_k w_k^{1−α} (Li & Turner 2016): α → 1 is the ELBO,
     α = 0 the IWAE bound, at the same K draws."""
-    return _bound(model, x, key, cfg, bounds.make_bound("renyi", alpha=v.alpha), cfg.samples)
+    return _bound(model, x, key, cfg, bounds.make_bound("renyi", alpha=cfg.alpha), cfg.samples)
 
 
 def hold(model, names, invert: bool = False):
@@ -156,7 +155,7 @@ def hold(model, names, invert: bool = False):
 
 def piwae(model, x, key, cfg, v: Values):
     """PIWAE (Rainforth et al. 2018): from the same M·K draws, the generative side (decoder,
-    prior) follows the M·K-sample IWAE bound and the inference side (bounds.ENCODER_SIDE: the
+    prior) follows the M·K-sample IWAE bound and the inference side (gradients.ENCODER_SIDE: the
     encoder and the flow) MIWAE(M, K), by `objective.gradient`. One gradient: each side's
     parameters are held in the other side's term. The loss is the IWAE bound's; the inference
     side's target, −MIWAE, is logged as `encoder_loss`."""
@@ -164,9 +163,9 @@ def piwae(model, x, key, cfg, v: Values):
     log_px, log_pz, log_qz = (_stop(t) for t in model.log_terms(x, q, eps))
     log_w = log_px + log_pz - log_qz
     whole, grouped = bounds.make_bound("iwae"), bounds.make_bound("miwae", groups=cfg.groups)
-    generative = hold(model, bounds.ENCODER_SIDE)
+    generative = hold(model, gradients.ENCODER_SIDE)
     gen_px, gen_pz, gen_qz = generative.log_terms(x, generative.encode(x), eps)
-    inference, _ = bounds.objective(hold(model, bounds.ENCODER_SIDE, invert=True), x, eps, grouped, cfg.gradient)
+    inference, _ = gradients.objective(hold(model, gradients.ENCODER_SIDE, invert=True), x, eps, grouped, cfg.gradient)
     surrogate = -jnp.mean(whole(gen_px + gen_pz - gen_qz)) - jnp.mean(inference)
     return _terms(_valued(-jnp.mean(whole(log_w)), surrogate), -jnp.mean(log_px), jnp.mean(log_qz - log_pz),
                   encoder_loss=-jnp.mean(grouped(log_w)))
@@ -178,18 +177,18 @@ def btcvae(model, x, key, cfg, v: Values):
 
     The gradient is minibatch-weighted sampling's (the paper's estimator). Its values carry
     constant offsets (log N on MI, (D − 1)·log N on TC, −D·log N on the dimension-wise KL:
-    vaecli.models.bounds.tc_decomposition), so the loss and the three terms logged are
+    vaecli.models.tcvae.tc_decomposition), so the loss and the three terms logged are
     minibatch-stratified sampling's at the same draws; mi + tc + dim_kl = kl, the Monte Carlo KL."""
     if v.dataset_size is None:
         raise ValueError("btcvae: its estimate of q(z) needs the training-set size (dataset_size)")
     q, eps = _draws(model, x, key, 1)
     log_px, log_pz, log_qz = model.log_terms(x, q, eps)
     mean, logvar = q
-    z = mean + jnp.exp(0.5 * logvar) * eps[0]  # the draw log_terms made
+    z = reparameterize(mean, logvar, eps[0])  # the draw log_terms made
     recon = -log_px[0]
-    mws = bounds.tc_decomposition(z, mean, logvar, v.dataset_size, "mws")
-    mss = {k: _stop(t) for k, t in bounds.tc_decomposition(z, mean, logvar, v.dataset_size, "mss").items()}
-    loss = _valued(bounds.tcvae_loss(recon, mss, v.kl_weight), bounds.tcvae_loss(recon, mws, v.kl_weight))
+    mws = tcvae.tc_decomposition(z, mean, logvar, v.dataset_size, "mws")
+    mss = {k: _stop(t) for k, t in tcvae.tc_decomposition(z, mean, logvar, v.dataset_size, "mss").items()}
+    loss = _valued(tcvae.tcvae_loss(recon, mss, v.kl_weight), tcvae.tcvae_loss(recon, mws, v.kl_weight))
     return _terms(loss, jnp.mean(recon), jnp.mean(_stop(log_qz - log_pz)),
                   **{k: jnp.mean(mss[k]) for k in ("mi", "tc", "dim_kl")})
 
@@ -201,7 +200,7 @@ def factorvae(model, x, key, cfg, v: Values):
     q, eps = _draws(model, x, key, 1)
     log_px, log_pz, log_qz = model.log_terms(x, q, eps)
     mean, logvar = q
-    z = mean + jnp.exp(0.5 * logvar) * eps[0]  # the draw log_terms made
+    z = reparameterize(mean, logvar, eps[0])  # the draw log_terms made
     recon = -jnp.mean(log_px)
     kl = jnp.mean(log_qz - log_pz) if cfg.kl == "mc" else jnp.sum(jnp.mean(model.kl_per_dim(q), axis=0))
     logits = v.critic(z)
@@ -216,19 +215,21 @@ def autoencoder(model, x, key, cfg, v: Values):
     return _terms(recon, recon, jnp.zeros_like(recon))
 
 
-def training_terms(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None,
-                   capacity=None, critic=None) -> dict:
+def training_terms(model, x, key, cfg, kl_weight=None, dataset_size=None, capacity=None, critic=None,
+                   replica: dict | None = None) -> dict:
     """Batch means (loss, recon, kl and the entry's `logs`) of the objective `cfg` (an
     ObjectiveConfig) names. A value left None is the config's (kl_weight: objective.beta, as
     after any warm-up; capacity: objective.capacity, as at its end); `dataset_size`, the
-    training-set size, only β-TCVAE needs, `critic` only FactorVAE."""
-    v = Values(cfg.beta if kl_weight is None else kl_weight, cfg.free_bits if free_bits is None else free_bits,
-               cfg.alpha if alpha is None else alpha, dataset_size, cfg.capacity if capacity is None else capacity,
-               critic)
+    training-set size, only β-TCVAE needs, `critic` only FactorVAE. `replica`: values of the
+    config's replica keys (the state's "hyper", traced) that the loss reads in place of cfg's."""
+    if replica:
+        cfg = dataclasses.replace(cfg, **replica)
+    v = Values(cfg.beta if kl_weight is None else kl_weight, dataset_size,
+               cfg.capacity if capacity is None else capacity, critic)
     return registry.OBJECTIVES[cfg.name].load()(model, x, key, cfg, v)
 
 
-def training_loss(model, x, key, cfg, kl_weight=None, free_bits=None, alpha=None, dataset_size=None):
+def training_loss(model, x, key, cfg, kl_weight=None, dataset_size=None, replica: dict | None = None):
     """(loss, recon, kl) of `training_terms`: the loss's gradient is the estimator's."""
-    terms = training_terms(model, x, key, cfg, kl_weight, free_bits, alpha, dataset_size)
+    terms = training_terms(model, x, key, cfg, kl_weight, dataset_size, replica=replica)
     return terms["loss"], terms["recon"], terms["kl"]

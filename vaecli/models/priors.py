@@ -72,4 +72,4 @@ class VampPrior(nnx.Module):
         mean, logvar = self.components(encode)
         k_pick, k_eps = jax.random.split(key)
         idx = jax.random.randint(k_pick, (n,), 0, mean.shape[0])
-        return mean[idx] + jnp.exp(0.5 * logvar[idx]) * jax.random.normal(k_eps, (n, mean.shape[1]))
+        return densities.reparameterize(mean[idx], logvar[idx], jax.random.normal(k_eps, (n, mean.shape[1])))

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vaecli import registry
+from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 from vaecli.models import densities, flows, likelihoods, priors
@@ -65,7 +65,7 @@ class VAE(nnx.Module):
 
     def log_terms(self, x, q, eps):
         mean, logvar = q
-        z = mean + jnp.exp(0.5 * logvar) * eps
+        z = densities.reparameterize(mean, logvar, eps)
         return self.log_likelihood(x, z), self.log_prior(z), densities.gaussian_log_prob(z, mean, logvar)
 
     def kl_per_dim(self, q):
@@ -123,9 +123,9 @@ class TwoLayerVAE(VAE):
 
     def log_terms(self, x, q, eps):
         mean1, logvar1 = q
-        z1 = mean1 + jnp.exp(0.5 * logvar1) * eps[..., : self.latent_dim]
+        z1 = densities.reparameterize(mean1, logvar1, eps[..., : self.latent_dim])
         mean2, logvar2 = self.q2(z1)
-        z2 = mean2 + jnp.exp(0.5 * logvar2) * eps[..., self.latent_dim:]
+        z2 = densities.reparameterize(mean2, logvar2, eps[..., self.latent_dim:])
         log_q = densities.gaussian_log_prob(z1, mean1, logvar1) + densities.gaussian_log_prob(z2, mean2, logvar2)
         log_p = densities.gaussian_log_prob(z1, *self.p1(z2)) + densities.standard_normal_log_prob(z2)
         return self.log_likelihood(x, z1), log_p, log_q
@@ -136,7 +136,7 @@ class TwoLayerVAE(VAE):
     def generate(self, key, n: int):
         k2, k1 = jax.random.split(key)
         mean1, logvar1 = self.p1(jax.random.normal(k2, (n, self.latent_dim2)))
-        return self.mean_image(mean1 + jnp.exp(0.5 * logvar1) * jax.random.normal(k1, mean1.shape))
+        return self.mean_image(densities.reparameterize(mean1, logvar1, jax.random.normal(k1, mean1.shape)))
 
 
 def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE:
@@ -195,7 +195,7 @@ class Functional:
 def functional(cfg: ModelConfig, image_shape, seed: int, train: tuple[np.ndarray, int] | None = None) -> Functional:
     """Build the model of `cfg` with parameters initialised from `seed`, and from the
     training images `train` = (uint8 (N, D), scale) where the config asks for data init."""
-    key = jax.random.fold_in(jax.random.key(seed), 0x1A17)  # the init stream, apart from training's
+    key = jax.random.fold_in(jax.random.key(seed), streams.MODEL_INIT)
     model = build(cfg, image_shape, key)
     if train is not None:
         data_init(model, cfg, train[0], train[1], seed)  # values only: the graph is cfg's and the shape's

@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from vaecli import files
+from vaecli import files, finite
 from vaecli.errors import RunError, StorageError, os_advice, os_cause
 from vaecli.rundir.names import Folder
 
@@ -32,8 +32,8 @@ BEST_METRIC = "validation_elbo"
 
 
 def _metric(metrics: dict) -> float:
-    value = metrics.get(BEST_METRIC)
-    return value if value is not None and math.isfinite(value) else -math.inf
+    value = finite.number(metrics.get(BEST_METRIC))
+    return -math.inf if value is None else value
 
 
 class Checkpoints:

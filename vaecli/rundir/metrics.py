@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from pathlib import Path
 
+from vaecli import finite
 from vaecli.rundir.names import Folder
 
 log = logging.getLogger("vaecli")
@@ -84,7 +84,7 @@ class MetricsLog:
         self._tb = None
 
     def write(self, record: dict) -> None:
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        clean = {k: (None if isinstance(v, float) and finite.number(v) is None else v) for k, v in record.items()}
         try:
             self._file.write(json.dumps(clean) + "\n")
         except OSError:

@@ -62,8 +62,6 @@ class Recorder:
     `state_step`/`epochs_done`: where the run starts (0 for a new run); `restored`: the
     checkpoint's record when resuming from one; `before`: summary fields carried over."""
 
-    writes = True
-
     def __init__(self, run: layout.Run, stack: contextlib.ExitStack, *, state_step: int, epochs_done: int,
                  restored: dict | None, before: dict):
         self.run, self.cfg, self.path = run, run.config, run.path
@@ -213,8 +211,6 @@ class _NoLog:
 class NullRecorder(Recorder):
     """What processes other than 0 of a multi-process job record: nothing (they still take
     part in the collective checkpoint saves)."""
-
-    writes = False
 
     def _metrics_log(self, purge_after):
         return _NoLog()

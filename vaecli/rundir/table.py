@@ -12,12 +12,13 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import json
-import math
 import os
 import statistics
 from pathlib import Path
 
 from vaecli import config as config_lib
+from vaecli import finite
+from vaecli.config import dotted
 from vaecli.errors import ConfigError, UsageError
 from vaecli.rundir import metrics
 from vaecli.rundir.names import Folder, is_run, read_json
@@ -43,16 +44,6 @@ def find(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def lock_held(run_dir: Path) -> bool:
     """Whether a live process holds `train.lock` (see runs.Lock): a shared, non-blocking
     flock fails only while a trainer holds its exclusive one. Released at once."""
@@ -74,9 +65,9 @@ def lock_held(run_dir: Path) -> bool:
 def best_validation_elbo(run_dir: Path) -> float | None:
     best = None
     for rec in metrics.read(run_dir, split="validation"):
-        v = rec.get("elbo")
-        if isinstance(v, (int, float)) and math.isfinite(v) and (best is None or v > best):
-            best = float(v)
+        v = finite.number(rec.get("elbo"))
+        if v is not None and (best is None or v > best):
+            best = v
     return best
 
 
@@ -88,9 +79,9 @@ def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
                    key=lambda o: (o.step, o.k), reverse=True)
     for name in found:
         doc = read_json(folder.output(name))
-        ll = doc.get("log_likelihood") if doc else None
-        if isinstance(ll, (int, float)) and math.isfinite(ll):
-            return float(ll), name.k
+        ll = finite.number(doc.get("log_likelihood")) if doc else None
+        if ll is not None:
+            return ll, name.k
     return None, None
 
 
@@ -108,7 +99,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     summary = read_json(summary_path)
     if meta is None or (summary is None and summary_path.exists()):  # written atomically: unreadable is damage
         return row
-    row["config"] = flatten(raw)
+    row["config"] = dotted.flatten(raw)
     summary = summary or {}
     status = summary.get("status")
     if status in (None, "running"):
@@ -123,8 +114,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     except OSError:  # no permission, or removed while listed: the row says so, the table goes on
         row["status"] = "unreadable"
     row["test_ll"], row["test_k"] = latest_test(run_dir)
-    wall = summary.get("wall_s")
-    row["wall_s"] = float(wall) if isinstance(wall, (int, float)) and math.isfinite(wall) else None
+    row["wall_s"] = finite.number(summary.get("wall_s"))
     return row
 
 

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecli import pictures
+from vaecli import pictures, streams
 from vaecli.compiled.encode_decode import CompiledModel
-from vaecli.compiled.epoch import PICTURES_STREAM
 from vaecli.rundir.names import Folder, Output
 
 
 def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_dir: str | Path,
                       title: str) -> tuple[Path, Path]:
     """`samples/prior-step{step}.png` (len(images) prior draws, from the key stream
-    fold_in(key(seed), PICTURES_STREAM)) and `samples/recon-step{step}.png` (the first half
+    fold_in(key(seed), streams.PICTURES)) and `samples/recon-step{step}.png` (the first half
     of `images`, (N, H, W, C) floats in [0, 1], over their reconstructions). Compiles once
     per model `fn`, whatever the number of calls."""
     import jax
@@ -22,7 +21,7 @@ def training_pictures(fn, params, images: np.ndarray, seed: int, step: int, run_
     images = np.asarray(images, np.float32)
     model = CompiledModel(fn, params, images.shape[1:])
     folder = Folder(run_dir)
-    prior = model.generate(jax.random.fold_in(jax.random.key(seed), PICTURES_STREAM), len(images))
+    prior = model.generate(jax.random.fold_in(jax.random.key(seed), streams.PICTURES), len(images))
     prior_png = pictures.save_grid(prior, folder.output(Output("picture", step, mode="prior")),
                                    f"{title} prior samples")
     x = images[: max(1, len(images) // 2)]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from vaecli import config as config_lib
-from vaecli.config import REPLICA_KEYS, Config
+from vaecli.config import REPLICA_KEYS, Config, dotted
 from vaecli.errors import ConfigError, UsageError
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -51,19 +51,8 @@ def with_values(raw: dict, values: dict) -> Config:
     """The config of a trial: `raw` with each dotted key set to its value."""
     out = copy.deepcopy(raw)
     for key, value in values.items():
-        *sections, leaf = key.split(".")
-        node = out
-        for part in sections:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        dotted.put(out, key, value)
     return config_lib.from_dict(out)
-
-
-def _lookup(cfg: Config, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def parse(text: str, raw: dict) -> Dimension:
@@ -116,7 +105,7 @@ def _check_value(key: str, value: str, raw: dict, where: str):
         cfg = config_lib.from_dict(config_lib.apply_overrides(raw, [f"{key}={value}"]))
     except ConfigError as e:
         raise UsageError(f"{where}: {e}") from None
-    return _lookup(cfg, key)
+    return dotted.get(cfg, key)
 
 
 def parse_all(texts: list[str], raw: dict) -> list[Dimension]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from vaecli.config import dotted
 from vaecli.errors import ConfigError
 
 log = logging.getLogger("vaecli")
@@ -54,16 +55,9 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def _setting(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def enabled(cfg) -> list[str]:
     """The trackers `cfg` asks for, in a fixed order."""
-    return [name for name, kind in KINDS.items() if _setting(cfg, kind.switch) is not None]
+    return [name for name, kind in KINDS.items() if dotted.get(cfg, kind.switch) is not None]
 
 
 def _installed(module: str) -> bool:

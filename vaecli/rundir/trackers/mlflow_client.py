@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
 from vaecli import config as config_lib
+from vaecli import finite
+from vaecli.config import dotted
 from vaecli.rundir.names import EVAL, SAMPLES, SUMMARY
-from vaecli.rundir.trackers.common import eval_metrics, flatten, scalars
+from vaecli.rundir.trackers.common import eval_metrics, scalars
 
 # A paused run is continued later (the resume reopens the same tracker run); a pruned trial
 # ended as its study decided: neither is a failure.
@@ -26,7 +27,7 @@ class Mlflow:
         m = cfg.log.mlflow
         _quiet_mlflow()
         self.client = client = MlflowClient(tracking_uri=m.tracking_uri)
-        params = {k: str(v) for k, v in flatten(config_lib.to_dict(cfg)).items()}
+        params = {k: str(v) for k, v in dotted.flatten(config_lib.to_dict(cfg)).items()}
         if previous:
             self.run_id = previous["run_id"]
             client.update_run(self.run_id, status="RUNNING")
@@ -61,8 +62,8 @@ class Mlflow:
 
     def end(self, summary: dict) -> None:
         self.client.log_dict(self.run_id, summary, SUMMARY)
-        flat = {f"summary/{k}": float(v) for k, v in flatten(summary, sep="/").items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        flat = {f"summary/{k}": finite.number(v) for k, v in dotted.flatten(summary, sep="/").items()
+                if finite.number(v) is not None}
         self._metrics(flat, int(summary.get("step") or 0))
         self.client.set_tag(self.run_id, "status", summary.get("status"))
         self.client.set_terminated(self.run_id, _STATUS.get(summary.get("status"), "FAILED"))

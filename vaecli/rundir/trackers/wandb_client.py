@@ -5,7 +5,8 @@ import logging
 from pathlib import Path
 
 from vaecli import config as config_lib
-from vaecli.rundir.trackers.common import eval_metrics, flatten, scalars
+from vaecli.config import dotted
+from vaecli.rundir.trackers.common import eval_metrics, scalars
 
 
 class Wandb:
@@ -29,7 +30,7 @@ class Wandb:
                       for p in paths}, step=step)
 
     def end(self, summary: dict) -> None:
-        self.run.summary.update({k: v for k, v in flatten(summary, sep="/").items()
+        self.run.summary.update({k: v for k, v in dotted.flatten(summary, sep="/").items()
                                  if isinstance(v, (int, float, str, bool))})
         self.run.finish(exit_code=0 if summary.get("status") in ("completed", "paused", "pruned") else 1)
 
