@@ -3,6 +3,8 @@ log-weights against an independent float64 NumPy evaluation of the same networks
 interface the trainer, the estimator and the pictures call."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,15 +16,16 @@ from vaecli.config import ModelConfig
 from vaecli.models import vae as models
 
 SHAPE = (2, 3, 1)  # six pixels
-D1, D2, HIDDEN, K = 2, 3, (5, 4), 3
-CFG = ModelConfig(latent_dim=D1, latent_dim2=D2, hierarchy="hvae", hidden=HIDDEN, activation="gated", prior="vamp",
+D1, D2, K = 2, 3, 3
+CFG = ModelConfig(latent_dim=D1, latent_dim2=D2, hierarchy="hvae", hidden=(5, 4), activation="gated", prior="vamp",
                   pseudo_inputs=K)
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    """The model with random parameters (the init's are too tame to make the test sharp)."""
-    fn = models.functional(CFG, SHAPE, seed=0)
+@pytest.fixture(scope="module", params=[(5, 4), (5,)], ids=["two-widths", "one-width"])
+def tiny(request):
+    """The model with random parameters (the init's are too tame to make the test sharp); with
+    one width, the two-input networks' heads read both first layers side by side."""
+    fn = models.functional(dataclasses.replace(CFG, hidden=request.param), SHAPE, seed=0)
     leaves, tree = jax.tree.flatten(fn.params)
     keys = jax.random.split(jax.random.key(7), len(leaves))
     fn.params = jax.tree.unflatten(tree, [1.5 * jax.random.normal(k, a.shape) for k, a in zip(keys, leaves)])
@@ -36,9 +39,9 @@ def _np(tree):
     return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
 
 
-def _gated(p, widths_used, h):
+def _gated(p, h):
     """GatedDense layers dense{i}·sigmoid(gate{i}), all activated."""
-    for i in range(widths_used):
+    for i in range(sum(name.startswith("dense") for name in p)):
         h = (h @ p[f"dense{i}"]["kernel"] + p[f"dense{i}"]["bias"]) * \
             expit(h @ p[f"gate{i}"]["kernel"] + p[f"gate{i}"]["bias"])
     return h
@@ -49,9 +52,9 @@ def _head(p, h):
 
 
 def _two(p, a, b):
-    ha, hb = _gated(p["a"], 1, a), _gated(p["b"], 1, b)
-    ha = np.broadcast_to(ha, hb.shape[:-1] + ha.shape[-1:])
-    return _gated(p["joint"], 1, np.concatenate([ha, hb], -1))
+    ha, hb = _gated(p["a"], a), _gated(p["b"], b)
+    h = np.concatenate([np.broadcast_to(ha, hb.shape[:-1] + ha.shape[-1:]), hb], -1)
+    return _gated(p["joint"], h) if "joint" in p else h
 
 
 def _log_normal(z, mean, logvar):
@@ -63,12 +66,12 @@ def reference_log_weights(params, x, eps):
     at z2 = m2 + σ2·eps[..., D1:], z1 = m1(x, z2) + σ1(x, z2)·eps[..., :D1], term by term."""
     p = _np(params)
     enc = p["encoder"]
-    q2 = lambda v: _head(enc["top_head"], _gated(enc["top"], 2, v))
+    q2 = lambda v: _head(enc["top_head"], _gated(enc["top"], v))
     m2, lv2 = q2(x)
     z2 = m2 + np.exp(0.5 * lv2) * eps[..., D1:]
     m1, lv1 = _head(enc["bottom_head"], _two(enc["bottom"], x, z2))
     z1 = m1 + np.exp(0.5 * lv1) * eps[..., :D1]
-    pm1, plv1 = _head(p["p1"]["head"], _gated(p["p1"]["trunk"], 2, z2))
+    pm1, plv1 = _head(p["p1"]["head"], _gated(p["p1"]["trunk"], z2))
     um, ulv = q2(expit(p["prior"]["logits"]))  # (K, D2): the components
     log_vamp = logsumexp(_log_normal(z2[..., None, :], um, ulv), axis=-1) - np.log(K)
     logits = _two(p["decoder"]["trunk"], z1, z2) @ p["decoder"]["out"]["kernel"] + p["decoder"]["out"]["bias"]
@@ -105,7 +108,7 @@ def test_the_code_is_z2_and_pictures_decode_it(tiny):
     assert mean2.shape == logvar2.shape == (5, D2) and registry.code_dim(CFG) == D2
     assert vae.kl_per_dim((mean2, logvar2)) is None and not registry.closed_form_kl(CFG)
     p = _np(tiny.params)
-    pm1, _ = _head(p["p1"]["head"], _gated(p["p1"]["trunk"], 2, np.asarray(mean2, np.float64)))
+    pm1, _ = _head(p["p1"]["head"], _gated(p["p1"]["trunk"], np.asarray(mean2, np.float64)))
     logits = _two(p["decoder"]["trunk"], pm1, np.asarray(mean2, np.float64)) @ p["decoder"]["out"]["kernel"] \
         + p["decoder"]["out"]["bias"]
     np.testing.assert_allclose(np.asarray(vae.reconstruct(x), np.float64), expit(logits), rtol=1e-4, atol=1e-6)

@@ -46,13 +46,15 @@ class GaussianHead(nnx.Module):
 class TwoInputs(nnx.Module):
     """(a, b) -> features: one activated layer of hidden[0] units for each input, the rest of
     `hidden` on their concatenation. `a` may lack the leading sample axis of `b` (x against
-    S draws of z2): its layer then runs once and is broadcast."""
+    S draws of z2): its layer then runs once and is broadcast. `out_dim`: the features' width
+    (hidden[-1], or both first layers side by side when `hidden` has one width)."""
 
     def __init__(self, dim_a: int, dim_b: int, hidden, activation, *, rngs: nnx.Rngs):
         self.a = MLP([dim_a, hidden[0]], activation, rngs=rngs, act_last=True)
         self.b = MLP([dim_b, hidden[0]], activation, rngs=rngs, act_last=True)
         self.joint = MLP([2 * hidden[0], *hidden[1:]], activation, rngs=rngs, act_last=True) if len(hidden) > 1 \
             else None
+        self.out_dim = hidden[-1] if len(hidden) > 1 else 2 * hidden[0]
 
     def __call__(self, a, b):
         ha, hb = self.a(a), self.b(b)
@@ -69,7 +71,7 @@ class Encoder(nnx.Module):
         self.top = MLP([in_dim, *hidden], activation, rngs=rngs, act_last=True)
         self.top_head = GaussianHead(hidden[-1], latent_dim2, rngs=rngs)
         self.bottom = TwoInputs(in_dim, latent_dim2, hidden, activation, rngs=rngs)
-        self.bottom_head = GaussianHead(hidden[-1], latent_dim, rngs=rngs)
+        self.bottom_head = GaussianHead(self.bottom.out_dim, latent_dim, rngs=rngs)
 
     def __call__(self, x):
         return self.top_head(self.top(x))
@@ -94,7 +96,7 @@ class Decoder(nnx.Module):
 
     def __init__(self, latent_dim: int, latent_dim2: int, hidden, out_dim: int, activation, *, rngs: nnx.Rngs):
         self.trunk = TwoInputs(latent_dim, latent_dim2, hidden, activation, rngs=rngs)
-        self.out = nnx.Linear(hidden[-1], out_dim, rngs=rngs)
+        self.out = nnx.Linear(self.trunk.out_dim, out_dim, rngs=rngs)
 
     def __call__(self, z1, z2):
         return self.out(self.trunk(z1, z2))
