@@ -23,6 +23,9 @@ NEEDS = {
                           "then K=5000 on the test split",
     "vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 11 s each, validation included, on "
                  "this 2-core CPU (up to 6.1 h), then K=5000 on the test split",
+    "hvae_vampprior": "not yet measured: up to 2,000 epochs (early stopping) at about 14 s each on this 2-core CPU "
+                      "(1.27× vampprior's epoch, both measured single-threaded under load; up to 7.7 h), then "
+                      "K=5000 on the test split",
     "iwae_k5": "needs a GPU: 8.2 M steps of 5 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
                "the K=5 decoder work",
     "iwae_k50": "needs a GPU: 8.2 M steps of 50 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "

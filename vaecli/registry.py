@@ -59,6 +59,11 @@ NO_FLOW_ESTIMATOR = ("evaluate log q(z|x) at a fixed z with q's parameters held,
                       "density is known only along its own draws")
 
 
+# Why the estimators that hold q's parameters fixed are not offered for the HVAE.
+NO_HVAE_ESTIMATOR = ("need log q(z|x) with q's parameters held along the reparameterized path, which is implemented "
+                     "for one layer and the chain of two, not for the hvae hierarchy (q(z1|x, z2))")
+
+
 @dataclass(frozen=True)
 class Objective(Choice):
     """What training minimises (`impl`) and what evaluation may report about it.
@@ -148,6 +153,9 @@ class Objective(Choice):
         if o.gradient != "reparam" and m.flow.kind is not None:
             raise ConfigError(f"objective.gradient: {o.gradient} would {NO_FLOW_ESTIMATOR}; set "
                               "objective.gradient=reparam or model.flow.kind=null")
+        if o.gradient != "reparam" and is_hvae(m):
+            raise ConfigError(f"objective.gradient: {o.gradient} would {NO_HVAE_ESTIMATOR}; set "
+                              "objective.gradient=reparam")
         if o.gradient == "stl" and "kl" in self.reads and o.kl != "mc":
             raise ConfigError("objective.gradient: stl drops the score term of the Monte Carlo KL (log q(z|x) at "
                               "the draws), which the analytic KL does not have; set objective.kl=mc")
@@ -228,6 +236,17 @@ def closed_form_kl(model) -> bool:
 def standard_normal_prior(model) -> bool:
     """Whether the decoded latent's prior is N(0, I) (a temperature can scale it)."""
     return PRIORS[model.prior].standard_normal and model.latent_dim2 is None
+
+
+def is_hvae(model) -> bool:
+    """Whether a ModelConfig is the VampPrior paper's hierarchical VAE (vaecli.models.hvae)."""
+    return model.latent_dim2 is not None and model.hierarchy == "hvae"
+
+
+def code_dim(model) -> int:
+    """The dimension of the code that encoding and decoding use (pictures, `vae sample`, the
+    Python API): z, or z1 of the chain's two layers, or z2 of the hvae's (q(z1|x, z2) needs z2)."""
+    return model.latent_dim2 if is_hvae(model) else model.latent_dim
 
 
 def names(registry: dict) -> str:

@@ -43,6 +43,8 @@ CHOICES = {
     "logistic_bias": ["model.likelihood=logistic", "model.output_bias=data_mean"],
     "vamp_gated": ["model.prior=vamp", "model.pseudo_inputs=8", "objective.kl=mc", "model.activation=gated"],
     "two_layer": ["model.latent_dim2=2", "model.hidden2=[16]", "objective.kl=mc"],
+    "hvae_vamp_warmup": ["model.latent_dim2=3", "model.hierarchy=hvae", "model.prior=vamp", "model.pseudo_inputs=8",
+                         "model.activation=gated", "objective.kl=mc", "objective.warmup_epochs=1"],
     "iwae_stl_two_layer": ["objective.name=iwae", "objective.samples=3", "objective.gradient=stl",
                            "model.latent_dim2=2", "model.hidden2=[16]"],
     "elbo_stl_warmup": ["objective.kl=mc", "objective.gradient=stl", "objective.samples=2",
@@ -160,6 +162,13 @@ def test_iwae_schedule_steps_down_by_10_to_the_minus_1_7_at_3_to_the_i_epochs():
     (["objective.name=iwae", "objective.warmup_epochs=3"], "objective.warmup_epochs"),
     (["objective.name=ae", "objective.samples=5"], "objective.samples"),
     (["model.latent_dim2=5", "model.prior=vamp", "objective.kl=mc"], "model.prior"),
+    (["model.hierarchy=hvae", "objective.kl=mc"], "model.hierarchy"),  # one layer
+    (["model.hierarchy=hvae", "model.latent_dim2=5"], "objective.kl"),
+    (["model.hierarchy=hvae", "model.latent_dim2=5", "objective.kl=mc", "model.kind=conv"], "model.kind"),
+    (["model.hierarchy=hvae", "model.latent_dim2=5", "objective.kl=mc", "model.hidden2=[8]"], "model.hidden2"),
+    (["model.hierarchy=hvae", "model.latent_dim2=5", "objective.name=iwae", "objective.gradient=dreg"],
+     "objective.gradient"),
+    (["model.hierarchy=hvae", "model.latent_dim2=5", "objective.kl=mc", "model.flow.kind=planar"], "model.flow.kind"),
     (["model.kind=conv", "model.hidden=[]"], "model.hidden"),
     (["model.kind=conv", "model.activation=gated"], "model.activation"),
     (["model.flow.kind=planar"], "objective.kl"),  # the default analytic KL: a flow has none

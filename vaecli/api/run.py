@@ -97,8 +97,9 @@ class Run:
 
     @property
     def latent_dim(self) -> int:
-        """The dimension of z: the first (or only) stochastic layer, the one encode and decode use."""
-        return self.config.model.latent_dim
+        """The dimension of the code that encode and decode use: z, z1 of the IWAE paper's two
+        layers, z2 of the VampPrior paper's HVAE (`model.hierarchy: hvae`)."""
+        return registry.code_dim(self.config.model)
 
     def __repr__(self) -> str:
         return f"<vaecli.Run {self.path} step {self.step} ({self.params_kind} params)>"
@@ -134,7 +135,7 @@ class Run:
         if not temperature > 0:
             raise UsageError(f"temperature={temperature!r}: must be > 0")
         m = self.config.model
-        ctx = {"seed": seed, "latent_dim": m.latent_dim, "normal_prior": registry.standard_normal_prior(m),
+        ctx = {"seed": seed, "latent_dim": self.latent_dim, "normal_prior": registry.standard_normal_prior(m),
                "closed_form_kl": registry.closed_form_kl(m), "split": None}
         return MODES["prior"].draw(self._model, ctx, n, None, float(temperature))[0]
 

@@ -107,10 +107,24 @@ def _cross_checks(cfg: Config) -> None:
                           "elementwise activation (relu, tanh, elu, gelu, softplus, swish)")
     if m.latent_dim2 is not None and not m.hidden2:
         raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
-    if m.latent_dim2 is not None and not registry.PRIORS[m.prior].standard_normal:
-        raise ConfigError("model.prior: the two-stochastic-layer model has a standard-normal top prior; "
-                          "set model.prior=normal or model.latent_dim2=null")
+    _hierarchy_checks(m)
     registry.objective(cfg).check(cfg)
+
+
+def _hierarchy_checks(m) -> None:
+    if m.hierarchy == "hvae":
+        if m.latent_dim2 is None:
+            raise ConfigError("model.hierarchy: hvae is a two-stochastic-layer model; set model.latent_dim2 "
+                              "(e.g. 40) or model.hierarchy=chain")
+        if not registry.MODEL_KINDS[m.kind].dense:
+            raise ConfigError(f"model.kind: the hvae hierarchy is built of dense layers; set model.kind=mlp "
+                              f"(model.kind={m.kind} has convolutions)")
+        if m.hidden2 != type(m)().hidden2:
+            raise ConfigError("model.hidden2: the hvae hierarchy builds every network from model.hidden; leave "
+                              "model.hidden2 at its default (or set model.hierarchy=chain)")
+    elif m.latent_dim2 is not None and not registry.PRIORS[m.prior].standard_normal:
+        raise ConfigError("model.prior: the chain two-stochastic-layer model has a standard-normal top prior; "
+                          f"set model.prior=normal, or model.hierarchy=hvae for {m.prior} on z2")
 
 
 def _flow_checks(m) -> None:

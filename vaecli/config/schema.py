@@ -102,7 +102,10 @@ class ModelConfig:
     prior: str = _key("normal", one_of=registry.PRIORS)
     pseudo_inputs: int = _key(500, check=_POSITIVE)  # VampPrior components
     latent_dim2: Optional[int] = _key(None, check=_POSITIVE)  # a second stochastic layer
-    hidden2: tuple[int, ...] = _key((100, 100), check=_WIDTHS)  # between the two layers
+    hidden2: tuple[int, ...] = _key((100, 100), check=_WIDTHS)  # chain: the MLPs between the two layers
+    # Two layers' structure: chain (Burda et al.: q(z1|x) q(z2|z1), p(x|z1)) or hvae (Tomczak &
+    # Welling: q(z2|x) q(z1|x, z2), p(x|z1, z2), any prior on z2; every network of `hidden` widths)
+    hierarchy: Literal["chain", "hvae"] = _key("chain")
     flow: FlowConfig = FlowConfig()  # a flow posterior (default: none)
 
 

@@ -64,6 +64,9 @@ def grad_snr(run_path: str | Path, samples="1,10,50", estimators="reparam,dreg",
         raise UsageError(f"{run.path}: objective.name={run.config.objective.name} draws no z, so it has no "
                          "gradient estimator to measure")
     names = parse_estimators(estimators, run.config.model.flow.kind)
+    if registry.is_hvae(run.config.model) and names != ["reparam"]:
+        raise UsageError(f"--estimators {estimators}: the estimators other than reparam would "
+                         f"{registry.NO_HVAE_ESTIMATOR}; use --estimators reparam")
     ckpt.restore()
     images = data.load_split(run.config.data, split)
     if batch_size > len(images):

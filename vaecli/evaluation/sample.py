@@ -44,12 +44,14 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     data.check_split(split, "--split")
     ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out)
     run = ckpt.run
-    if mode == "manifold" and run.config.model.latent_dim != 2:
-        raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has model.latent_dim="
-                         f"{run.config.model.latent_dim} (use --mode traverse or --mode latents)")
+    code_dim = registry.code_dim(run.config.model)
+    if mode == "manifold" and code_dim != 2:
+        key = "model.latent_dim2" if registry.is_hvae(run.config.model) else "model.latent_dim"  # the code's size
+        raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has {key}={code_dim} "
+                         f"(use --mode traverse or --mode latents)")
     model = CompiledModel(ckpt.fn, ckpt.params, run.image_shape)
     which, chosen = ckpt.params_kind, ckpt.step  # "ema": the run's moving average of the parameters
-    ctx = {"seed": seed, "latent_dim": run.config.model.latent_dim,
+    ctx = {"seed": seed, "latent_dim": code_dim,
            "normal_prior": registry.standard_normal_prior(run.config.model),
            "closed_form_kl": registry.closed_form_kl(run.config.model),
            "split": lambda: data.load_split(run.config.data, split)}

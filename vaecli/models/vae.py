@@ -32,7 +32,7 @@ from flax import nnx
 from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
-from vaecli.models import densities, flows, likelihoods, priors
+from vaecli.models import densities, flows, hvae, likelihoods, priors
 from vaecli.models.networks import GaussianMLPEncoder, activation
 
 class VAE(nnx.Module):
@@ -140,7 +140,8 @@ class TwoLayerVAE(VAE):
 
 
 def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE:
-    """The model of `cfg`: its kind, likelihood and prior looked up in vaecli.registry."""
+    """The model of `cfg`: its kind, likelihood and prior looked up in vaecli.registry; with
+    two layers, the IWAE paper's chain or the VampPrior paper's HVAE (`model.hierarchy`)."""
     for key_name, names in (("kind", registry.MODEL_KINDS), ("likelihood", registry.LIKELIHOODS),
                             ("prior", registry.PRIORS)):
         if getattr(cfg, key_name) not in names:
@@ -150,6 +151,9 @@ def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE
     rngs = nnx.Rngs(params=key)
     d = math.prod(image_shape)
     act = activation(cfg.activation)
+    if registry.is_hvae(cfg):  # networks of its own (vaecli.models.hvae)
+        lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
+        return hvae.build(cfg, d, act, rngs, lik, registry.PRIORS[cfg.prior].load())
     encoder, decoder = registry.MODEL_KINDS[cfg.kind].load()(cfg, image_shape, act, rngs)
     lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
     if cfg.latent_dim2 is None:
