@@ -37,6 +37,21 @@ def test_elbo_iwae_miwae_match_numpy(log_w):
         vb.miwae(log_w, 5, 2)
 
 
+@pytest.mark.parametrize("alpha, mean, sd", [(0.99, -1000.0, 300.0), (0.5, -1000.0, 300.0), (0.99, -100.0, 1.0),
+                                           (0.999, -100.0, 0.01), (-1.5, -100.0, 5.0)])
+def test_renyi_is_float32_exact_for_spread_and_near_equal_weights(alpha, mean, sd):
+    """Against float64 on the same float32 inputs, within 2 float32 ulps of the largest input: widely
+    spread log-weights with α near 1 (where 1/(1 − α) magnifies any cancellation) as well as
+    near-equal ones (where a plain log-sum-exp loses 1 − α to rounding)."""
+    lw = np.random.default_rng(1).normal(mean, sd, (1000, 4)).astype(np.float32)
+    gamma = 1.0 - alpha
+    ref = (logsumexp(gamma * lw.astype(np.float64), axis=0) - math.log(1000)) / gamma
+    got = np.asarray(vb.renyi(jnp.asarray(lw), alpha), np.float64)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2 * float(np.spacing(np.abs(lw).max())))
+    grad = jax.grad(lambda x: vb.renyi(x, alpha).sum())(jnp.asarray(lw))
+    assert np.all(np.isfinite(np.asarray(grad))) and float(grad.sum()) == pytest.approx(4.0, rel=1e-4)
+
+
 def test_ciwae_interpolates_elbo_and_iwae(log_w):
     np.testing.assert_allclose(vb.ciwae(log_w, 1.0), vb.elbo(log_w), rtol=1e-7)
     np.testing.assert_allclose(vb.ciwae(log_w, 0.0), vb.iwae(log_w), rtol=1e-7)

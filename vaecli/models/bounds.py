@@ -45,13 +45,19 @@ def power_mean(log_w, gamma, groups: int = 1):
 
 
 def _power_mean(lw, gamma):
-    # Centred, and through expm1/log1p: a plain log-sum-exp of γ·log w loses small γ to
-    # rounding (its result is γ·mean + O(γ²) before the division by γ). The value does not
-    # depend on the centre or the shift, so neither needs a gradient.
+    # Centred, and the log of the shifted mean m = mean exp(t − top) ∈ [1/K, 1] taken in the
+    # form that is exact where it is used: log1p(mean expm1(·)) when m is near 1 (near-equal
+    # weights: a plain log-sum-exp loses small γ to rounding, its result γ·mean + O(γ²)
+    # before the division by γ), log m when the weights spread (there mean expm1 ≈ m − 1
+    # cancels to m's few digits, which 1/γ then magnifies). The value does not depend on the
+    # centre or the shift, so neither needs a gradient.
     centre = _stop(jnp.mean(lw, axis=1))
     t = gamma * (lw - centre[:, None])
     top = _stop(jnp.max(t, axis=1))
-    log_mean = top + jnp.log1p(jnp.mean(jnp.expm1(t - top[:, None]), axis=1))
+    shifted = t - top[:, None]
+    m = jnp.mean(jnp.exp(shifted), axis=1)
+    near_one = jnp.log1p(jnp.mean(jnp.expm1(shifted), axis=1))
+    log_mean = top + jnp.where(m > 0.5, near_one, jnp.log(m))
     return jnp.mean(centre + log_mean / gamma, axis=0)
 
 
