@@ -7,14 +7,14 @@ model: config validation lists the names and runs the entry's checks, evaluation
 whether a likelihood is discrete or an objective defines a density. To add a choice, add
 an entry here pointing at its implementation, and a test.
 
-    model kind   impl(cfg: ModelConfig, image_shape, activation, rngs) -> (encoder, decoder);
+    model kind   impl(cfg: ModelConfig, image_shape, act, rngs) -> (encoder, decoder);
                  the encoder x -> (mean, logvar), the decoder z -> one output per pixel
                  with an `output_bias` parameter (vaecli.models.networks)
     likelihood   impl.from_config(dim, cfg: ModelConfig) -> module with log_prob(out, x),
                  mean(out), bias_for_mean(pixel_mean) (vaecli.models.likelihoods)
     prior        impl.from_config(cfg: ModelConfig, in_dim) -> module with log_prob(z, encode),
                  sample(key, n, encode), kl_per_dim(q) (vaecli.models.priors)
-    objective    impl(model, x, key, cfg: ObjectiveConfig, values: Values) -> dict of batch
+    objective    impl(model, x, key, cfg: ObjectiveConfig, v: Values) -> dict of batch
                  means: loss, recon, kl and the entry's `logs` (vaecli.models.objectives)
 """
 from __future__ import annotations
