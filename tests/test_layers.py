@@ -11,7 +11,7 @@ from helpers import ROOT
 
 PACKAGE = ROOT / "vaecli"
 LAYERS = [
-    {"vaecli.clock", "vaecli.errors", "vaecli.files", "vaecli.registry", "vaecli.pictures", "vaecli.config",
+    {"vaecli.clock", "vaecli.errors", "vaecli.files", "vaecli.progress", "vaecli.registry", "vaecli.pictures", "vaecli.config",
      "vaecli.data"},
     {"vaecli.models"}, {"vaecli.compiled"}, {"vaecli.rundir"}, {"vaecli.training"}, {"vaecli.evaluation"},
     {"vaecli.tune"}, {"vaecli.api", "vaecli.cli"},

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, app, complete_set
-from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 from vaecli.config import REPLICA_KEYS, RESUMABLE, summarize
 
 
@@ -24,10 +24,27 @@ def _report(paths, distributed: bool, as_json: bool) -> None:
         from vaecli.rundir.layout import read_json
 
         summaries = [{"run": str(p), "summary": read_json(Path(p) / "summary.json") or {}} for p in paths]
-        typer.echo(json.dumps({"runs": summaries}, indent=2))
+        echo(json.dumps({"runs": summaries}, indent=2))
     else:
         for p in paths:
-            typer.echo(str(p))
+            echo(str(p))
+
+
+def _data_obtainable(config: Path, overrides: list[str], name: str, runs_dir: Optional[Path]) -> None:
+    """A dataset that is neither cached nor obtainable (offline, no data.manual_dir), refused
+    before JAX and TensorFlow are imported (half a minute on a busy CPU), after the mistakes
+    that come first (the config, --name, --runs-dir). A config error is left to the command
+    itself, which reports it as always."""
+    from vaecli import config as config_lib, data
+    from vaecli.errors import ConfigError
+    from vaecli.rundir import layout
+
+    try:
+        cfg = config_lib.load(config, overrides)
+    except ConfigError:
+        return
+    layout.check_target(runs_dir or layout.DEFAULT_RUNS_DIR, name)
+    data.check_obtainable(cfg.data)
 
 
 @app.command()
@@ -62,6 +79,8 @@ def train(
     """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
 
     def go():
+        if config is not None and resume is None:
+            _data_obtainable(config, set_ or [], name or config.stem, runs_dir)
         if distributed:
             from vaecli.compiled import devices
 
@@ -114,13 +133,13 @@ def tune(
                                replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
                                argv=sys.argv, before_compute=_use_compile_cache)
         if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+            echo(json.dumps(summary, indent=2))
             return
         best = summary.get("best")
         if best:
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
             typer.echo(f"best: trial {best['trial']} validation ELBO {best['validation_elbo']:.2f} ({params})",
                        err=True)
-        typer.echo(summary["study"])
+        echo(summary["study"])
 
     _run(go)

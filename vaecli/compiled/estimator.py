@@ -1,8 +1,9 @@
 """Compiled, chunked evaluation of the ELBO and the K-sample importance-sampled log p(x).
 
-One compiled program covers a whole split: a `lax.scan` over batches of examples, and
-inside it a `lax.scan` over chunks of the K samples, so memory is bounded by
-batch_size × chunk rows whatever K is, and nothing returns to the host until the end.
+One compiled program covers a split, in at most PROGRESS_STEPS calls queued at once (so a
+long evaluation can say how far it is): a `lax.scan` over batches of examples, and inside
+it a `lax.scan` over chunks of the K samples, so memory is bounded by batch_size × chunk
+rows whatever K is, and nothing returns to the host until the end.
 The chunk is chosen automatically (`compile_estimator`): as many rows as the backend's
 default allows, halved until XLA's account of the program's scratch memory fits the
 memory budget. The same pass gives the analytic KL per latent dimension, the encoder
@@ -24,6 +25,7 @@ from vaecli.models import densities
 from vaecli.models.vae import Functional
 
 TRACES = {"bounds": 0}  # incremented at trace time; tests read it to prove one compile
+PROGRESS_STEPS = 100  # a split is evaluated in at most this many calls of its program
 
 
 def chunk_size(k: int, batch_size: int, max_rows: int) -> int:
@@ -95,7 +97,8 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
 
 def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
                    deterministic: bool = False, batch_sharding=None):
-    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
+    """Compiled f(params, batches uint8 (nb, B, D), key, first_batch) -> per-example arrays
+    (nb, B[, latent]) of the batches numbered first_batch, first_batch + 1, ... of the split.
 
     Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models.vae):
     the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
@@ -140,13 +143,13 @@ def make_bounds_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sampl
                 out["kl_mc"] = _kl_monte_carlo(q, key, index, kl_mc_samples, max(k_chunk * b, 4096))
         return out
 
-    def run(params, batches, key):
+    def run(params, batches, key, first_batch):
         TRACES["bounds"] += 1
         bsz = batches.shape[1]
 
         def body(_, inp):
             i, xb = inp
-            return None, one_batch(params, xb, i * bsz, key)
+            return None, one_batch(params, xb, (first_batch + i) * bsz, key)
 
         _, out = jax.lax.scan(body, None, (jnp.arange(batches.shape[0]), batches))
         return out
@@ -182,10 +185,11 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     sharded = mesh is not None and mesh.size > 1
     if sharded:
         devices.check_batch(batches.shape[1], mesh, "--batch-size")
-        batches = jax.device_put(batches, devices.NamedSharding(mesh, devices.P(None, devices.AXIS)))
         params = devices.replicate(params, mesh)
-    else:
-        batches = jax.device_put(batches)
+    calls = _calls(batches)
+    put = (lambda b: jax.device_put(b, devices.NamedSharding(mesh, devices.P(None, devices.AXIS)))) if sharded \
+        else jax.device_put
+    calls = [put(c) for c in calls]
     place = (lambda p: devices.replicate(p, mesh)) if sharded else (lambda p: p)
     bsz = batches.shape[1]
     rows = max_rows or default_max_rows()
@@ -197,10 +201,10 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         k_chunk = chunk_size(k, bsz, rows)
         batch_sharding = devices.batch_sharding(mesh) if sharded else None
         key = cache.key("bounds", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
-                           cache.signature(params), cache.signature(batches))
+                           cache.signature(params), cache.signature(calls[0]))
         compiled = cache.get(key, lambda: make_bounds_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
                                                             batch_sharding).lower(
-            params, batches, jax.random.key(0)).compile())
+            params, calls[0], jax.random.key(0), 0).compile())
         scratch = _scratch_bytes(compiled)
         if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
             break
@@ -208,11 +212,30 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget,
             "devices": mesh.size if sharded else 1}
 
-    def estimate(params, seed: int) -> dict[str, np.ndarray]:
-        out = jax.device_get(compiled(place(params), batches, jax.random.key(seed)))
-        return {name: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for name, v in out.items()}
+    def estimate(params, seed: int, report=None) -> dict[str, np.ndarray]:
+        """`report(examples_done)`, if given, after each of the (at most PROGRESS_STEPS) calls."""
+        p, key, step = place(params), jax.random.key(seed), calls[0].shape[0]
+        outs = [compiled(p, c, key, i * step) for i, c in enumerate(calls)]  # queued at once, run in order
+        if report is not None:
+            for i, o in enumerate(outs):
+                jax.block_until_ready(o)
+                report(min((i + 1) * step * bsz, n))
+        out = jax.device_get(outs)
+        return {name: np.concatenate([np.asarray(o[name]).reshape(-1, *o[name].shape[2:]) for o in out])[:n]
+                for name in out[0]}
 
     return estimate, plan
+
+
+def _calls(batches: np.ndarray) -> list[np.ndarray]:
+    """The batches in at most PROGRESS_STEPS equal runs of the one compiled program, so a long
+    evaluation (K=5000 on a CPU: minutes) can report how far it is; the last run is padded
+    with empty batches (less than one run's worth: at most 1/PROGRESS_STEPS more work)."""
+    per_call = math.ceil(len(batches) / PROGRESS_STEPS)
+    count = math.ceil(len(batches) / per_call)
+    padded = np.zeros((count * per_call, *batches.shape[1:]), batches.dtype)
+    padded[:len(batches)] = batches
+    return list(padded.reshape(count, per_call, *batches.shape[1:]))
 
 
 def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, seed: int,
