@@ -30,21 +30,26 @@ def _report(paths, distributed: bool, as_json: bool) -> None:
             echo(str(p))
 
 
-def _data_obtainable(config: Path, overrides: list[str], name: str, runs_dir: Optional[Path]) -> None:
+def _data_obtainable(config: Path, overrides: list[str], name: str, runs_dir: Optional[Path], seeds: Optional[str],
+                     sweeps: list[str], max_replicas: int) -> None:
     """A dataset that is neither cached nor obtainable (offline, no data.manual_dir), refused
-    before JAX and TensorFlow are imported (half a minute on a busy CPU), after the mistakes
-    that come first (the config, --name, --runs-dir). A config error is left to the command
-    itself, which reports it as always."""
+    before JAX and TensorFlow are imported (half a minute on a busy CPU), after every mistake
+    the command reports first (the config, --seeds/--sweep, trackers, --name, --runs-dir):
+    those are left to the command itself, which reports them as always."""
     from vaecli import config as config_lib, data
-    from vaecli.errors import ConfigError
-    from vaecli.rundir import layout
+    from vaecli.errors import VaeError
+    from vaecli.rundir import layout, trackers
+    from vaecli.training import replicas
 
     try:
-        cfg = config_lib.load(config, overrides)
-    except ConfigError:
+        raw = config_lib.apply_overrides(config_lib.read_yaml(config), overrides)
+        configs = [cfg for group in replicas.programs(raw, seeds, sweeps, name, max_replicas) for _, cfg in group]
+        for cfg in configs:
+            trackers.check(cfg)
+        layout.check_target(runs_dir or layout.DEFAULT_RUNS_DIR, name)
+    except VaeError:
         return
-    layout.check_target(runs_dir or layout.DEFAULT_RUNS_DIR, name)
-    data.check_obtainable(cfg.data)
+    data.check_obtainable(configs[0].data)
 
 
 @app.command()
@@ -80,7 +85,7 @@ def train(
 
     def go():
         if config is not None and resume is None:
-            _data_obtainable(config, set_ or [], name or config.stem, runs_dir)
+            _data_obtainable(config, set_ or [], name or config.stem, runs_dir, seeds, sweep or [], max_replicas)
         if distributed:
             from vaecli.compiled import devices
 

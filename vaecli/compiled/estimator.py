@@ -174,8 +174,9 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
-    `estimate(params, seed)` runs the one compiled program and
-    gives host arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
+    `estimate(params, seed, report=None)` runs the one compiled program over the split (in up
+    to PROGRESS_STEPS calls, calling `report(examples_done)` after each) and gives host
+    arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
     (when kl_mc_samples > 0), and per example and latent dimension encoder_mean and
     kl_per_dim (N·latent floats: small next to the images, and it saves a second pass).
     With a `mesh` of several devices the examples of each batch are split over it (the
@@ -213,7 +214,6 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
             "devices": mesh.size if sharded else 1}
 
     def estimate(params, seed: int, report=None) -> dict[str, np.ndarray]:
-        """`report(examples_done)`, if given, after each of the (at most PROGRESS_STEPS) calls."""
         p, key, step = place(params), jax.random.key(seed), calls[0].shape[0]
         outs = [compiled(p, c, key, i * step) for i, c in enumerate(calls)]  # queued at once, run in order
         if report is not None:
