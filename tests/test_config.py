@@ -167,6 +167,19 @@ def test_yaml_invalid(tmp_path):
     assert "YAML" in str(err)
 
 
+@pytest.mark.parametrize("text, line, column, fix", [
+    ("model:\n\tlatent_dim: 3\n", 2, 1, "replace the tabs with spaces"),
+    ("model:\n  latent_dim: 3\n kind: mlp\n", 3, 2, "same number of spaces"),
+    ("model: {latent_dim: 3\n", 2, 1, "close the '{'"),
+])
+def test_yaml_syntax_error_is_one_line_with_its_place_and_the_likely_fix(tmp_path, text, line, column, fix):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    err = str(_config_error(p))
+    assert err.startswith(f"{p}, line {line}, column {column}: not valid YAML: ")
+    assert fix in err and "\n" not in err and "<unicode string>" not in err
+
+
 @pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "42\n"])
 def test_yaml_top_level_not_a_mapping(tmp_path, text):
     p = tmp_path / "list.yaml"
@@ -181,6 +194,19 @@ def test_unknown_key_in_yaml_file_names_the_dotted_key(tmp_path):
     p.write_text("train:\n  epochs: 3\n  batchsize: 64\n")
     err = _config_error(p)
     assert "train.batchsize" in str(err)
+
+
+@pytest.mark.parametrize("override, suggested", [
+    ("model.latnt_dim=3", "model.latent_dim"), ("modle.latent_dim=3", "model"), ("train.epoch=3", "train.epochs")])
+def test_a_misspelt_key_suggests_the_closest_valid_one(override, suggested):
+    with pytest.raises(ConfigError, match=f"did you mean '{suggested}'\\?"):
+        config.load(None, [override])
+
+
+def test_a_key_like_no_valid_one_suggests_none():
+    with pytest.raises(ConfigError) as err:
+        config.load(None, ["optim.xyz=1"])
+    assert "did you mean" not in str(err.value) and "valid here: name, lr" in str(err.value)
 
 
 def test_yaml_section_that_is_not_a_mapping(tmp_path):

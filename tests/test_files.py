@@ -29,3 +29,15 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(RuntimeError):
         files.write_with(p, half_then_fail)
     assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_caches_live_under_xdg_cache_home_when_it_is_absolute(tmp_path, monkeypatch):
+    from vaecli import data
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert files.cache_home() == tmp_path / "xdg" / "vaecli"
+    assert data.default_cache_dir() == tmp_path / "xdg" / "vaecli" / "data"
+    for ignored in ("", "relative/cache"):  # unset, or relative: the XDG rule falls back to ~/.cache
+        monkeypatch.setenv("XDG_CACHE_HOME", ignored)
+        assert data.default_cache_dir() == tmp_path / "home" / ".cache" / "vaecli" / "data"

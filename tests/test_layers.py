@@ -11,8 +11,8 @@ from helpers import ROOT
 
 PACKAGE = ROOT / "vaecli"
 LAYERS = [
-    {"vaecli.clock", "vaecli.errors", "vaecli.files", "vaecli.finite", "vaecli.registry", "vaecli.pictures",
-     "vaecli.streams", "vaecli.config", "vaecli.data"},
+    {"vaecli.clock", "vaecli.errors", "vaecli.files", "vaecli.finite", "vaecli.progress", "vaecli.registry",
+     "vaecli.pictures", "vaecli.streams", "vaecli.config", "vaecli.data"},
     {"vaecli.models"}, {"vaecli.compiled"}, {"vaecli.rundir"}, {"vaecli.training"}, {"vaecli.evaluation"},
     {"vaecli.tune"}, {"vaecli.api", "vaecli.cli"},
 ]

@@ -1,5 +1,6 @@
 """One atomic write for every file vaecli keeps: readers (and a later resume) see the old
-file or the new one, never half of one, whenever the writer is killed.
+file or the new one, never half of one, whenever the writer is killed. And where vaecli's
+caches live (`cache_home`).
 
 The bytes go to a hidden temporary file beside the target, which `os.replace` then puts
 in its place in one step (no fsync: a crash of the machine itself may lose the newest
@@ -43,3 +44,11 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, obj, indent: int | None = 2) -> Path:
     """`obj` as JSON (values JSON cannot hold written as their str), ending in a newline."""
     return write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+def cache_home() -> Path:
+    """vaecli's caches (compiled programs, prepared datasets) live under this folder:
+    $XDG_CACHE_HOME/vaecli, else ~/.cache/vaecli (the XDG base-directory rule, which ignores
+    a relative XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "vaecli"

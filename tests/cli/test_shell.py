@@ -79,38 +79,50 @@ def settings_after(args: list, env: dict):
             jax.config.update(k, v)
 
 
-def test_compile_cache_off_and_the_option_over_the_environment(tmp_path):
-    # eval-elbo sets the cache up before it looks at its run folder (which does not exist).
+def untrained_run(tiny_config, tmp_path) -> Path:
+    """A run folder with its config and meta but no checkpoint: eval-elbo accepts it, sets the
+    compile cache up, then stops at once ("no checkpoint")."""
+    from vaecli import config
+
+    run = tmp_path / "untrained"
+    run.mkdir()
+    (run / "config.yaml").write_text(config.dump_yaml(tiny_config))
+    (run / "meta.json").write_text(json.dumps({"run_format": 2, "data": {"image_shape": [8, 8, 1]}}))
+    return run
+
+
+def test_compile_cache_off_and_the_option_over_the_environment(tmp_path, tiny_config):
+    run = untrained_run(tiny_config, tmp_path)
     env = {"VAECLI_COMPILE_CACHE": str(tmp_path / "from-env")}
-    r, settings = settings_after(["--compile-cache", "off", "eval-elbo", tmp_path / "nowhere"], env)
-    assert r.code == 1 and r.stderr.startswith("error: run folder not found"), r.stderr
+    r, settings = settings_after(["--compile-cache", "off", "eval-elbo", run], env)
+    assert r.code == 1 and r.stderr.startswith("error: no checkpoint"), r.stderr
     assert settings[0] is False
-    r, settings = settings_after(["--compile-cache", tmp_path / "from-option", "eval-elbo", tmp_path / "nowhere"], env)
+    r, settings = settings_after(["--compile-cache", tmp_path / "from-option", "eval-elbo", run], env)
     assert settings[:2] == (True, str(tmp_path / "from-option"))
     assert not (tmp_path / "from-env").exists()
-    r, settings = settings_after(["eval-elbo", tmp_path / "nowhere"], env)  # the environment, without the option
+    r, settings = settings_after(["eval-elbo", run], env)  # the environment, without the option
     assert settings[:2] == (True, str(tmp_path / "from-env")) and (tmp_path / "from-env").is_dir()
 
 
-def test_compile_cache_default_folder_follows_xdg(tmp_path):
+def test_compile_cache_default_folder_follows_xdg(tmp_path, tiny_config):
     env = {"VAECLI_COMPILE_CACHE": None, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    r, (enabled, folder, min_s) = settings_after(["eval-elbo", tmp_path / "nowhere"], env)
+    r, (enabled, folder, min_s) = settings_after(["eval-elbo", untrained_run(tiny_config, tmp_path)], env)
     assert r.code == 1
     assert enabled is True and Path(folder) == tmp_path / "xdg" / "vaecli" / "jax" and Path(folder).is_dir()
     assert min_s == 0.0  # every program is stored, as the README says (JAX's default, 1 s, would skip most)
 
 
-def test_unwritable_compile_cache_warns_and_goes_on(tmp_path, tiny_cache, caplog):
+def test_unwritable_compile_cache_warns_and_goes_on(tmp_path, tiny_cache, tiny_config, caplog):
     """A cache folder that cannot be created costs a warning, not the run: training completes,
     with JAX's cache turned off."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    # In a fresh process (eval-elbo sets the cache up before it looks for its run folder): the
-    # warning is stderr's first line, in vaecli's format; then the command goes on to its error.
-    p = vae_process("--compile-cache", blocker / "jax", "eval-elbo", tmp_path / "nowhere")
+    # In a fresh process: the warning is stderr's first line, in vaecli's format; then the
+    # command goes on to its error.
+    p = vae_process("--compile-cache", blocker / "jax", "eval-elbo", untrained_run(tiny_config, tmp_path))
     lines = p.stderr.splitlines()
     assert lines[0].startswith(f"warning: compile cache {blocker / 'jax'}") and "off" in lines[0], p.stderr
-    assert p.returncode == 1 and lines[-1].startswith("error: run folder not found"), p.stderr
+    assert p.returncode == 1 and lines[-1].startswith("error: no checkpoint"), p.stderr
     # A training with it (in this process, where the warning is a log record) completes.
     out, settings = settings_after(["--compile-cache", blocker / "jax",
                                     *tiny_train_args(tiny_cache, tmp_path / "runs", "nocache"), "--set", "train.epochs=1"],

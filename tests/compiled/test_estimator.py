@@ -268,3 +268,19 @@ def test_automatic_chunking_fits_a_memory_budget_without_changing_the_numbers(li
     got = small(fn.params, 5)
     for name in ("recon", "kl", "log_likelihood"):
         np.testing.assert_allclose(got[name], reference[name], rtol=1e-5, atol=1e-5)
+
+
+def test_progress_reports_each_call_and_leaves_the_numbers_as_one_call_gives_them(bernoulli_vae, monkeypatch):
+    """A split runs in several calls of one program (so a long K can say how far it is): the
+    reports climb to N, and every per-example number equals that of the split in one call."""
+    fn, x = bernoulli_vae
+    x = x[:100]  # 13 batches of 8: calls of 3 batches, the last one padded
+    monkeypatch.setattr(estimator, "PROGRESS_STEPS", 5)
+    estimate, _ = estimator.compile_estimator(fn, fn.params, x, 1, 7, 8)
+    seen = []
+    sliced = estimate(fn.params, 4, seen.append)
+    assert seen == [24, 48, 72, 96, 100]
+    monkeypatch.setattr(estimator, "PROGRESS_STEPS", 1)
+    whole, _ = estimator.compile_estimator(fn, fn.params, x, 1, 7, 8)
+    for name, values in whole(fn.params, 4).items():
+        np.testing.assert_array_equal(sliced[name], values, err_msg=name)

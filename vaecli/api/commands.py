@@ -13,7 +13,8 @@ from vaecli.errors import Paused, UsageError
 
 def train(config: str | Path | None = None, overrides: list[str] = (), *, name: str | None = None,
           runs_dir: str | Path | None = None, resume: str | Path | None = None, seeds: str | None = None,
-          sweeps: list[str] = (), max_replicas: int = 64, time_limit: str | None = None) -> Path | list[Path]:
+          sweeps: list[str] = (), max_replicas: int = 64, time_limit: str | None = None,
+          progress: str | bool = "auto") -> Path | list[Path]:
     """Train as `vae train` does with these arguments; return the run folder (a list of them
     with `seeds` or `sweeps`).
 
@@ -25,16 +26,20 @@ def train(config: str | Path | None = None, overrides: list[str] = (), *, name: 
     at the last epoch boundary that fits, then raise `vaecli.Paused` (its `paths`: the run
     folders, to resume). Errors are the VaeError subclasses `vae train` reports; JAX's
     persistent compile cache is the caller's choice (vaecli.compiled.cache.enable).
+    `progress`: what stderr shows of a dataset prepared on first use (vaecli.progress: "auto"
+    lines, or a bar on a terminal; False nothing); the epochs follow the config's log.progress.
     """
+    from vaecli import progress as progress_lib
     from vaecli.training.launch import train_command
 
     overrides, sweeps = _strings("overrides", overrides), _strings("sweeps", sweeps)
-    result = train_command(config=None if config is None else Path(config), overrides=overrides, name=name,
-                           runs_dir=None if runs_dir is None else Path(runs_dir),
-                           resume=None if resume is None else Path(resume), seeds=seeds, sweeps=sweeps,
-                           max_replicas=max_replicas, argv=_argv(config, overrides, name, runs_dir, resume,
-                                                                  seeds, sweeps, time_limit),
-                           time_limit=time_limit)
+    with progress_lib.reporting(progress):
+        result = train_command(config=None if config is None else Path(config), overrides=overrides, name=name,
+                               runs_dir=None if runs_dir is None else Path(runs_dir),
+                               resume=None if resume is None else Path(resume), seeds=seeds, sweeps=sweeps,
+                               max_replicas=max_replicas, argv=_argv(config, overrides, name, runs_dir, resume,
+                                                                      seeds, sweeps, time_limit),
+                               time_limit=time_limit)
     if result.exit_code:  # paused by the time limit: not finished, and a script must not mistake it
         raise Paused((result.notice or "").removeprefix("paused: "), result.paths)
     return list(result.paths) if seeds or sweeps else result.paths[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaecli import registry
+from vaecli import progress, registry
 from vaecli.api.images import check_images, check_latents
 from vaecli.errors import RunError, UsageError
 
@@ -139,7 +139,8 @@ class Run:
                "closed_form_kl": registry.closed_form_kl(m), "split": None}
         return MODES["prior"].draw(self._model, ctx, n, None, float(temperature))[0]
 
-    def log_likelihood(self, images, k: int = 1000, seed: int = 0, batch_size: int | None = None) -> np.ndarray:
+    def log_likelihood(self, images, k: int = 1000, seed: int = 0, batch_size: int | None = None,
+                       progress: str | bool = "auto") -> np.ndarray:
         """log p(x) of each image, estimated by importance sampling with K draws of q(z|x)
         (the K-sample IWAE bound log p̂_K(x) ≤ log p(x), tighter as K grows): the estimator
         and the per-example array `log_likelihood_k{K}` of `vae eval-elbo --per-example`.
@@ -149,25 +150,28 @@ class Run:
         give eval-elbo's numbers bit for bit (at the default `batch_size`, eval-elbo's 100),
         and the same image at another position gets other draws (another estimate of the
         same log p(x)). Memory is bounded whatever N and K: batches of `batch_size` images,
-        the K draws in chunks, one compiled program.
+        the K draws in chunks, one compiled program. A call that lasts more than a few seconds
+        (K=5000 on a whole split: minutes on a CPU) shows its progress and the time left on
+        stderr; `progress=False` keeps it quiet (vaecli.progress).
         """
         objective = registry.objective(self.config)
         if not objective.defines_density:
             raise RunError(f"log_likelihood: {objective.no_density_note}; run.elbo(images)['recon'] gives it")
-        per, single = self._estimate(images, _positive("k", k), seed, batch_size)
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress)
         return _one(per["log_likelihood"], single)
 
-    def elbo(self, images, seed: int = 0, k: int = 1, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    def elbo(self, images, seed: int = 0, k: int = 1, batch_size: int | None = None,
+             progress: str | bool = "auto") -> dict[str, np.ndarray]:
         """The ELBO of each image and its two terms: {"elbo", "recon", "kl"}, elbo = −(recon + kl),
         recon = −E_q[log p(x|z)] averaged over `k` draws of q(z|x), kl = KL(q(z|x) ‖ p(z))
         (analytic where it has a closed form, else the mean of log q − log p over the draws).
         The per-example arrays `elbo_k{K}`, `recon_k{K}`, `kl` of `vae eval-elbo --per-example`;
-        the draws are keyed as in `log_likelihood`."""
-        per, single = self._estimate(images, _positive("k", k), seed, batch_size)
+        the draws are keyed as in `log_likelihood`, and `progress` is shown as there."""
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress)
         out = {"elbo": -(per["recon"] + per["kl"]), "recon": per["recon"], "kl": per["kl"]}
         return {name: _one(v, single) for name, v in out.items()}
 
-    def _estimate(self, images, k: int, seed, batch_size) -> tuple[dict, bool]:
+    def _estimate(self, images, k: int, seed, batch_size, shown="auto") -> tuple[dict, bool]:
         """The estimator's per-example arrays over `images`: the program `vae eval-elbo` runs
         (its default batch size and Monte Carlo KL draws, which share the program with log p̂:
         another program could round differently), kept for the process under the same key."""
@@ -184,7 +188,9 @@ class Run:
         estimate, _ = estimator.compile_estimator(self._fn, self.params, px.stored, px.scale, k if draws else 1,
                                                   batch_size, None, defaults["kl_mc_samples"] if draws else 0,
                                                   deterministic=not draws, mesh=mesh)
-        return estimate(self.params, seed), px.single
+        with progress.reporting(shown), progress.Task(f"K={k} on {len(px.stored):,} images", len(px.stored),
+                                                      " images") as task:
+            return estimate(self.params, seed, task.update), px.single
 
 
 def _eval_elbo_defaults() -> dict:

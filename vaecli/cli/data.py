@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, app
-from vaecli.cli.process import run as _run
+from vaecli.cli.process import echo, run as _run
 
 
 data_app = typer.Typer(help="The data cache: prepare datasets ahead of time, list what is cached.",
@@ -22,9 +22,9 @@ def data_prepare(
     manual_dir: Annotated[Optional[Path], typer.Option(
         "--manual-dir", help="Folder with the files TFDS would download (offline).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
-        "--data-dir", help="TFDS data_dir (default: ~/tensorflow_datasets).")] = None,
+        "--data-dir", help="TFDS data_dir (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
-        "--cache-dir", help="vaecli's array cache (default: ~/.cache/vaecli/data).")] = None,
+        "--cache-dir", help="vaecli's array cache (default: $XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data).")] = None,
     as_json: JsonOpt = False,
 ):
     """Fill vaecli's array cache with DATASET (e.g. on a login node that has internet, before
@@ -39,9 +39,9 @@ def data_prepare(
         index = data.prepare(cfg.data)
         folder = data.cache_folder(cfg.data)
         if as_json:
-            typer.echo(json.dumps({"dataset": dataset, "folder": str(folder), "splits": index["splits"]}, indent=2))
+            echo(json.dumps({"dataset": dataset, "folder": str(folder), "splits": index["splits"]}, indent=2))
         else:
-            typer.echo(str(folder))
+            echo(str(folder))
 
     _run(go)
 
@@ -49,7 +49,7 @@ def data_prepare(
 @data_app.command("list")
 def data_list(
     cache_dir: Annotated[Optional[Path], typer.Option(
-        "--cache-dir", help="vaecli's array cache (default: ~/.cache/vaecli/data).")] = None,
+        "--cache-dir", help="vaecli's array cache (default: $XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data).")] = None,
     as_json: JsonOpt = False,
 ):
     """What the cache holds: dataset, splits, image shapes, size on disk, folder."""
@@ -59,7 +59,7 @@ def data_list(
 
         entries = data.list_cache(cache_dir)
         if as_json:
-            typer.echo(json.dumps(entries, indent=2))
+            echo(json.dumps(entries, indent=2))
             return
         if not entries:
             typer.echo(f"no prepared datasets in {cache_dir or data.default_cache_dir()}", err=True)
@@ -72,6 +72,6 @@ def data_list(
                              f"{e['bytes'] / 2**20:.1f} MiB" if i == 0 else "", e["folder"] if i == 0 else ""))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         for r in rows:
-            typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
     _run(go)

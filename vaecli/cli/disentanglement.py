@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, RawParamsOpt, StepOpt, app
-from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 from vaecli.evaluation import disentanglement as metrics_lib  # the registry, for the help (imports no JAX)
 
 _METRICS_HELP = "Comma-separated, or all: " + "; ".join(f"{n}: {m.help}" for n, m in metrics_lib.METRICS.items()) + "."
@@ -41,11 +41,14 @@ def eval_disentanglement(
     def go():
         from vaecli.evaluation.disentanglement import run as run_lib
 
+        from vaecli.rundir.layout import open_run
+
         run_lib.plan(metrics, sizes, train_size, eval_size, dci_regressor)  # bad arguments before JAX starts
+        open_run(run)
         _use_compile_cache()
         res = run_lib.evaluate(run, metrics=metrics, seed=seed, step=step, sizes=sizes, train_size=train_size,
                                eval_size=eval_size, dci_regressor=dci_regressor, out=out, raw_params=raw_params)
-        typer.echo(json.dumps(res, indent=2) if as_json else run_lib.format_table(res))
+        echo(json.dumps(res, indent=2) if as_json else run_lib.format_table(res))
         if res.get("not_saved"):  # the results are printed; the file that was not written is an error
             from vaecli.errors import StorageError
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, RawParamsOpt, StepOpt, app
-from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 
 
 @app.command("grad-snr")
@@ -34,12 +34,19 @@ def grad_snr(
     (Rainforth et al. 2018), the mean over parameters; written to RUN/eval/grad-snr-step<S>.json."""
 
     def go():
+        from vaecli.data import check_split
+        from vaecli.evaluation.arguments import parse_samples
+        from vaecli.rundir.layout import open_run
+
+        parse_samples(samples)  # bad arguments and a folder that is no run, before JAX starts
+        check_split(split, "--split")
+        open_run(run)
         _use_compile_cache()
         from vaecli.evaluation.grad_snr import format_table, grad_snr as measure
 
         res = measure(run, samples=samples, estimators=estimators, draws=draws, batch_size=batch_size,
                       split=split, step=step, seed=seed, raw_params=raw_params, out=out)
-        typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
+        echo(json.dumps(res, indent=2) if as_json else format_table(res))
         if res.get("not_saved"):  # the results are printed; the file that was not written is an error
             from vaecli.errors import StorageError
 

@@ -8,8 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, RawParamsOpt, StepOpt, app, complete_mode, complete_set
-from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 from vaecli.evaluation import modes as sample_modes  # the mode registry, for the help (imports no JAX)
+
+def _refuse_early(run: Path, split: str) -> None:
+    """A folder that is no run, or a split that does not exist, refused before JAX is imported
+    (seconds on a busy CPU): the library call checks them again, in no time."""
+    from vaecli.data import check_split
+    from vaecli.rundir.layout import open_run
+
+    check_split(split, "--split")
+    open_run(run)
+
 
 @app.command()
 def sample(
@@ -32,17 +42,21 @@ def sample(
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
 
     def go():
+        from vaecli.evaluation.sample import check_arguments
+
+        check_arguments(mode, n, steps, temperature, gif)
+        _refuse_early(run, split)
         _use_compile_cache()
         from vaecli.evaluation.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
                         split=split, steps=steps, raw_params=raw_params, gif=gif)
         if as_json:
-            typer.echo(json.dumps(res, indent=2, default=str))
+            echo(json.dumps(res, indent=2, default=str))
             return
         for key in ("png", "npy", "gif", "labels_npy"):
             if key in res:
-                typer.echo(res[key])
+                echo(res[key])
 
     _run(go)
 
@@ -68,12 +82,16 @@ def eval_elbo(
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
 
     def go():
+        from vaecli.evaluation.arguments import parse_samples
+
+        parse_samples(samples)
+        _refuse_early(run, split)
         _use_compile_cache()
         from vaecli.evaluation.elbo import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
                        kl_mc_samples=kl_mc_samples, per_example=per_example, out=out, raw_params=raw_params)
-        typer.echo(json.dumps(res, indent=2) if as_json else format_table(res))
+        echo(json.dumps(res, indent=2) if as_json else format_table(res))
         if res.get("not_saved"):  # the results are printed; the file that was not written is an error
             from vaecli.errors import StorageError
 
@@ -96,10 +114,10 @@ def plot(
 
         res = plot_curves(runs, out)
         if as_json:
-            typer.echo(json.dumps(res, indent=2, default=str))
+            echo(json.dumps(res, indent=2, default=str))
             return
-        typer.echo(res["png"])
-        typer.echo(res["npy"])
+        echo(res["png"])
+        echo(res["npy"])
 
     _run(go)
 
@@ -122,6 +140,6 @@ def show(
         resolved = show_lib.resolve(target, set_ or [])  # config and data errors before JAX starts
         _use_compile_cache()
         res = show_lib.analyse(*resolved)
-        typer.echo(json.dumps(res, indent=2) if as_json else show_lib.format_report(res))
+        echo(json.dumps(res, indent=2) if as_json else show_lib.format_report(res))
 
     _run(go)

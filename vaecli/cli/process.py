@@ -1,20 +1,75 @@
 """What a `vae` process does around a command: the compile cache it asks for, the libraries
-it quiets, and how an error becomes one line on stderr and an exit code (2 usage/config, 1 at
-run time, an I/O fault included, 130 on Ctrl-C; `--debug` shows the traceback instead).
+it quiets, stdout kept for the command's results, progress reported on stderr, and how an
+error becomes one line on stderr and an exit code (2 usage/config, 1 at run time, an I/O
+fault included, 130 on Ctrl-C; `--debug` shows the traceback instead).
 
 Kept apart from the command modules, which only declare the commands and their options;
 imports nothing heavy (the commands import JAX when they need it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from pathlib import Path
 
 import typer
 
-# Set by the CLI's top-level options (--debug, --compile-cache) and by main_process.
-STATE = {"debug": False, "compile_cache": None, "own_process": False}
+from vaecli import files, progress
+
+# Set by the CLI's top-level options (--debug, --compile-cache) and by main_process; "results":
+# the stream of the command's own output while it runs (see results_alone_on_stdout).
+STATE = {"debug": False, "compile_cache": None, "own_process": False, "results": None}
+
+
+def echo(text: str = "") -> None:
+    """One line of the command's result: on the real stdout, whatever else writes to fd 1."""
+    out = STATE["results"] or sys.stdout
+    out.write(f"{text}\n")
+    out.flush()
+
+
+@contextlib.contextmanager
+def results_alone_on_stdout():
+    """While the command runs, fd 1 is a copy of stderr, and the command's results go to a
+    copy of the real stdout (`echo`). Scripts read stdout (`RUN=$(vae train ...)`), and the
+    libraries underneath print there as they please: TFDS its "Downloading and preparing"
+    notes, TensorFlow and XLA from C++, a subprocess through the inherited descriptor. In
+    an in-process runner (tests) stdout is a Python object with no descriptor: there the
+    Python-level prints are sent to stderr the same way."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+        err = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = err = None
+    if fd is None:
+        STATE["results"], sys.stdout = sys.stdout, sys.stderr
+        try:
+            yield
+        finally:
+            sys.stdout, STATE["results"] = STATE["results"], None
+        return
+    real = os.dup(fd)
+    os.dup2(err, fd)
+    STATE["results"] = os.fdopen(os.dup(real), "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _flush_c_stdio()  # what native code left in C's stdout buffer goes where it was printed
+        STATE["results"].close()
+        STATE["results"] = None
+        os.dup2(real, fd)
+        os.close(real)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to reach (not Linux or macOS)
+        pass
 
 
 def use_compile_cache() -> None:
@@ -27,7 +82,7 @@ def use_compile_cache() -> None:
         cache.enable(None)
         return
     if not setting:
-        setting = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecli" / "jax"
+        setting = files.cache_home() / "jax"
     cache.enable(setting)
 
 
@@ -55,10 +110,16 @@ def _drop_closed_loop_callbacks(unraisable) -> None:
 
 
 def run(fn):
-    """Call fn(); turn library errors into one line and an exit code."""
+    """Call fn() with stdout kept for its results and progress on stderr; turn library
+    errors into one line and an exit code."""
+    quiet_libraries()
+    with results_alone_on_stdout(), progress.reporting("auto"):
+        return _reported(fn)
+
+
+def _reported(fn):
     from vaecli.errors import Interrupted, StorageError, VaeError
 
-    quiet_libraries()
     try:
         return fn()
     except Interrupted as e:
@@ -83,8 +144,9 @@ def run(fn):
             # A second signal stops at once: a compiled call or an Orbax/TensorStore thread may
             # still be running, and tearing the interpreter down under them can crash
             # (SIGSEGV at exit). The summary already says "interrupted": leave without teardown.
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (STATE["results"], sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
             os._exit(130)
         raise typer.Exit(130)
     except OSError as e:  # an I/O fault no command turned into its own line: the path, the cause, the fix

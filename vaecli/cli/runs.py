@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import app
-from vaecli.cli.process import run as _run
+from vaecli.cli.process import echo, run as _run
 
 
 class TableFormat(str, enum.Enum):
@@ -45,6 +45,6 @@ def runs_table(
         if not rows and form is TableFormat.table:
             typer.echo(f"no runs under {folder}" + (" match the filters" if filter_ else ""), err=True)
             return
-        typer.echo(table_format.render(columns, rows, form.value, grouped=group_by is not None))
+        echo(table_format.render(columns, rows, form.value, grouped=group_by is not None))
 
     _run(go)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaecli.cli.app import JsonOpt, app, complete_set
-from vaecli.cli.process import run as _run, use_compile_cache as _use_compile_cache
+from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 from vaecli.config import REPLICA_KEYS, RESUMABLE, summarize
 
 
@@ -24,10 +24,32 @@ def _report(paths, distributed: bool, as_json: bool) -> None:
         from vaecli.rundir.layout import Folder
 
         summaries = [{"run": str(p), "summary": Folder(p).summary() or {}} for p in paths]
-        typer.echo(json.dumps({"runs": summaries}, indent=2))
+        echo(json.dumps({"runs": summaries}, indent=2))
     else:
         for p in paths:
-            typer.echo(str(p))
+            echo(str(p))
+
+
+def _data_obtainable(config: Path, overrides: list[str], name: str, runs_dir: Optional[Path], seeds: Optional[str],
+                     sweeps: list[str], max_replicas: int) -> None:
+    """A dataset that is neither cached nor obtainable (offline, no data.manual_dir), refused
+    before JAX and TensorFlow are imported (half a minute on a busy CPU), after every mistake
+    the command reports first (the config, --seeds/--sweep, trackers, --name, --runs-dir):
+    those are left to the command itself, which reports them as always."""
+    from vaecli import config as config_lib, data
+    from vaecli.errors import VaeError
+    from vaecli.rundir import layout, trackers
+    from vaecli.training import replicas
+
+    try:
+        raw = config_lib.apply_overrides(config_lib.read_yaml(config), overrides)
+        configs = [cfg for group in replicas.programs(raw, seeds, sweeps, name, max_replicas) for _, cfg in group]
+        for cfg in configs:
+            trackers.check(cfg)
+        layout.check_target(runs_dir or layout.DEFAULT_RUNS_DIR, name)
+    except VaeError:
+        return
+    data.check_obtainable(configs[0].data)
 
 
 @app.command()
@@ -62,6 +84,8 @@ def train(
     """Train a VAE (or resume one); prints the run folder(s) on stdout when done."""
 
     def go():
+        if config is not None and resume is None:
+            _data_obtainable(config, set_ or [], name or config.stem, runs_dir, seeds, sweep or [], max_replicas)
         if distributed:
             from vaecli.compiled import devices
 
@@ -114,13 +138,13 @@ def tune(
                                replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
                                argv=sys.argv, before_compute=_use_compile_cache)
         if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+            echo(json.dumps(summary, indent=2))
             return
         best = summary.get("best")
         if best:
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
             typer.echo(f"best: trial {best['trial']} validation ELBO {best['validation_elbo']:.2f} ({params})",
                        err=True)
-        typer.echo(summary["study"])
+        echo(summary["study"])
 
     _run(go)

@@ -1,8 +1,9 @@
 """Compiled, chunked evaluation of the ELBO and the K-sample importance-sampled log p(x).
 
-One compiled program covers a whole split: a `lax.scan` over batches of examples, and
-inside it a `lax.scan` over chunks of the K samples, so memory is bounded by
-batch_size × chunk rows whatever K is, and nothing returns to the host until the end.
+One compiled program covers a split, in at most PROGRESS_STEPS calls queued at once (so a
+long evaluation can say how far it is): a `lax.scan` over batches of examples, and inside
+it a `lax.scan` over chunks of the K samples, so memory is bounded by batch_size × chunk
+rows whatever K is, and nothing returns to the host until the end.
 The chunk is chosen automatically (`compile_estimator`): as many rows as the backend's
 default allows, halved until XLA's account of the program's scratch memory fits the
 memory budget. The same pass gives the analytic KL per latent dimension, the encoder
@@ -25,6 +26,7 @@ from vaecli.models import densities
 from vaecli.models.vae import Functional
 
 TRACES = {"estimator": 0}  # incremented at trace time; tests read it to prove one compile
+PROGRESS_STEPS = 100  # a split is evaluated in at most this many calls of its program
 
 
 def chunk_size(k: int, batch_size: int, max_rows: int) -> int:
@@ -94,7 +96,8 @@ def _kl_monte_carlo(q, key, index, samples: int, max_rows: int):
 
 def make_estimator_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_samples: int = 0,
                    deterministic: bool = False, batch_sharding=None):
-    """Compiled f(params, batches uint8 (nb, B, D), key) -> per-example arrays (nb, B[, latent]).
+    """Compiled f(params, batches uint8 (nb, B, D), key, first_batch) -> per-example arrays
+    (nb, B[, latent]) of the batches numbered first_batch, first_batch + 1, ... of the split.
 
     Any model offering `encode`, `noise_dim`, `log_terms` and `kl_per_dim` (vaecli.models.vae):
     the log-weight of a sample is log p(x|z) + log p(z) − log q(z|x) over all its latents.
@@ -139,13 +142,13 @@ def make_estimator_fn(fn: Functional, k: int, k_chunk: int, scale: int, kl_mc_sa
                 out["kl_mc"] = _kl_monte_carlo(q, key, index, kl_mc_samples, max(k_chunk * b, 4096))
         return out
 
-    def run(params, batches, key):
+    def run(params, batches, key, first_batch):
         TRACES["estimator"] += 1
         bsz = batches.shape[1]
 
         def body(_, inp):
             i, xb = inp
-            return None, one_batch(params, xb, i * bsz, key)
+            return None, one_batch(params, xb, (first_batch + i) * bsz, key)
 
         _, out = jax.lax.scan(body, None, (jnp.arange(batches.shape[0]), batches))
         return out
@@ -170,8 +173,9 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
-    `estimate(params, seed)` runs the one compiled program and
-    gives host arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
+    `estimate(params, seed, report=None)` runs the one compiled program over the split (in up
+    to PROGRESS_STEPS calls, calling `report(examples_done)` after each) and gives host
+    arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
     (when kl_mc_samples > 0), and per example and latent dimension encoder_mean and
     kl_per_dim (N·latent floats: small next to the images, and it saves a second pass).
     With a `mesh` of several devices the examples of each batch are split over it (the
@@ -181,10 +185,11 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     sharded = mesh is not None and mesh.size > 1
     if sharded:
         devices.check_batch(batches.shape[1], mesh, "--batch-size")
-        batches = jax.device_put(batches, devices.NamedSharding(mesh, devices.P(None, devices.AXIS)))
         params = devices.replicate(params, mesh)
-    else:
-        batches = jax.device_put(batches)
+    calls = _calls(batches)
+    put = (lambda b: jax.device_put(b, devices.NamedSharding(mesh, devices.P(None, devices.AXIS)))) if sharded \
+        else jax.device_put
+    calls = [put(c) for c in calls]
     place = (lambda p: devices.replicate(p, mesh)) if sharded else (lambda p: p)
     bsz = batches.shape[1]
     rows = max_rows or default_max_rows()
@@ -196,10 +201,10 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
         k_chunk = chunk_size(k, bsz, rows)
         batch_sharding = devices.batch_sharding(mesh) if sharded else None
         key = cache.key("estimator", fn, k, k_chunk, scale, kl_mc_samples, deterministic, batch_sharding,
-                           cache.signature(params), cache.signature(batches))
+                           cache.signature(params), cache.signature(calls[0]))
         compiled = cache.get(key, lambda: make_estimator_fn(fn, k, k_chunk, scale, kl_mc_samples, deterministic,
                                                             batch_sharding).lower(
-            params, batches, jax.random.key(0)).compile())
+            params, calls[0], jax.random.key(0), 0).compile())
         scratch = _scratch_bytes(compiled)
         if max_rows is not None or scratch is None or scratch <= budget or k_chunk == 1:
             break
@@ -207,11 +212,29 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget,
             "devices": mesh.size if sharded else 1}
 
-    def estimate(params, seed: int) -> dict[str, np.ndarray]:
-        out = jax.device_get(compiled(place(params), batches, jax.random.key(seed)))
-        return {name: np.asarray(v).reshape(-1, *v.shape[2:])[:n] for name, v in out.items()}
+    def estimate(params, seed: int, report=None) -> dict[str, np.ndarray]:
+        p, key, step = place(params), jax.random.key(seed), calls[0].shape[0]
+        outs = [compiled(p, c, key, i * step) for i, c in enumerate(calls)]  # queued at once, run in order
+        if report is not None:
+            for i, o in enumerate(outs):
+                jax.block_until_ready(o)
+                report(min((i + 1) * step * bsz, n))
+        out = jax.device_get(outs)
+        return {name: np.concatenate([np.asarray(o[name]).reshape(-1, *o[name].shape[2:]) for o in out])[:n]
+                for name in out[0]}
 
     return estimate, plan
+
+
+def _calls(batches: np.ndarray) -> list[np.ndarray]:
+    """The batches in at most PROGRESS_STEPS equal runs of the one compiled program, so a long
+    evaluation (K=5000 on a CPU: minutes) can report how far it is; the last run is padded
+    with empty batches (less than one run's worth: at most 1/PROGRESS_STEPS more work)."""
+    per_call = math.ceil(len(batches) / PROGRESS_STEPS)
+    count = math.ceil(len(batches) / per_call)
+    padded = np.zeros((count * per_call, *batches.shape[1:]), batches.dtype)
+    padded[:len(batches)] = batches
+    return list(padded.reshape(count, per_call, *batches.shape[1:]))
 
 
 def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, seed: int,

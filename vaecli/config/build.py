@@ -7,6 +7,7 @@ the objective's own (vaecli.registry).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any, Literal
 
@@ -76,7 +77,9 @@ def _build(cls, raw: Any, prefix: str):
     unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
         key = f"{prefix}{unknown[0]}"
-        raise ConfigError(f"unknown config key '{key}' (valid here: {', '.join(fields)})")
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f": did you mean '{prefix}{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint} (valid here: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}{name}"

@@ -35,6 +35,33 @@ def _first_line(err: Exception) -> str:
     return " ".join(str(err).split())
 
 
+# PyYAML's problem -> what usually causes it in a config file, and the fix
+_YAML_HINTS = (
+    ("a tab", "YAML indents with spaces, not tabs: replace the tabs with spaces"),
+    ("mapping values are not allowed", "a value that contains ': ' needs quotes, and each key a line of its own"),
+    ("expected <block end>", "this line is indented differently from the keys above it: indent the keys of one "
+                             "section by the same number of spaces"),
+    ("could not find expected ':'", "write each key as 'key: value'"),
+    ("flow sequence", "close the '[' (or add the missing comma between the values)"),
+    ("flow mapping", "close the '{' (or add the missing comma between the entries)"),
+    ("quoted scalar", "close the quote"),
+)
+
+
+def yaml_problem(err: Exception) -> str:
+    """PyYAML's message on one line: ', line L, column C: not valid YAML: PROBLEM; FIX' (line
+    and column counted from 1; the fix where the problem is a common one)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem:
+        return f" is not valid YAML: {_first_line(err)}"
+    problem = " ".join(problem.replace("character '\\t'", "a tab").split())
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    found = problem + " " + str(getattr(err, "context", ""))
+    hint = next((fix for needle, fix in _YAML_HINTS if needle in found), None)
+    return f"{where}: not valid YAML: {problem}" + (f"; {hint}" if hint else "")
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Return a copy of the raw mapping with each `dotted.key=value` applied in order."""
     out = copy.deepcopy(raw)
@@ -61,7 +88,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {_first_line(e)}") from None
+        raise ConfigError(f"{p}{yaml_problem(e)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -72,9 +72,9 @@ _WIDTHS = _check(lambda v: all(w > 0 for w in v), "widths must be > 0")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _key("binarized_mnist", "data")  # a TFDS name
-    data_dir: Optional[str] = _key(None, "run")  # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
+    data_dir: Optional[str] = _key(None, "run")  # TFDS data_dir (None: $TFDS_DATA_DIR, else ~/tensorflow_datasets)
     manual_dir: Optional[str] = _key(None, "run")  # folder with the files TFDS would download (offline use)
-    cache_dir: Optional[str] = _key(None, "run")  # vaecli's compact array cache (None: ~/.cache/vaecli/data)
+    cache_dir: Optional[str] = _key(None, "run")  # vaecli's compact array cache (None: $XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data)
     binarize: Literal["none", "static", "dynamic"] = _key("static")
     val_size: int = _key(10000, "data", _POSITIVE)  # held out of train when no validation split
 

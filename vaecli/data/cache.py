@@ -26,7 +26,8 @@ CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "vaecli" / "data"
+    """$XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data (data.cache_dir overrides it)."""
+    return files.cache_home() / "data"
 
 
 def cache_folder(cfg: DataConfig) -> Path:

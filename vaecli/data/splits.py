@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from vaecli import progress
 from vaecli.config import DataConfig
 from vaecli.data import cache
 from vaecli.data.factors import PROCEDURAL
@@ -71,10 +72,24 @@ def prepare(cfg: DataConfig) -> dict:
     elif index is None:
         from vaecli.data import tfds_source  # TensorFlow only when the cache lacks the dataset
 
+        tfds_source.check_obtainable(cfg, known=cfg.dataset in KNOWN)
         splits, table = tfds_source.prepare(cfg)
         cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table)
         index = cache.read_index(folder)
+        progress.say(f"cached '{cfg.dataset}' in {folder} ({sum(f.stat().st_size for f in folder.iterdir()) / 2**20:.1f} "
+                     f"MiB); later runs read it from there")
     return index
+
+
+def check_obtainable(cfg: DataConfig) -> None:
+    """DataError at once, before anything heavy is imported, when the dataset is neither in
+    vaecli's cache nor obtainable (no files in data.manual_dir, none prepared by TFDS, no
+    network); nothing when it may be (TFDS then says more)."""
+    if cfg.dataset in PROCEDURAL or cache.read_index(cache.cache_folder(cfg)) is not None:
+        return
+    from vaecli.data import tfds_source
+
+    tfds_source.check_obtainable(cfg, known=cfg.dataset in KNOWN)
 
 
 def _binarize_static(images: np.ndarray) -> np.ndarray:

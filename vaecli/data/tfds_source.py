@@ -1,6 +1,7 @@
 """Preparing a dataset through TensorFlow Datasets, once: its `data_dir` and `manual_dir`
-honoured, TensorFlow kept off the GPU, a missing network reported at once. Imported only
-when a dataset is not in vaecli's cache yet.
+honoured, TensorFlow kept off the GPU, a missing network reported at once (before TensorFlow
+is imported), what is happening said on stderr (vaecli.progress). Imported only when a
+dataset is not in vaecli's cache yet.
 
 A dataset whose features include `label_<factor>` class labels (dSprites, shapes3d) is a
 dataset with factors: their indices are kept beside the images, the `value_<factor>`
@@ -8,11 +9,14 @@ numbers as the factor table's values, and its splits made as vaecli.data.factors
 """
 from __future__ import annotations
 
+import os
 import socket
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
+from vaecli import progress
 from vaecli.config import DataConfig
 from vaecli.data.cache import cache_folder
 from vaecli.data.factors import factor_splits, factor_table, values_of
@@ -41,9 +45,49 @@ def _offline_message(cfg: DataConfig, detail: str = "") -> str:
             f"(e.g. --set data.manual_dir=../shared/data/binarized_mnist)")
 
 
+def tfds_data_dir(cfg: DataConfig) -> Path:
+    """Where TFDS keeps its prepared files: data.data_dir, else $TFDS_DATA_DIR, else
+    ~/tensorflow_datasets (TFDS's own default)."""
+    return Path(cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets").expanduser()
+
+
+def _manual_files(cfg: DataConfig) -> bool:
+    """Whether data.manual_dir names a folder with files in it (DataError if not a folder)."""
+    if cfg.manual_dir is None:
+        return False
+    folder = Path(cfg.manual_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.manual_dir {cfg.manual_dir} is not a folder; pass the folder that holds "
+                        f"the downloaded files of '{cfg.dataset}'")
+    return any(folder.iterdir())
+
+
+def check_obtainable(cfg: DataConfig, known: bool) -> None:
+    """DataError at once (TensorFlow takes 10-20 s to import) when TFDS could not get a
+    `known` dataset: no files in data.manual_dir, none prepared in its data_dir, and no
+    network. Other names go on to TFDS, which knows whether they exist."""
+    if _manual_files(cfg) or not known:
+        return
+    if (tfds_data_dir(cfg) / cfg.dataset.split("/")[0].split(":")[0]).is_dir():
+        return  # TFDS may have prepared it already: it reads it without a network
+    if not network_available():
+        raise DataError(_offline_message(cfg))
+
+
 def prepare(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
     """Run TFDS's download_and_prepare once and return every split as numpy arrays, and the
     factor table of a dataset with factors (else None)."""
+    _manual_files(cfg)  # a manual_dir that is no folder, before TensorFlow is imported
+    progress.say(f"dataset '{cfg.dataset}' is not in vaecli's cache yet: preparing it through TFDS from "
+                 f"{cfg.manual_dir or 'its download'} (TFDS keeps its files in {tfds_data_dir(cfg)}), then "
+                 f"caching the images in {cache_folder(cfg)}; this happens once")
+    # lines while it lasts; on a terminal TFDS draws its own bars instead (_import_tfds)
+    beat = progress.working(f"preparing '{cfg.dataset}'") if progress.resolve() == "lines" else nullcontext()
+    with beat:
+        return _prepare(_import_tfds(cfg), cfg)
+
+
+def _import_tfds(cfg: DataConfig):
     try:
         import tensorflow as tf
         import tensorflow_datasets as tfds
@@ -52,11 +96,12 @@ def prepare(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | N
                         f"TensorFlow Datasets cannot be imported here ({e}); prepare it on a machine "
                         f"with `pip install -e .` and copy the cache folder, or set data.cache_dir") from None
     tf.config.set_visible_devices([], "GPU")  # TensorFlow only reads files: it never takes the GPU
-    tfds.disable_progress_bar()
+    # TFDS's own bars (per split, with the time left) where vaecli would draw a bar; else lines
+    tfds.display_progress_bar(progress.resolve() == "bar")
+    return tfds
 
-    if cfg.manual_dir is not None and not Path(cfg.manual_dir).expanduser().is_dir():
-        raise DataError(f"data.manual_dir {cfg.manual_dir} is not a folder; pass the folder that holds "
-                        f"the downloaded files of '{cfg.dataset}'")
+
+def _prepare(tfds, cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
     try:
         builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
     except Exception as e:  # TFDS raises DatasetNotFoundError and friends
@@ -105,9 +150,8 @@ def with_factors(splits: dict, factors: dict[str, int]) -> tuple[dict, dict]:
 
 
 def _download_and_prepare(tfds, builder, cfg: DataConfig) -> None:
-    manual_has_files = cfg.manual_dir is not None and any(Path(cfg.manual_dir).expanduser().iterdir())
     # TFDS retries a failed download for minutes; without a network, say so at once.
-    if not manual_has_files and not network_available():
+    if not _manual_files(cfg) and not network_available():
         raise DataError(_offline_message(cfg))
     download_config = tfds.download.DownloadConfig(manual_dir=cfg.manual_dir, try_download_gcs=False)
     try:

@@ -14,24 +14,13 @@ from pathlib import Path
 import numpy as np
 
 import vaecli
-from vaecli import data, files, registry
+from vaecli import data, files, progress, registry
 from vaecli.compiled import estimator
 from vaecli.errors import UsageError, storage_error
+from vaecli.evaluation.arguments import parse_samples
 from vaecli.rundir import evaluated
 
 ESTIMATOR = "importance sampling with q(z|x) as proposal (the K-sample IWAE bound)"
-
-
-def parse_samples(text: str | int | list) -> list[int]:
-    """'1,50,5000' -> [1, 50, 5000] (sorted, without repeats); UsageError on anything else."""
-    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    try:
-        ks = sorted({int(str(k).strip()) for k in items})
-    except ValueError:
-        raise UsageError(f"--samples {text}: expected K or a comma-separated list of K, e.g. 1,50,5000") from None
-    if not ks or ks[0] < 1:
-        raise UsageError(f"--samples {text}: K must be at least 1 (K=1 is the ELBO, larger K tightens the bound)")
-    return ks
 
 
 def _npz_target(path: str | Path | None) -> Path | None:
@@ -49,7 +38,7 @@ def _npz_target(path: str | Path | None) -> Path | None:
 def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None, seed: int = 0,
              batch_size: int = 100, kl_mc_samples: int = 100, per_example: str | Path | None = None,
              max_rows: int | None = None, write: bool = True, out: str | Path | None = None,
-             raw_params: bool = False) -> dict:
+             raw_params: bool = False, progress: str | bool | None = "auto") -> dict:
     """Evaluate a run's checkpoint on a split for each K in `samples`.
 
     Writes `<split>-step<S>-k<K>.json` per K into `out` (default RUN/eval) (and the
@@ -58,7 +47,9 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     A run trained with EMA is evaluated with its EMA parameters ("params": "ema") unless
     `raw_params` (then the files end in -raw). A file
     that cannot be written (a read-only run folder, a full disk) does not lose the results:
-    the report then has "not_saved", the one line saying which file and why.
+    the report then has "not_saved", the one line saying which file and why. `progress`:
+    what stderr shows of a long compilation or K (vaecli.progress: "auto" a bar on a terminal,
+    lines elsewhere; "none" or False nothing).
     """
     ks = parse_samples(samples)
     if batch_size < 1:
@@ -75,7 +66,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     results, arrays, not_saved = [], {}, None
     for k in ks:
         doc, per = _estimate(run, ckpt.fn, ckpt.params, images, k, seed, batch_size, max_rows, kl_mc_samples,
-                             chosen, ckpt.params_kind)
+                             chosen, ckpt.params_kind, progress)
         if write and not_saved is None:
             saved = ckpt.write_json(ckpt.output("elbo", split=split, k=k), doc,
                                     "write the files elsewhere with --out DIR (the results are on stdout)")
@@ -105,8 +96,9 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
 
 def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_rows, kl_mc_samples: int,
-              chosen: int, which: str) -> tuple[dict, dict]:
-    """One K: the compiled estimator over the split, its summary document and per-example arrays."""
+              chosen: int, which: str, shown: str | bool | None = None) -> tuple[dict, dict]:
+    """One K: the compiled estimator over the split, its summary document and per-example
+    arrays; its compilation and progress on stderr as `shown` says (vaecli.progress)."""
     import jax
 
     from vaecli.compiled import devices
@@ -114,11 +106,14 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
     objective = registry.objective(run.config)
     mesh = devices.make_mesh(0)  # every local device: the examples of each batch are split over them
     t0 = time.perf_counter()
-    estimate, plan = estimator.compile_estimator(fn, params, images.images, images.scale, k, batch_size, max_rows,
-                                                 kl_mc_samples, deterministic=not objective.draws_samples, mesh=mesh)
+    with progress.reporting(shown), progress.working(f"compiling the K={k} estimator"):
+        estimate, plan = estimator.compile_estimator(fn, params, images.images, images.scale, k, batch_size,
+                                                     max_rows, kl_mc_samples, deterministic=not objective.draws_samples,
+                                                     mesh=mesh)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    per = estimate(params, seed)
+    with progress.reporting(shown), progress.Task(f"K={k} on the {images.name} split", len(images), " images") as task:
+        per = estimate(params, seed, task.update)
     eval_s = time.perf_counter() - t0
     doc = estimator.summarize(per, int(np.prod(images.image_shape)))
     doc.update(estimator.latent_units(per))

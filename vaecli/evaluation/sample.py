@@ -11,7 +11,7 @@ from vaecli.errors import UsageError, storage_error
 from vaecli.evaluation.modes import MODES
 
 
-def _checked(mode: str, n: int | None, steps: int | None, temperature: float, gif: bool):
+def check_arguments(mode: str, n: int | None, steps: int | None, temperature: float, gif: bool):
     """The mode's entry and its --n and --steps (defaults filled in), or a UsageError."""
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -35,7 +35,7 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
            steps: int | None = None, raw_params: bool = False, gif: bool = False) -> dict:
     """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` (and
     with `gif` the `.gif`) into `out` (default RUN/samples); return their paths."""
-    entry, n, steps = _checked(mode, n, steps, temperature, gif)
+    entry, n, steps = check_arguments(mode, n, steps, temperature, gif)
     # here, not at import: the CLI's help stays quick
     from vaecli import data, pictures, registry
     from vaecli.compiled.encode_decode import CompiledModel
