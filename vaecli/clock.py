@@ -29,6 +29,15 @@ def parse_duration(text) -> float:
     return h * 3600 + mi * 60 + sec
 
 
+def format_duration(seconds: float) -> str:
+    """`12.3s`, `4m05s`, `1h02m03s`: how long, for people reading stderr."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
 def is_duration(text) -> bool:
     try:
         return parse_duration(text) >= 0
