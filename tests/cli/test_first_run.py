@@ -131,7 +131,7 @@ def test_readme_quickstart_runs_as_written_in_a_fresh_home(tmp_path):
     assert len(train) == 1 and (repo / train[0]).is_dir() and Path(train[0]).parent.name == "runs", train
     run = repo / train[0]
     assert sample and all((repo / line).is_file() for line in sample), sample
-    assert any("K=100" in line for line in evaluate) and evaluate[-1].endswith("-k100.json"), evaluate
+    assert any("K=10" in line for line in evaluate) and evaluate[-1].endswith("-k10.json"), evaluate
     assert len(plot) == 2 and all((repo / line).is_file() for line in plot), plot
     assert any(line.split()[:2] == [run.name, "completed"] for line in table), table
     assert resume == train  # the same folder, trained on
