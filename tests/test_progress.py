@@ -3,6 +3,7 @@ every LINE_EVERY_S; nothing at all when off."""
 from __future__ import annotations
 
 import pytest
+from helpers import ROOT
 
 from vaecli import clock, progress
 
@@ -41,3 +42,17 @@ def test_short_work_and_work_nobody_asked_to_report_show_nothing(fake_time, caps
     assert capsys.readouterr().err == ""
     with pytest.raises(Exception, match="progress='loud'"):
         progress.resolve("loud")
+
+
+def test_dataset_preparation_in_training_follows_log_progress(tmp_path, capsys):
+    """`vae train` says on stderr that it prepares a dataset unless log.progress is none."""
+    from vaecli import config
+    from vaecli.training import start
+
+    for mode, heard in (("none", False), ("lines", True)):
+        cfg = config.load(ROOT / "configs" / "disentanglement" / "betavae_toy_sprites.yaml",
+                          [f"data.cache_dir={tmp_path / mode}", f"log.progress={mode}"])
+        train, _ = start.load_data(cfg)
+        assert len(train) > 0
+        err = capsys.readouterr().err
+        assert ("drawing 'toy_sprites'" in err) == heard, (mode, err)

@@ -66,7 +66,8 @@ def prepare(cfg: DataConfig) -> dict:
     index = cache.read_index(folder)
     procedural = PROCEDURAL.get(cfg.dataset)
     if procedural is not None and (index is None or index.get("procedural_version") != procedural.version):
-        splits, table = procedural.build()  # about a second: drawn here, then read like any cache
+        progress.say(f"drawing '{cfg.dataset}' into vaecli's cache at {folder} (once, about a second)")
+        splits, table = procedural.build()  # drawn here, then read like any cache
         cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table, procedural_version=procedural.version)
         index = cache.read_index(folder)
     elif index is None:

@@ -52,7 +52,7 @@ def resume_replicas(run_paths: list[str | Path], overrides: list[str], argv: lis
     with contextlib.ExitStack() as locks:
         for run in opened:
             locks.enter_context(recorder_lib.lock(run.path))
-        data_splits = load_data(cfgs[0])
+        data_splits = load_data(cfgs[0], progress)
         todo: list[tuple[layout.Run, Config, Restored]] = []
         done = []
         for run, cfg in zip(opened, cfgs):

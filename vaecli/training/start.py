@@ -10,7 +10,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from vaecli import clock, data
+from vaecli import clock, data, progress as progress_lib
 from vaecli.compiled import devices, state as state_lib
 from vaecli.compiled.epoch import MATMUL_PRECISION
 from vaecli.config import Config
@@ -39,7 +39,7 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
             layout.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
     # Data and devices first: a dataset that cannot be loaded, or a batch the devices cannot
     # share, leaves no run folder behind.
-    train_split, val_split = load_data(cfgs[0])
+    train_split, val_split = load_data(cfgs[0], progress)
     devices.check_layout(cfgs[0])
     paths = devices.share_paths([layout.create(runs_dir, name) for name in names] if devices.is_primary() else None)
     with contextlib.ExitStack() as locks:
@@ -68,10 +68,12 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split: data.Split, v
     return Opened(run, Model(fn, tx), Start(state))
 
 
-def load_data(cfg: Config) -> tuple[data.Split, data.Split]:
-    """The training and validation splits of `cfg`, checked against its batch size."""
-    train_split = data.load_split(cfg.data, "train")
-    val_split = data.load_split(cfg.data, "validation")
+def load_data(cfg: Config, progress: str | None = None) -> tuple[data.Split, data.Split]:
+    """The training and validation splits of `cfg`, checked against its batch size; a dataset
+    prepared on the way says so as `progress` (else log.progress) asks."""
+    with progress_lib.reporting(progress or cfg.log.progress):
+        train_split = data.load_split(cfg.data, "train")
+        val_split = data.load_split(cfg.data, "validation")
     if len(train_split) < cfg.train.batch_size:
         raise RunError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
                        f"({len(train_split)} images); lower it")
