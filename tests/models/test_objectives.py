@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import flat, paired_t, standard_errors
+from helpers import flat, gaussian_channel_terms, paired_t, standard_errors
 
 from vaecli.config import ModelConfig
 from vaecli.config import ObjectiveConfig as OC
@@ -174,14 +174,6 @@ class CodesVAE(models.VAE):
         return -0.5 * jnp.sum((x - z) ** 2 + math.log(2 * math.pi), axis=-1)
 
 
-def _gaussian_terms(cov, s2=0.25):
-    c = cov + s2 * np.eye(len(cov))
-    tc = 0.5 * (np.sum(np.log(np.diag(c))) - np.linalg.slogdet(c)[1])
-    mi = 0.5 * (np.linalg.slogdet(c)[1] - len(c) * math.log(s2))
-    dim_kl = 0.5 * np.sum(np.diag(c) - 1 - np.log(np.diag(c)))
-    return {"mi": mi, "tc": tc, "dim_kl": dim_kl}
-
-
 def test_btcvae_terms_sum_to_the_kl_and_find_the_total_correlation():
     """Batches of 1024 codes in D = 3 through the registered loss: mi + tc + dim_kl is the
     logged KL, the loss is recon + mi + β·tc + dim_kl, each term within 4 standard errors plus
@@ -203,7 +195,7 @@ def test_btcvae_terms_sum_to_the_kl_and_find_the_total_correlation():
         for r in runs:
             assert r["mi"] + r["tc"] + r["dim_kl"] == pytest.approx(r["kl"], rel=1e-5, abs=1e-4)
             assert r["loss"] == pytest.approx(r["recon"] + r["mi"] + beta * r["tc"] + r["dim_kl"], rel=1e-5)
-        for term, exact in _gaussian_terms(cov).items():
+        for term, exact in gaussian_channel_terms(cov).items():
             means = np.array([r[term] for r in runs], np.float64)
             assert abs(means.mean() - exact) < 4 * standard_errors(means) + 0.03, (rho, term, means.mean(), exact)
         assert tc_range[0] < np.mean([r["tc"] for r in runs]) < tc_range[1]

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import standard_errors
+from helpers import gaussian_channel_terms, standard_errors
 
 from vaecli.models import densities, tcvae
 
@@ -22,15 +22,6 @@ def _gaussian_codes(key, cov, batch, s2=0.25):
     mean = jax.random.multivariate_normal(k_x, jnp.zeros(d), jnp.asarray(cov, jnp.float32), (batch,))
     logvar = jnp.full((batch, d), math.log(s2))
     return mean + math.sqrt(s2) * jax.random.normal(k_z, (batch, d)), mean, logvar
-
-
-def _gaussian_terms(cov, s2=0.25):
-    """MI, TC and dimension-wise KL of the Gaussian channel z = x + N(0, s2·I), x ~ N(0, cov)."""
-    c = cov + s2 * np.eye(len(cov))
-    tc = 0.5 * (np.sum(np.log(np.diag(c))) - np.linalg.slogdet(c)[1])
-    mi = 0.5 * (np.linalg.slogdet(c)[1] - len(c) * math.log(s2))
-    dim_kl = 0.5 * np.sum(np.diag(c) - 1 - np.log(np.diag(c)))
-    return {"mi": mi, "tc": tc, "dim_kl": dim_kl}
 
 
 def test_tc_terms_sum_to_the_monte_carlo_kl_exactly():
@@ -67,7 +58,7 @@ def test_tc_is_zero_for_independent_codes_and_the_gaussian_tc_for_correlated_one
     for rho in (0.0, 0.8):
         cov = np.eye(d)
         cov[0, 1] = cov[1, 0] = rho
-        exact = _gaussian_terms(cov)
+        exact = gaussian_channel_terms(cov)
         runs = jax.device_get([batch_means(jax.random.key(i), cov) for i in range(8)])
         for est in ("mss", "mws"):
             for term, value in exact.items():
