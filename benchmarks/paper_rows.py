@@ -278,8 +278,7 @@ def _compile_cache() -> None:
     setting = os.environ.get("VAECLI_COMPILE_CACHE")
     if setting and setting.strip().lower() == "off":
         return
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaecli" / "jax"
-    cache.enable(setting or default)
+    cache.enable(setting or files.cache_home() / "jax")
 
 
 def _parser() -> argparse.ArgumentParser:
