@@ -181,7 +181,7 @@ def test_errors_are_the_lines_the_cli_prints(run, run_path, tmp_path):
             with pytest.raises(UsageError) as err:
                 method(bad)
             assert str(err.value) == f"{expected} {got}"
-    with pytest.raises(UsageError, match=re.escape("z: expected (..., 4) floats (the run's model.latent_dim is 4), "
+    with pytest.raises(UsageError, match=re.escape("z: expected (..., 4) floats (Run.latent_dim: the dimension of the code the run decodes), "
                                                    "got (3, 5)")):
         run.decode(np.zeros((3, 5)))
     for call, message in ((lambda: run.log_likelihood(np.zeros((8, 8)), k=0), "k=0: must be a whole number"),

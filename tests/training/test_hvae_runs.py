@@ -48,6 +48,7 @@ def test_eval_elbo_sample_and_the_python_api(hvae_run, tmp_path):
     k1, k8 = evaluate(hvae_run, split="test", samples="1,8", seed=0)["results"]
     assert np.isfinite(k8["log_likelihood"]) and k8["log_likelihood"] >= k1["log_likelihood"] - 0.5
     assert k8["kl_per_dim"] is None and k8["latent_dim"] == 3  # active units: of z2, the code
+    assert k8["protocol"]["model"]["hierarchy"] == "hvae"  # the record names the model it measured
 
     run = vaecli.load(hvae_run)
     images = run.images("test")

@@ -90,7 +90,7 @@ def _as_stored(values: np.ndarray) -> tuple[np.ndarray, int]:
 def check_latents(z, latent_dim: int) -> np.ndarray:
     """`z` (..., latent_dim) as finite float32, or UsageError saying what is expected."""
     arr = np.asarray(z)
-    what = f"z: expected (..., {latent_dim}) floats (the run's model.latent_dim is {latent_dim})"
+    what = f"z: expected (..., {latent_dim}) floats (Run.latent_dim: the dimension of the code the run decodes)"
     if arr.ndim == 0 or arr.shape[-1] != latent_dim:
         raise UsageError(f"{what}, got {tuple(arr.shape)}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):

@@ -128,7 +128,7 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
                      "kl_mc_samples": kl_mc_samples,
                      "active_unit": f"Var_x(E_q[z_d|x]) > {estimator.ACTIVE_UNIT_THRESHOLD}",
                      "model": {"kind": m.kind, "latent_dim": m.latent_dim, "likelihood": m.likelihood,
-                               "prior": m.prior, "latent_dim2": m.latent_dim2,
+                               "prior": m.prior, "latent_dim2": m.latent_dim2, "hierarchy": m.hierarchy,
                                "objective": run.config.objective.name, "train_precision": run.config.train.precision},
                      "batch_size": plan["batch_size"], "sample_chunk": plan["sample_chunk"],
                      "devices": plan["devices"], "vaecli_version": vaecli.__version__},
