@@ -43,12 +43,18 @@ def zoo(args) -> list[dict]:
     import vaecli
 
     t0 = time.perf_counter()
-    features = vaecli.train_features("toy_sprites", "shape", overrides=[f"data.cache_dir={args.root / 'cache'}"],
-                                     epochs=args.feature_epochs, out=args.root / "toy_sprites-shape.npz")
+    kept = args.root / "toy_sprites-shape.json"  # a later call with --models reuses the classifier
+    if kept.exists() and json.loads(kept.read_text())["epochs"] == args.feature_epochs:
+        features = {**json.loads(kept.read_text()), "written_to": str(kept.with_suffix(".npz"))}
+    else:
+        features = vaecli.train_features("toy_sprites", "shape", overrides=[f"data.cache_dir={args.root / 'cache'}"],
+                                         epochs=args.feature_epochs, out=args.root / "toy_sprites-shape.npz")
     print(f"shape classifier: test accuracy {features['test_accuracy']:.4f}, {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
     rows = []
     for name, extra in ZOO.items():
+        if args.models and name.split(",")[0].split(" ")[0] not in args.models.split(","):
+            continue
         t0 = time.perf_counter()
         run = vaecli.train(ROOT / "configs" / "bmnist_mlp.yaml", common(args) + extra, name="zoo",
                            runs_dir=args.root / "runs", progress=False)
@@ -128,6 +134,7 @@ def main() -> None:
     p.add_argument("--timing-n", type=int, default=0, help="also time eval-samples at this N on binarized MNIST")
     p.add_argument("--bmnist-cache", type=Path, default=None, help="data.cache_dir holding binarized_mnist")
     p.add_argument("--skip-zoo", action="store_true")
+    p.add_argument("--models", default="", help="only these (first word of the name): ELBO,β-VAE,IWAE,VampPrior,IAF")
     args = p.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
