@@ -85,6 +85,30 @@ def table(rows: list[dict], features: dict) -> str:
     return "\n".join(lines)
 
 
+def sanity(args, features: dict) -> str:
+    """The floor and the ceiling in the same features: the test split against as many training
+    images, two disjoint halves of the training split, binary noise (10% of pixels on)."""
+    from vaecli import config, data
+    from vaecli.evaluation import feature_file, feature_net
+    from vaecli.evaluation import sample_metrics as sm
+
+    cfg = config.load(None, ["data.dataset=toy_sprites", f"data.cache_dir={args.root / 'cache'}"]).data
+    _, params = feature_file.load(features["written_to"], (64, 64, 1))
+    train, test = data.load_split(cfg, "train"), data.load_split(cfg, "test")
+    n = len(test)
+    perm = np.random.default_rng(0).permutation(len(train))
+    f = lambda x: feature_net.apply(params, x.astype(np.float32))  # noqa: E731
+    ref, other = f(train.images[perm[:n]]), f(train.images[perm[n:2 * n]])
+    pairs = {"test split vs train": f(test.images), "train half vs other half": other,
+             "noise images vs train": f((np.random.default_rng(1).random((n, 64, 64, 1)) < 0.1))}
+    lines = ["| pair (N = %d each) | FID | KID ×10³ | precision | recall |" % n, "| --- | ---: | ---: | ---: | ---: |"]
+    for name, fake in pairs.items():
+        m = sm.all_metrics(ref, fake)
+        lines.append(f"| {name} | {m['fid']:.3f} | {1e3 * m['kid']['mean']:.2f} | {m['precision']:.3f} | "
+                     f"{m['recall']:.3f} |")
+    return "\n".join(lines)
+
+
 def timing(args) -> dict:
     """`vae eval-samples --n N` on a binarized-MNIST run, timed as a command (a fresh process:
     start-up, restore, compilation, N samples and N images through the features, the metrics).
@@ -134,6 +158,7 @@ def main() -> None:
     p.add_argument("--timing-n", type=int, default=0, help="also time eval-samples at this N on binarized MNIST")
     p.add_argument("--bmnist-cache", type=Path, default=None, help="data.cache_dir holding binarized_mnist")
     p.add_argument("--skip-zoo", action="store_true")
+    p.add_argument("--sanity", action="store_true", help="also the split-against-split figures")
     p.add_argument("--models", default="", help="only these (first word of the name): ELBO,β-VAE,IWAE,VampPrior,IAF")
     args = p.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
@@ -143,6 +168,9 @@ def main() -> None:
         print(table(rows, features))
         print(f"\n{args.epochs} epochs, MLP [{args.hidden}], latent {args.latent}; total "
               f"{time.perf_counter() - t0:.0f} s")
+    if args.sanity:
+        kept = args.root / "toy_sprites-shape.json"
+        print("\n" + sanity(args, {"written_to": str(kept.with_suffix(".npz"))}))
     if args.timing_n:
         print(f"\neval-samples timing: {json.dumps(timing(args))}")
 

@@ -179,6 +179,8 @@ def test_bad_input_is_one_line_and_writes_nothing(shape_features, bars_features,
     assert_error(vae_inproc("eval-samples", toy_run, "--features", changed.with_suffix(".json")), 1,
                  "SHA-256", "does not match")
     assert_error(vae_inproc("eval-samples", toy_run, "--features", tmp_path / "none.npz"), 2, "no record")
+    assert_error(vae_inproc("eval-samples", toy_run, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")}), 2,
+                 "no feature classifier for 'toy_sprites'", "vae train-features")
     assert_error(vae_inproc("eval-samples", toy_run, "--n", "1"), 2, "--n 1")
     assert_error(vae_inproc("eval-samples", toy_run, "--temperature", "0"), 2, "--temperature")
     from vaecli.rundir.layout import open_run
