@@ -55,6 +55,7 @@ from helpers import (  # noqa: E402
     make_bars,
     read_amat,
     tiny_overrides,
+    toy_sprites_overrides,
 )
 
 from vaecli import config, data  # noqa: E402
@@ -143,3 +144,15 @@ def bmnist_cache(tmp_path_factory, bmnist_images):
 
     root = built_once(tmp_path_factory, "bmnist", build, copy=False)[0]
     return bmnist_config(root), root / "cache"
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """One epoch of a small MLP (10 latents) on toy_sprites, made and cached on first use."""
+    from vaecli.training.start import train
+
+    def build(root: Path) -> Path:
+        cfg = config.load(None, toy_sprites_overrides(root / "cache"))
+        return train(cfg, root / "runs", "toy", argv=["pytest"], progress="none")
+
+    return built_once(tmp_path_factory, "toy-sprites-run", build)[1]

@@ -5,6 +5,7 @@
     ll = run.log_likelihood(images, k=5000)                    # per image, as `vae eval-elbo`
     path = vaecli.train("configs/bmnist_mlp.yaml", overrides=["train.epochs=2"])
     report = vaecli.evaluate(path, split="test", samples=[1, 5000])
+    doc = vaecli.sample_quality(path, features=my_inception)     # FID, KID, precision/recall
 
 docs/python.md walks through it. Importing this package is cheap: no JAX, TensorFlow or
 dataset work happens until a function is called (the names below are imported on first use).
@@ -37,11 +38,14 @@ __all__ = [
     "__version__",
     "evaluate",
     "load",
+    "sample_quality",
     "train",
+    "train_features",
 ]
 
 _LAZY = {"load": "vaecli.api.run", "Run": "vaecli.api.run", "train": "vaecli.api.commands",
-         "evaluate": "vaecli.evaluation.elbo"}
+         "evaluate": "vaecli.evaluation.elbo", "sample_quality": "vaecli.api.samples",
+         "train_features": "vaecli.api.samples"}
 
 
 def __getattr__(name: str):

@@ -1,4 +1,5 @@
-"""`vae eval-disentanglement` on a run trained on the procedural toy_sprites: every metric
+"""`vae eval-disentanglement` on a run trained on the procedural toy_sprites (conftest's
+`toy_run`): every metric
 through the run's compiled encoder, the JSON file and its protocol, the table, and bad input
 (one line, its exit code, nothing written)."""
 from __future__ import annotations
@@ -9,23 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_error, built_once, toy_sprites_overrides, vae_inproc
+from helpers import assert_error, vae_inproc
 
-from vaecli import config
 from vaecli.evaluation import disentanglement as dis
 from vaecli.evaluation.disentanglement import run as run_lib
-
-
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    """One epoch of a small MLP (10 latents) on toy_sprites, made and cached on first use."""
-    from vaecli.training.start import train
-
-    def build(root: Path) -> Path:
-        cfg = config.load(None, toy_sprites_overrides(root / "cache"))
-        return train(cfg, root / "runs", "toy", argv=["pytest"], progress="none")
-
-    return built_once(tmp_path_factory, "toy-sprites-run", build)[1]
 
 
 def listing(folder: Path) -> list[str]:

@@ -29,6 +29,8 @@ def _every_output() -> list[Output]:
         out += [Output("sample", step, raw, mode=m, seed=seed, n=n, steps=st, temperature=t)
                 for m, seed, n, st, t in product(("prior", "recon", "traverse", "latents"), (0, 3), (None, 64),
                                                  (None, 11), (1.0, 0.5, 1e-05, 2.5, float("inf")))]
+        out += [Output("samples", step, raw, split=s, n=n, seed=seed, temperature=t, features=f)
+                for s, n, seed, t, f in product(data.SPLITS, (2, 10000), (0, 3), (1.0, 0.5), ("0a1b2c3d4e5f", "dino_v2"))]
     out += [Output("picture", step, mode=m) for step in (0, 60) for m in ("prior", "recon")]
     out += [Output("curves", step) for step in (0, 60)]
     return out
@@ -48,7 +50,7 @@ def test_every_output_name_reads_back_as_written_and_no_two_collide(tmp_path):
             assert layout.Folder(tmp_path).output(o, ext, out=tmp_path / "elsewhere") == tmp_path / "elsewhere" / name
     # the folder of each kind: the run folder's own eval/, samples/ and plots/
     folders = {o.kind: layout.Folder(tmp_path).output(o).parent.name for o in outputs}
-    assert folders == {"elbo": layout.EVAL, "grad-snr": layout.EVAL, "disentanglement": layout.EVAL,
+    assert folders == {"elbo": layout.EVAL, "grad-snr": layout.EVAL, "disentanglement": layout.EVAL, "samples": layout.EVAL,
                        "sample": layout.SAMPLES, "picture": layout.SAMPLES, "curves": layout.PLOTS}
 
 

@@ -4,6 +4,7 @@
     train       vae train, vae tune
     inspect     vae sample, vae eval-elbo, vae plot, vae show
     disentanglement  vae eval-disentanglement
+    samples          vae train-features, vae eval-samples
     gradients        vae grad-snr
     runs        vae runs
     data        vae data prepare, vae data list
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import gc
 
-from vaecli.cli import train, inspect, disentanglement, gradients, runs, data  # noqa: F401,I001  (each declares its commands on the app, in this order)
+from vaecli.cli import train, inspect, disentanglement, samples, gradients, runs, data  # noqa: F401,I001  (each declares its commands on the app, in this order)
 from vaecli.cli.app import app
 from vaecli.cli.process import STATE
 

@@ -9,7 +9,8 @@ writes it, and the commands that read it (vaecli.rundir.layout opens and creates
       checkpoints/     Orbax checkpoints, one folder per step
       checkpoint_sums/ size and CRC32 of each file of a finished checkpoint, one JSON per step
       samples/         PNG grids written at each evaluation, and `vae sample`'s pictures
-      eval/            one JSON per `vae eval-elbo` protocol, `vae grad-snr` and `vae eval-disentanglement` call
+      eval/            one JSON per `vae eval-elbo` protocol, `vae eval-samples` protocol, `vae grad-snr` and
+                       `vae eval-disentanglement` call
       plots/           `vae plot`'s figures (and their arrays)
       summary.json     status (running | completed | paused | interrupted | failed | pruned), last checkpoint
                        step, final metrics, timings; rewritten atomically at every epoch
@@ -109,6 +110,9 @@ _OUTPUTS = {  # a file name matches the pattern of one kind at most
     "elbo": _Kind(EVAL, (".json",), re.compile(rf"^(?P<split>{_SPLIT}){_STEP}-k(?P<k>\d+){_RAW}$")),
     "grad-snr": _Kind(EVAL, (".json",), re.compile(rf"^grad-snr{_STEP}{_RAW}$")),
     "disentanglement": _Kind(EVAL, (".json",), re.compile(rf"^disentanglement{_STEP}{_RAW}$")),
+    "samples": _Kind(EVAL, (".json",), re.compile(
+        rf"^samples-(?P<split>{_SPLIT}){_STEP}-n(?P<n>\d+)-seed(?P<seed>\d+)"
+        rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?-f(?P<features>[a-z0-9_]+){_RAW}$")),
     "sample": _Kind(SAMPLES, (".png", ".npy", ".gif", "-labels.npy"), re.compile(
         rf"^(?P<mode>[a-z]+){_STEP}-seed(?P<seed>\d+)(?:-n(?P<n>\d+))?(?:-steps(?P<steps>\d+))?"
         rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?{_RAW}$")),
@@ -123,7 +127,9 @@ class Output:
     """The name of a file a command writes about one checkpoint step, with the options that
     change its content: `<head>-step<S>[-<option><value>...][-raw]` and an extension.
 
-    kind "elbo": `<split>-step<S>-k<K>` (eval-elbo, one per K); "grad-snr" and
+    kind "elbo": `<split>-step<S>-k<K>` (eval-elbo, one per K); "samples":
+    `samples-<split>-step<S>-n<N>-seed<s>[-t<T>]-f<features>` (eval-samples; `features` the
+    feature file's hash prefix or a feature function's name); "grad-snr" and
     "disentanglement": `<kind>-step<S>`; "sample": `<mode>-step<S>-seed<s>[-n<n>][-steps<m>]
     [-t<T>]` (vae sample; -t only for the prior mode, T to 6 significant digits); "picture":
     `<prior|recon>-step<S>` (training's grids); "curves": `curves-step<S>` (the last step
@@ -139,19 +145,24 @@ class Output:
     n: int | None = None
     steps: int | None = None
     temperature: float = 1.0
+    features: str | None = None
 
     def __post_init__(self):
         if self.kind not in _OUTPUTS:
             raise ValueError(f"unknown output kind {self.kind!r} (one of {', '.join(OUTPUT_KINDS)})")
-        if self.mode != "prior":  # only the prior mode reads it: the name does not carry it
+        if self.mode != "prior" and self.kind != "samples":  # only these read it: other names do not carry it
             object.__setattr__(self, "temperature", 1.0)
 
     @property
     def stem(self) -> str:
-        head = {"elbo": self.split, "sample": self.mode, "picture": self.mode}.get(self.kind, self.kind)
+        head = {"elbo": self.split, "sample": self.mode, "picture": self.mode,
+                "samples": f"samples-{self.split}"}.get(self.kind, self.kind)
         opts = ""
         if self.kind == "elbo":
             opts = f"-k{self.k}"
+        elif self.kind == "samples":
+            opts = (f"-n{self.n}-seed{self.seed}" + (f"-t{self.temperature:g}" if self.temperature != 1 else "")
+                    + f"-f{self.features}")
         elif self.kind == "sample":
             opts = (f"-seed{self.seed}" + (f"-n{self.n}" if self.n else "")
                     + (f"-steps{self.steps}" if self.steps else "")
@@ -178,6 +189,7 @@ class Output:
                     g = {k: v for k, v in m.groupdict().items() if v is not None}
                     ints = {k: int(g[k]) for k in ("step", "k", "seed", "n", "steps") if k in g}
                     temp = {"temperature": float(g["temperature"])} if "temperature" in g else {}
-                    out = cls(kind, raw="raw" in g, split=g.get("split"), mode=g.get("mode"), **ints, **temp)
+                    out = cls(kind, raw="raw" in g, split=g.get("split"), mode=g.get("mode"), **ints, **temp,
+                              features=g.get("features"))
                     return out if out.file(ext) == file_name else None  # e.g. step05: not a name vaecli writes
         return None

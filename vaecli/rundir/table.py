@@ -4,7 +4,7 @@ Reads only the small files of the run-folder contract (config.yaml, meta.json,
 summary.json, metrics.jsonl, eval/*.json) and never imports JAX, so it answers at once
 for hundreds of runs. A row per run: its name, its status, the config keys whose values
 differ between the listed runs, epochs, best validation ELBO, the latest test
-log-likelihood and wall time; or, with `group_by`, a row per group with the mean and
+log-likelihood and wall time (and FID and KID on the test split where a listed run has them); or, with `group_by`, a row per group with the mean and
 standard deviation of the numeric columns over the group's runs (typically seeds).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from vaecli.rundir.names import Folder, is_run, read_json
 # Columns every run has, in display order; the differing config keys go after `status`.
 NUMERIC = ("epochs", "val_elbo", "test_ll", "test_k", "wall_s")
 MEANS = ("epochs", "val_elbo", "test_ll", "wall_s")  # averaged by group_by (test_k is a protocol, not a result)
+SAMPLE_COLUMNS = ("fid", "kid")  # shown when a listed run has them (`vae eval-samples`)
 MISSING = object()  # a config key a run's config.yaml does not have
 
 
@@ -85,6 +86,25 @@ def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
     return None, None
 
 
+def latest_samples(run_dir: Path) -> dict:
+    """FID and KID on the test split from `eval/samples-test-step<S>-n<N>-...json`: the
+    highest step, then the largest N, then the newest file; None where there is none."""
+    folder = Folder(run_dir)
+    found = [o for o in folder.outputs("samples") if o.split == "test" and not o.raw]
+    for name in sorted(found, key=lambda o: (o.step, o.n, _mtime(folder.output(o))), reverse=True):
+        doc = read_json(folder.output(name))
+        if doc and finite.number(doc.get("fid")) is not None:
+            return {"fid": finite.number(doc["fid"]), "kid": finite.number((doc.get("kid") or {}).get("mean"))}
+    return {"fid": None, "kid": None}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def read_run(run_dir: Path, root: Path) -> dict:
     """One run as {"name", "path", "status", "config": {dotted key: value}, numeric columns}."""
     name = run_dir.relative_to(root).as_posix() if run_dir != root else run_dir.name
@@ -114,6 +134,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
     except OSError:  # no permission, or removed while listed: the row says so, the table goes on
         row["status"] = "unreadable"
     row["test_ll"], row["test_k"] = latest_test(run_dir)
+    row.update(latest_samples(run_dir))
     row["wall_s"] = finite.number(summary.get("wall_s"))
     return row
 
@@ -218,7 +239,8 @@ def table(root: str | Path, sort: str | None = None, reverse: bool = False, filt
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder (give the folder that holds the run folders, default ./runs)")
     rows = [read_run(p, root) for p in find(root)]
-    known = {"name", "status", *NUMERIC} | {k for r in rows for k in r["config"]}
+    sampled = [c for c in SAMPLE_COLUMNS if any(r.get(c) is not None for r in rows)]
+    known = {"name", "status", *NUMERIC, *sampled} | {k for r in rows for k in r["config"]}
     for text in filters:
         try:
             path, wanted = config_lib.parse_override(text)
@@ -239,9 +261,9 @@ def table(root: str | Path, sort: str | None = None, reverse: bool = False, filt
     else:
         keys = differing(rows)
         rows = [{"name": r["name"], "status": r["status"], **{k: _plain(value(r, k)) for k in keys},
-                 **{c: r[c] for c in NUMERIC}, "epochs_total": r.get("epochs_total"), "path": r["path"]}
+                 **{c: r[c] for c in (*NUMERIC, *sampled)}, "epochs_total": r.get("epochs_total"), "path": r["path"]}
                 for r in rows]
-        columns = ["name", "status", *keys, *NUMERIC]
+        columns = ["name", "status", *keys, *NUMERIC, *sampled]
         extra = set()
     if sort is not None:
         _check_key(sort, set(columns) | extra | (known if group_by is None else set()), "--sort")

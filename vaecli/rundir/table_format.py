@@ -6,14 +6,14 @@ import csv
 import io
 import json
 
-from vaecli.rundir.table import MEANS, NUMERIC, number, show
+from vaecli.rundir.table import MEANS, NUMERIC, SAMPLE_COLUMNS, number, show
 
 
 def _fixed(v, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-_DIGITS = {"val_elbo": 2, "test_ll": 2, "wall_s": 1, "epochs": 1}
+_DIGITS = {"val_elbo": 2, "test_ll": 2, "wall_s": 1, "epochs": 1, "fid": 3, "kid": 5}
 
 
 def _cell(row: dict, col: str, grouped: bool) -> str:
@@ -51,7 +51,7 @@ def render(columns: list[str], rows: list[dict], fmt: str, grouped: bool) -> str
     shown = [c for c in columns if not c.endswith("_std")] if grouped else columns
     cells = [[_cell(r, c, grouped) for c in shown] for r in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(shown)]
-    right = [c in NUMERIC or c == "count" or all(number(r.get(c)) is not None or r.get(c) is None for r in rows)
+    right = [c in NUMERIC or c in SAMPLE_COLUMNS or c == "count" or all(number(r.get(c)) is not None or r.get(c) is None for r in rows)
              for c in shown]
     lines = []
     for line in [shown, *cells]:
