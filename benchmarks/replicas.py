@@ -8,6 +8,13 @@ Default: `--seeds` runs of bmnist_mlp for `--epochs` epochs, first as a shell lo
 start them (one `vae train` process per seed, one after another), then as one
 `vae train --seeds 0-N` process; prints the wall time of each whole and their ratio.
 
+`--layout --seeds 2,4 [--configs A.yaml,B.yaml] [--rounds N]`: alternating in one invocation,
+per config and seed count: the seeds as sequential `vae train` processes, as one
+`vae train --seeds` program laid out over the CPU's cores (vae's default for replica
+programs), and as one program on one CPU device (XLA_FLAGS forcing one host device, as
+before the replicas were spread); wall times of each whole, ratios to sequential, and
+`uptime`'s load. One JSON line per (round, config, seeds).
+
 `--throughput R1,R2,...`: in one process, the steady epoch time of a program of R replicas
 (compile excluded, median over epochs 2..E), its ratio to one replica's, and seed-epochs
 per second; with `--rounds N` the replica counts alternate N times (R1, R2, ..., R1, R2,
@@ -28,11 +35,34 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "bmnist_mlp.yaml"
 
 
-def vae_train(args: list[str]) -> float:
+def vae_train(args: list[str], config_file: Path = CONFIG, env: dict | None = None) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vaecli.cli", "train", "--config", str(CONFIG), *args], check=True,
-                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "vaecli.cli", "train", "--config", str(config_file), *args], check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
+
+
+def layouts(cache: str, data: str, configs: list[Path], seed_counts: list[int], epochs: int, rounds: int) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    for r in range(rounds):
+        for config_file in configs:
+            sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+                                "log.progress=none", "log.tensorboard=false") for a in ("--set", o)]
+            for n in seed_counts:
+                with tempfile.TemporaryDirectory() as runs_dir:
+                    args = [*sets, "--runs-dir", runs_dir]
+                    seq = [vae_train([*args, "--set", f"seed={s}"], config_file, env) for s in range(n)]
+                    spread = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, env)
+                    one = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, one_device)
+                print(json.dumps({"round": r, "config": config_file.stem, "seeds": n, "epochs": epochs,
+                                  "sequential_s": round(sum(seq), 1), "program_over_cores_s": round(spread, 1),
+                                  "program_one_device_s": round(one, 1),
+                                  "over_cores_vs_sequential": round(spread / sum(seq), 3),
+                                  "one_device_vs_sequential": round(one / sum(seq), 3),
+                                  "load": os.getloadavg()}), flush=True)
 
 
 def sequential_vs_program(cache: str, data: str, seeds: int, epochs: int) -> dict:
@@ -80,17 +110,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "binarized_mnist"))
     ap.add_argument("--cache-dir", required=True, help="vaecli data cache")
-    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--seeds", default="8", help="a count; with --layout, counts: 2,4")
+    ap.add_argument("--layout", action="store_true", help="sequential vs one program over the cores vs on one device")
+    ap.add_argument("--configs", default=None, help="--layout: configs, comma-separated (default bmnist_mlp)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--throughput", default=None, help="replica counts, e.g. 1,8,64")
     ap.add_argument("--config", type=Path, default=CONFIG, help="config of --throughput (default bmnist_mlp)")
     ap.add_argument("--rounds", type=int, default=1, help="--throughput: alternate the replica counts N times")
     args = ap.parse_args()
-    if args.throughput:
+    if args.layout:
+        configs = [Path(c).resolve() for c in args.configs.split(",")] if args.configs else [CONFIG]
+        layouts(args.cache_dir, args.data, configs, [int(x) for x in args.seeds.split(",")], args.epochs,
+                args.rounds)
+    elif args.throughput:
         throughput(args.cache_dir, args.data, [int(x) for x in args.throughput.split(",")], max(args.epochs, 3),
                    args.config.resolve(), args.rounds)
     else:
-        print(json.dumps(sequential_vs_program(args.cache_dir, args.data, args.seeds, args.epochs)))
+        print(json.dumps(sequential_vs_program(args.cache_dir, args.data, int(args.seeds), args.epochs)))
 
 
 if __name__ == "__main__":

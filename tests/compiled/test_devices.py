@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from helpers import CONFIG, ENV, ROOT, sets, tiny_overrides, vae_popen
+from helpers import CONFIG, ENV, ROOT, assert_same_bits, sets, tiny_overrides, vae_popen
 
 from vaecli.rundir import layout as runs
 from vaecli.rundir import restore
@@ -137,3 +137,56 @@ def test_two_processes_match_one_and_resume_as_a_job(tiny_cache, tiny_config, ti
     steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
              if r["split"] == "train"]
     assert steps == [20, 40, 60]  # one writer: no line twice
+
+
+def test_replicas_laid_out_over_four_devices_train_as_alone(tiny_cache, tmp_path):
+    """Four seeds as one program on four host devices: one replica per device, each running
+    the single-run epoch, so each equals its run alone bit for bit. Eight replicas over four
+    devices (two each) and a `vae tune` whose slot is refilled run too; train.devices that
+    the replicas do not divide over is refused before anything is written."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        import jax
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from helpers import tiny_overrides
+        from vaecli import config
+        from vaecli.compiled import devices
+        from vaecli.training import start as train
+        from vaecli.tune import study as tune
+        assert len(jax.devices()) == 4
+        base = tiny_overrides({str(tiny_cache)!r}) + ["train.epochs=2"]
+        cfgs = [config.load(None, base + [f"seed={{s}}"]) for s in range(8)]
+        assert devices.replica_layout(cfgs[0], 4).shape == {{"replica": 4}}
+        assert devices.replica_layout(cfgs[0], 6).shape == {{"replica": 3}}
+        out = {{"program": [str(p) for p in train.train_replicas(cfgs[:4], {str(tmp_path)!r},
+                                                                   [f"r{{s}}" for s in range(4)], argv=[])]}}
+        out["alone"] = [str(train.train(config.replace(c, train={{"devices": 1}}), {str(tmp_path)!r}, f"a{{s}}", argv=[]))
+                        for s, c in enumerate(cfgs[:4])]
+        out["eight"] = [str(p) for p in train.train_replicas(cfgs, {str(tmp_path)!r}, [f"e{{s}}" for s in range(8)],
+                                                              argv=[])]
+        raw = config.to_dict(cfgs[0])
+        study = tune.create(raw, ["optim.lr=log:1e-4:1e-2"], 5, 4, "none", {str(tmp_path)!r}, "study", [])
+        out["tune"] = tune.run(study, [])["states"]
+        from typer.testing import CliRunner
+        from vaecli.cli import app
+        r = CliRunner().invoke(app, ["train", "--config", {str(CONFIG)!r}, *{sets(tiny_overrides(tiny_cache))!r},
+                                     "--seeds", "0-3", "--set", "train.devices=3",
+                                     "--runs-dir", {str(tmp_path / "refused")!r}])
+        out["refused"] = [r.exit_code, r.stderr]
+        print(json.dumps(out))
+    """)
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FORCED, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    for prog, alone in zip(out["program"], out["alone"]):
+        (sp, a), (sa, b) = final_leaves(prog), final_leaves(alone)
+        assert sp == sa == 40
+        assert_same_bits(a, b)
+    for prog, eight in zip(out["program"], out["eight"]):  # two replicas per device: the vmapped program
+        assert_close(final_leaves(prog)[1], final_leaves(eight)[1])
+    assert out["tune"] == {"complete": 5}
+    code, err = out["refused"]
+    assert code == 2 and "the 4 replicas of this program do not divide over 3 devices" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "refused").exists() or list((tmp_path / "refused").iterdir()) == []

@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 from vaecli.cli import train, inspect, disentanglement, samples, gradients, runs, data  # noqa: F401,I001  (each declares its commands on the app, in this order)
 from vaecli.cli.app import app
-from vaecli.cli.process import STATE
+from vaecli.cli.process import STATE, spread_replicas_over_cores
 
 __all__ = ["app", "main_process"]
 
@@ -30,4 +31,5 @@ def main_process() -> None:
     # hundreds of times in a tiny `vae train`, for nothing (docs/performance.md, "Measurements
     # behind code choices"). Cycles are still collected, less often.
     gc.set_threshold(50_000)
+    spread_replicas_over_cores(sys.argv)
     app()

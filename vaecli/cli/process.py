@@ -157,3 +157,18 @@ def _reported(fn):
         typer.secho(f"error: {storage_error(e, verb=None)}", err=True, fg=typer.colors.RED)
         sys.unraisablehook = lambda unraisable: None
         raise typer.Exit(StorageError.exit_code)
+
+
+def spread_replicas_over_cores(argv: list[str]) -> None:
+    """Before JAX starts: a command that trains replicas as one program (`vae train --seeds
+    or --sweep`, `vae tune`) sees the CPU's cores as that many host devices, over which the
+    replicas are laid out (vaecli.compiled.devices.replica_layout). Only where the user has
+    not chosen a device count in XLA_FLAGS; single runs keep one CPU device, so their
+    program is unchanged. The flag concerns the CPU platform only: GPUs are not affected."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # Slurm's share
+    command = next((a for a in argv[1:] if not a.startswith("-")), None)
+    replicas = command == "tune" or (command == "train" and any(
+        a in ("--seeds", "--sweep") or a.startswith(("--seeds=", "--sweep=")) for a in argv))
+    if replicas and cores > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cores}".strip()

@@ -124,8 +124,12 @@ def tune(
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the study folder is created "
                                                                         "(default: runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue this study folder: trials left running go on from their checkpoints, "
-                         "finished ones are never repeated.")] = None,
+        "--resume", help="Continue this study folder, or join it as one more worker while others run it: "
+                         "trials left by stopped workers go on from their checkpoints, none is run twice.")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="Where a new study's trials are recorded, shared by its workers: journal (the study "
+                          "folder's journal file, default) or a database URL: sqlite:///study.db, "
+                          "postgresql://user@host/db, mysql+pymysql://user@host/db.")] = None,
     as_json: JsonOpt = False,
 ):
     """Search hyperparameters with Optuna; trials train side by side in one compiled program.
@@ -136,7 +140,7 @@ def tune(
 
         summary = tune_command(config=config, overrides=set_ or [], spaces=space or [], trials=trials,
                                replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
-                               argv=sys.argv, before_compute=_use_compile_cache)
+                               storage=storage, argv=sys.argv, before_compute=_use_compile_cache)
         if as_json:
             echo(json.dumps(summary, indent=2))
             return

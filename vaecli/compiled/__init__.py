@@ -5,6 +5,7 @@
     epoch          one compiled epoch of training steps (`lax.scan`), data on the device
     estimator      the ELBO and the importance-sampled log p(x), chunked over K
     encode_decode  a model's encoder, decoder and prior sampler as compiled programs
-    devices        the data-parallel mesh, multi-process jobs, host copies
+    devices        the data-parallel mesh, the replica layout, multi-process jobs, host copies
+    spread         a program's replicas run over the devices, each device its own share
     cache          compiled programs kept in memory, and JAX's persistent cache on disk
 """

@@ -8,6 +8,10 @@ the gradient all-reduce; this module only says where arrays live.
 - Each step's batch (and everything computed from it) is sharded over the mesh axis
   "data", so each device, and each process, works on its own slice of every batch.
 - With one device nothing is sharded: the single-device program is unchanged.
+- The replicas of one program (--seeds, --sweep, `vae tune`) are instead laid out over the
+  devices (`replica_layout`): the state's leading replica axis is split over the mesh axis
+  "replica", each device advancing its own replicas with the data on every device, so no
+  device waits for another. With one replica per device, each runs the single-run program.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vaecli.errors import ConfigError, UsageError
 
-AXIS = "data"
+AXIS, REPLICA_AXIS = "data", "replica"
 
 
 def distributed_init(coordinator: str | None = None, num_processes: int | None = None,
@@ -79,6 +83,42 @@ def check_layout(cfg) -> Mesh:
     return mesh
 
 
+def replica_layout(cfg, replicas: int) -> Mesh | None:
+    """The mesh that spreads a program's `replicas` over the devices, or None to keep the
+    data-parallel mesh of `train.devices`. Used when there are several replicas, several
+    devices of one process, and `train.devices` is 0 (all) or a count the replicas divide
+    by; the devices are the most of them (at most train.devices) that the replicas divide
+    evenly over, so that every device runs the same program (6 replicas on 4 devices: 3;
+    a prime count above the devices: one device on a CPU, the data-parallel mesh on GPUs).
+    Replicas are not padded to fill the devices."""
+    available = jax.devices()
+    if replicas < 2 or len(available) < 2 or jax.process_count() > 1:
+        return None
+    asked = cfg.train.devices or len(available)
+    if asked > len(available):
+        make_mesh(asked)  # refused there, naming the devices
+    if cfg.train.devices and replicas % asked:
+        raise ConfigError(f"train.devices={asked}: the {replicas} replicas of this program do not divide over "
+                          f"{asked} devices (each device trains an equal share); set train.devices to a divisor "
+                          f"of {replicas}, or 0 to let vaecli choose")
+    n = max(d for d in range(1, asked + 1) if replicas % d == 0)
+    if n == 1 and not cfg.train.devices and available[0].platform == "cpu":
+        return make_mesh(1)  # CPU host devices stand for cores: splitting a small batch over them is slower
+    return Mesh(np.array(available[:n]), (REPLICA_AXIS,)) if n > 1 else None
+
+
+def is_replica_mesh(mesh: Mesh) -> bool:
+    return mesh.axis_names == (REPLICA_AXIS,)
+
+
+def place(tree, mesh: Mesh):
+    """A program's state on its mesh: split over the replica axis on a replica mesh,
+    replicated otherwise."""
+    if not is_replica_mesh(mesh):
+        return replicate(tree, mesh)
+    return jax.device_put(tree, NamedSharding(mesh, P(REPLICA_AXIS)))
+
+
 def check_batch(batch_size: int, mesh: Mesh, what: str = "train.batch_size") -> None:
     if batch_size % mesh.size:
         raise ConfigError(f"{what}={batch_size} must divide by the {mesh.size} devices of the mesh "
@@ -118,8 +158,11 @@ def to_host(tree):
 def local(tree):
     """Arrays a single-device program of this process can take: unchanged in one process,
     host copies of the replicated global arrays in a multi-process job (where validation
-    and pictures run on each process's own first device)."""
-    return tree if jax.process_count() == 1 else to_host(tree)
+    and pictures run on each process's own first device), and of a replica on another
+    device than the first."""
+    spread = any(isinstance(a, jax.Array) and len(a.sharding.device_set) == 1 and a.devices() != {jax.devices()[0]}
+                 for a in jax.tree.leaves(tree))  # a replica held by another device
+    return tree if jax.process_count() == 1 and not spread else to_host(tree)
 
 
 def share_paths(paths):

@@ -66,7 +66,8 @@ def session(run_list: list[layout.Run], model: Model, train_split: Split, val_sp
 
             recs.extend(open_recorder(run, start) for run, start in zip(run_list, starts))
             budget = _budget(cfg, recs[0], clock.now() if clock_start is None else clock_start)
-            mesh = devices.check_layout(cfg)  # the replicas differ only in values their states carry
+            # the replicas differ only in values their states carry
+            mesh = devices.replica_layout(cfg, len(recs)) or devices.check_layout(cfg)
             occ = Occupants(recs, starts, mesh, t_start, budget, open_recorder)
             # out of time already: pause at once, without compiling what could not run
             out_of_time = budget is not None and clock.now() >= budget.deadline

@@ -30,7 +30,7 @@ class Occupants:
                  budget: stops.TimeBudget | None, open_recorder: OpenRecorder):
         self.recs, self.mesh, self.budget, self.open_recorder = recs, mesh, budget, open_recorder
         self.axis = ReplicaAxis(len(recs))
-        self.state = devices.replicate(self.axis.stack([s.state for s in starts]), mesh)
+        self.state = devices.place(self.axis.stack([s.state for s in starts]), mesh)
         self.every = list(recs)  # each recorder the program has had, slots refilled included
         self.t0 = [t_start] * len(recs)  # when each slot's occupant started
         # the patience counters where each run restarts (carried in the checkpoint records)
@@ -83,7 +83,7 @@ class Occupants:
             self.watch[r] = watch(self.recs[r], start)
             self.saved_step[r] = int(start.state["step"]) if start.record else None
             self.every.append(self.recs[r])
-        self.state = devices.replicate(full, self.mesh)
+        self.state = devices.place(full, self.mesh)
 
 
 def watch(rec: Recorder, start: Start) -> stops.EarlyStop:

@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from vaecli import registry
 from vaecli.compiled import cache, devices, estimator, state as state_lib
 from vaecli.compiled.epoch import make_epoch_fn
+from vaecli.compiled.spread import SpreadEpoch
 from vaecli.config import Config
 from vaecli.data import Split
 from vaecli.rundir.recorder import Recorder
@@ -39,14 +40,20 @@ def build(model: Model, cfg: Config, train_split: Split, val_split: Split, state
     fn, tx = model.fn, model.tx
     images = devices.replicate(train_split.flat, mesh)
     t0 = time.perf_counter()
-    batch_sharding = devices.batch_sharding(mesh)
+    spread = devices.is_replica_mesh(mesh)
+    batch_sharding = None if spread else devices.batch_sharding(mesh)
     # kept for the process: a later run of the same program in it (the library called in a
     # loop, the tests) reuses it instead of tracing, lowering and loading it again
     key = cache.key("epoch", fn, cache.training_fields(cfg), len(train_split), train_split.scale, axis.n,
-                    batch_sharding, cache.signature(state), cache.signature(images))
-    epoch_fn = cache.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
-                                                    replicas=axis.n, batch_sharding=batch_sharding)
-                         .lower(state, images).compile())
+                    batch_sharding, mesh if spread else None, cache.signature(state), cache.signature(images))
+    if spread:  # each device the program of its share of the replicas (one: the single-run program)
+        epoch_fn = cache.get(key, lambda: SpreadEpoch(make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
+                                                                    replicas=axis.n // mesh.size),
+                                                      state, images, mesh, axis.n))
+    else:
+        epoch_fn = cache.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
+                                                        replicas=axis.n, batch_sharding=batch_sharding)
+                             .lower(state, images).compile())
     val_estimate, _ = estimator.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.images,
                                                   val_split.scale, 1, cfg.eval.batch_size,
                                                   deterministic=not registry.objective(cfg).draws_samples)

@@ -40,7 +40,7 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
     # Data and devices first: a dataset that cannot be loaded, or a batch the devices cannot
     # share, leaves no run folder behind.
     train_split, val_split = load_data(cfgs[0], progress)
-    devices.check_layout(cfgs[0])
+    devices.replica_layout(cfgs[0], len(cfgs)) or devices.check_layout(cfgs[0])
     paths = devices.share_paths([layout.create(runs_dir, name) for name in names] if devices.is_primary() else None)
     with contextlib.ExitStack() as locks:
         run_list, starts = [], []

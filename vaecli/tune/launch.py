@@ -8,19 +8,21 @@ from vaecli import config as config_lib
 from vaecli.errors import UsageError
 from vaecli.rundir import layout
 from vaecli.rundir.layout import DEFAULT_RUNS_DIR
-from vaecli.tune import space as search_space
+from vaecli.tune import space as search_space, storage as storage_lib
 
 
 def tune_command(*, config: Path | None = None, overrides: list[str] = (), spaces: list[str] = (),
                  trials: int | None = None, replicas: int = 8, pruner: str = "median", name: str | None = None,
-                 runs_dir: Path | None = None, resume: Path | None = None, argv: list[str] = (),
-                 before_compute=lambda: None) -> dict:
+                 runs_dir: Path | None = None, resume: Path | None = None, storage: str | None = None,
+                 argv: list[str] = (), before_compute=lambda: None) -> dict:
     """What `vae tune` does: a new study (its space checked before JAX or Optuna is
-    imported) or a resumed one; returns the study's summary (with its folder)."""
+    imported) or a resumed one; returns the study's summary (with its folder). `--resume`
+    of a study that another worker is running joins it: `storage` (vaecli.tune.storage)
+    is how the workers share it."""
     if resume is not None:
-        if config is not None or name is not None or runs_dir is not None or spaces or overrides:
+        if config is not None or name is not None or runs_dir is not None or spaces or overrides or storage:
             raise UsageError("--resume STUDY continues the study with its own settings: drop --config, --set, "
-                             "--space, --name and --runs-dir (--trials N may raise the budget)")
+                             "--space, --name, --runs-dir and --storage (--trials N may raise the budget)")
         if not (Path(resume) / "study.json").is_file():
             raise UsageError(f"--resume {resume}: not a study folder (no study.json written by vae tune)")
         if trials is not None:
@@ -35,10 +37,11 @@ def tune_command(*, config: Path | None = None, overrides: list[str] = (), space
     config_lib.from_dict(raw)
     search_space.parse_all(list(spaces), raw)  # every refusal before JAX and Optuna are imported
     search_space.check_args(16 if trials is None else trials, replicas, pruner)
+    storage = storage_lib.check(storage)
     layout.check_target(runs_dir or DEFAULT_RUNS_DIR, name or f"{Path(config).stem}-tune")
     before_compute()
     from vaecli.tune import study
 
     study_dir = study.create(raw, list(spaces), 16 if trials is None else trials, replicas, pruner,
-                            runs_dir or DEFAULT_RUNS_DIR, name or f"{Path(config).stem}-tune", list(argv))
+                            runs_dir or DEFAULT_RUNS_DIR, name or f"{Path(config).stem}-tune", list(argv), storage)
     return study.run(study_dir, list(argv))

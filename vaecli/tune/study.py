@@ -1,9 +1,10 @@
 """`vae tune`: a hyperparameter search whose trials train side by side as the replicas of
 one compiled program.
 
-Optuna proposes trials through its ask/tell interface (its default sampler, TPE); the
-study lives in the study folder (Optuna's journal file), so `--resume` continues it and
-never repeats a finished trial. Up to `--replicas` trials train at once as slots of one
+Optuna proposes trials through its ask/tell interface (its default sampler, TPE, seeded
+from the config's seed and the trial's number); the study lives in its storage (Optuna's
+journal file in the study folder, or a database: vaecli.tune.storage), so `--resume`
+continues it and never repeats a finished trial, and several workers may share it. Up to `--replicas` trials train at once as slots of one
 vmapped program (vaecli.training.loop.session). Slot policy, at each epoch boundary:
 - a trial that validated this epoch reports its validation ELBO (step = its own epoch);
   if Optuna's pruner stops it, its run folder ends with status `pruned`;
@@ -27,10 +28,10 @@ from vaecli.compiled import devices
 from vaecli.rundir import layout, recorder as recorder_lib
 from vaecli.training import loop, resume as resume_lib, start as start_lib
 from vaecli.training.slots import Slots
-from vaecli.tune import space as search_space
+from vaecli.tune import space as search_space, storage as storage_lib
 from vaecli.errors import AlreadyDone, RunError, UsageError
 
-SETTINGS, JOURNAL, SUMMARY, PICTURE = "study.json", "journal.log", "summary.json", "search.png"
+SETTINGS, SUMMARY, PICTURE = "study.json", "summary.json", "search.png"
 
 
 def _optuna():
@@ -50,13 +51,18 @@ def make_pruner(name: str):
 
 
 def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str, runs_dir, name: str,
-           argv: list[str]) -> Path:
-    """A new study folder holding its settings (the base config, the space, the budget)."""
+           argv: list[str], storage: str | None = None) -> Path:
+    """A new study folder holding its settings (the base config, the space, the budget, the
+    storage: "journal" or a database URL)."""
     search_space.parse_all(spaces, raw)
     search_space.check_args(trials, replicas, pruner)
+    storage = storage_lib.check(storage)
+    if storage != "journal":  # a missing driver or an unreachable database: refused before the folder is made
+        storage_lib.open_storage(_optuna(), None, storage)
     path = layout.create(runs_dir, name)
     files.write_json(path / SETTINGS, {"config": raw, "space": list(spaces), "trials": trials, "replicas": replicas,
-                                      "pruner": pruner, "argv": list(argv), "created": clock.utc_now().isoformat()})
+                                      "pruner": pruner, "storage": storage, "argv": list(argv),
+                                      "created": clock.utc_now().isoformat()})
     return path
 
 
@@ -80,20 +86,17 @@ def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: s
         files.write_json(study_dir / SETTINGS, conf)
     raw, dims = conf["config"], search_space.parse_all(conf["space"], conf["config"])
     base = config_lib.from_dict(raw)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_dir / JOURNAL)))
-    known = len(optuna.create_study(study_name="vaecli", storage=storage, load_if_exists=True,
-                                    direction="maximize").trials)
-    study = optuna.create_study(  # the default sampler, seeded so that a resumed study draws new points
-        study_name="vaecli", storage=storage, load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed + known), pruner=pruner or make_pruner(conf["pruner"]))
+    storage = storage_lib.open_storage(optuna, study_dir, conf.get("storage", "journal"))
+    with storage_lib.study_lock(study_dir):  # two workers starting at once: one creates the study
+        study = optuna.create_study(study_name="vaecli", storage=storage, load_if_exists=True, direction="maximize",
+                                    pruner=pruner or make_pruner(conf["pruner"]))
     train_split, val_split = start_lib.load_data(base)
     with contextlib.ExitStack() as locks:
         driver = _Study(study, dims, raw, study_dir, conf, argv, train_split, val_split, locks)
         firsts = driver.restarts()
-        running = len(firsts)
-        width = min(conf["replicas"], running + driver.left())
-        while len(firsts) < width:
-            firsts.append(driver.new_trial(len(firsts)))
+        width = min(conf["replicas"], len(firsts) + driver.left())
+        while len(firsts) < width and (first := driver.new_trial(len(firsts))) is not None:
+            firsts.append(first)
         driver.slots = [n for n, *_ in firsts]
         driver.served = [[n] for n in driver.slots]
         try:
@@ -102,7 +105,8 @@ def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: s
                 loop.session([r for _, r, _, _ in firsts], model, train_split, val_split,
                                   [s for *_, s in firsts], t_start, progress, slots=driver)
         finally:
-            summary = write_summary(study_dir, study, conf, dims, driver.served, time.perf_counter() - t_start)
+            with storage_lib.study_lock(study_dir):  # workers ending together each add their session
+                summary = write_summary(study_dir, study, conf, dims, driver.served, time.perf_counter() - t_start)
     return summary
 
 
@@ -115,7 +119,7 @@ class _Study(Slots):
         self.study, self.dims, self.raw, self.dir, self.conf = study, dims, raw, study_dir, conf
         self.argv, self.train_split, self.val_split, self.locks = argv, train_split, val_split, locks
         self.slots, self.served, self.handles = [], [], {}  # handles: trial number -> optuna Trial
-        epochs = config_lib.from_dict(raw).train.epochs
+        epochs, self.seed = config_lib.from_dict(raw).train.epochs, config_lib.from_dict(raw).seed
         self.total_epochs = math.ceil(conf["trials"] / conf["replicas"]) * epochs
 
     def _trials(self, *states):
@@ -125,38 +129,60 @@ class _Study(Slots):
         return max(0, self.conf["trials"] - len(self._trials()))
 
     def restarts(self) -> list:
-        """Trials a stopped study left running: continued from their latest checkpoints."""
+        """Trials left RUNNING by a worker that stopped or died (their run folders unlocked):
+        continued from their latest checkpoints. Those of live workers are left alone."""
         optuna = _optuna()
         out = []
-        for frozen in self._trials(optuna.trial.TrialState.RUNNING):
-            path = frozen.user_attrs.get("run")
-            try:
-                if path is None:
-                    raise RunError("no run folder")
-                run = layout.open_run(path)
-                self.locks.enter_context(recorder_lib.lock(run.path))
-                run, model, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
-            except AlreadyDone:  # finished, but the study was not told before it stopped
-                self.study.tell(frozen.number, _final_elbo(Path(path)))
-                continue
-            except RunError:
-                self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-                continue
-            self.handles[frozen.number] = _optuna().trial.Trial(self.study, frozen._trial_id)
-            out.append((frozen.number, run, model, start))
+        with storage_lib.study_lock(self.dir):
+            for frozen in self._trials(optuna.trial.TrialState.RUNNING):
+                path = frozen.user_attrs.get("run")
+                if path is None or not Path(path).is_dir():  # its worker died between asking and locking
+                    self._tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+                    continue
+                try:
+                    self.locks.enter_context(recorder_lib.lock(path))
+                except RunError:  # a live worker trains it
+                    continue
+                try:
+                    run = layout.open_run(path)
+                    run, model, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
+                except AlreadyDone:  # finished, but the study was not told before it stopped
+                    self._tell(frozen.number, _final_elbo(Path(path)))
+                    continue
+                except RunError:
+                    self._tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+                    continue
+                self.handles[frozen.number] = optuna.trial.Trial(self.study, frozen._trial_id)
+                out.append((frozen.number, run, model, start))
         return out
 
     def new_trial(self, slot: int):
-        trial = self.study.ask()
-        self.handles[trial.number] = trial
-        values = {d.key: d.suggest(trial) for d in self.dims}
+        """The next trial of the study in a new run folder, or None when the budget is spent
+        (by this worker or others). Asked and locked under the study lock; the sampler is
+        seeded from the config's seed and the trial's number, so that workers starting
+        together draw different points and a resumed study draws new ones."""
+        with storage_lib.study_lock(self.dir):
+            if not self.left():
+                return None
+            self.study.sampler = _optuna().samplers.TPESampler(seed=self.seed + len(self._trials()))
+            trial = self.study.ask()
+            self.handles[trial.number] = trial
+            values = {d.key: d.suggest(trial) for d in self.dims}
+            path = layout.create(self.dir / "trials", f"trial{trial.number:04d}")
+            self.locks.enter_context(recorder_lib.lock(path))
+            trial.set_user_attr("run", str(path))
         cfg = search_space.with_values(self.raw, values)
-        path = layout.create(self.dir / "trials", f"trial{trial.number:04d}")
-        trial.set_user_attr("run", str(path))
-        self.locks.enter_context(recorder_lib.lock(path))
         extra = {"trial": {"study": str(self.dir), "number": trial.number, "params": values, "slot": slot}}
         run, model, start = start_lib.new_run(path, cfg, self.argv, self.train_split, self.val_split, extra)
         return trial.number, run, model, start
+
+    def _tell(self, number: int, *args, **kwargs) -> None:
+        """Tell a trial's end. A trial another process already ended (an older vaecli, or a
+        user's own Optuna call) is not this worker's to fail: it is skipped."""
+        try:
+            self.study.tell(number, *args, **kwargs)
+        except ValueError:
+            pass
 
     def after_epoch(self, recs, epoch):
         optuna = _optuna()
@@ -169,10 +195,9 @@ class _Study(Slots):
             status = rec.summary["status"]
             val = rec.val_record
             if status == "completed":
-                self.study.tell(number, val["elbo"] if val else None,
-                                state=State.COMPLETE if val else State.FAIL)
+                self._tell(number, val["elbo"] if val else None, state=State.COMPLETE if val else State.FAIL)
             elif status == "failed":
-                self.study.tell(number, state=State.FAIL)
+                self._tell(number, state=State.FAIL)
             elif rec.active and val is not None and val["step"] == rec.train_record["step"]:
                 trial = self.handles[number]
                 trial.report(val["elbo"], step=val["epoch"])
@@ -181,12 +206,12 @@ class _Study(Slots):
                 rec.finish_saves()
                 rec.end("pruned", f"pruned by Optuna's {self.conf['pruner']} pruner after epoch {val['epoch']} "
                                   f"(validation ELBO {val['elbo']:.2f})")
-                self.study.tell(number, state=State.PRUNED)
+                self._tell(number, state=State.PRUNED)
             else:
                 continue
             self.slots[r] = None
-            if self.left():
-                n, run, _, start = self.new_trial(r)
+            if (got := self.new_trial(r)) is not None:
+                n, run, _, start = got
                 self.slots[r] = n
                 self.served[r].append(n)
                 new[r] = (run, start)
