@@ -14,8 +14,8 @@ logical splits.
 from vaecli.data.cache import cache_folder, default_cache_dir, list_cache, write_cache
 from vaecli.data.factor_images import FactorImages, load_factor_images
 from vaecli.data.factors import PROCEDURAL
-from vaecli.data.splits import (KNOWN, SPLITS, Split, check_obtainable, check_split, describe_train,
+from vaecli.data.splits import (KNOWN, SPLITS, Split, check_obtainable, check_split, dataset_name, describe_train,
                                 load_model_split, load_split, prepare)
 
-__all__ = ["Split", "SPLITS", "KNOWN", "check_split", "check_obtainable", "load_split", "load_model_split", "prepare", "describe_train", "write_cache",
+__all__ = ["Split", "SPLITS", "KNOWN", "check_split", "check_obtainable", "load_split", "load_model_split", "dataset_name", "prepare", "describe_train", "write_cache",
            "cache_folder", "default_cache_dir", "list_cache", "PROCEDURAL", "FactorImages", "load_factor_images"]

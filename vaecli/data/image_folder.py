@@ -30,12 +30,14 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def _entries(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(files, subfolders) of `folder`, sorted, dot-names skipped."""
+    """(files, subfolders) of `folder`, sorted, dot-names skipped (os.scandir: the kind of each
+    entry without a stat of every file)."""
     try:
-        items = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        with os.scandir(folder) as it:
+            items = sorted((e.name, e.is_dir()) for e in it if not e.name.startswith("."))
     except FileNotFoundError:
         raise DataError(f"folder {folder} vanished while it was read; the cache was left as it was: run again") from None
-    return [p for p in items if not p.is_dir()], [p for p in items if p.is_dir()]
+    return [folder / n for n, d in items if not d], [folder / n for n, d in items if d]
 
 
 def _listing(folder: Path) -> tuple[list[Path], Optional[list[str]]]:
@@ -111,7 +113,9 @@ def decode(files: list[Path], image_size=None) -> np.ndarray:
         try:
             with Image.open(path) as im:
                 channels = 1 if im.mode in GRAY_MODES else 3
-                im = im.convert("L" if channels == 1 else "RGB")
+                mode = "L" if channels == 1 else "RGB"
+                if im.mode != mode:
+                    im = im.convert(mode)
                 if image_size is not None and im.size != (image_size[1], image_size[0]):
                     im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
                 a = np.asarray(im)

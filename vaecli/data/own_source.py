@@ -30,7 +30,8 @@ def _path(cfg: DataConfig) -> Path:
 
 def fingerprint(cfg: DataConfig) -> str:
     if cfg.source == "folder":
-        image_folder.layout(_path(cfg))  # a missing or empty folder named before anything else
+        if not _path(cfg).is_dir():
+            image_folder.layout(_path(cfg))  # says what it is instead; an empty folder is named when read
         return image_folder.fingerprint(_path(cfg), cfg.image_size)
     return array_file.fingerprint(_path(cfg))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -172,6 +173,11 @@ def _num_classes(folder, available: dict, labels) -> Optional[int]:
     if labels is None:
         return None
     return 1 + max(int(cache.read_split(folder, s)[1].max(initial=-1)) for s in available if available[s]["labels"])
+
+
+def dataset_name(cfg: DataConfig) -> str:
+    """What records and tables call the data: the TFDS name, else the source's file or folder name."""
+    return cfg.dataset if cfg.source == "tfds" else f"{Path(cfg.path).name} ({cfg.source})"
 
 
 def load_model_split(cfg, split: str) -> Split:

@@ -121,7 +121,7 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
     m = run.config.model
     doc.update({
         "samples": k, "params": which,
-        "protocol": {"dataset": run.config.data.dataset, "split": images.name, "num_examples": len(images),
+        "protocol": {"dataset": data.dataset_name(run.config.data), "split": images.name, "num_examples": len(images),
                      "binarize": run.config.data.binarize, "samples": k, "seed": seed,
                      "checkpoint_step": chosen, "estimator": ESTIMATOR,
                      # a conditional model's bound and estimate are of log p(x|y), y the image's label

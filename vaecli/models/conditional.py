@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vaecli.errors import ConfigError
 from vaecli.models import densities
 from vaecli.models.networks import ConvDecoder, ConvEncoder, GaussianMLPEncoder, MLPDecoder
 
@@ -94,6 +95,9 @@ class ConditionalVAE(nnx.Module):
 def build(cfg, image_shape, act, rngs, likelihood, prior) -> ConditionalVAE:
     """model.kind mlp or conv (vaecli.config.build refuses others), conditioned on cfg.num_classes labels."""
     c, d = cfg.num_classes, math.prod(image_shape)
+    if c is None:  # `vae train` fills it in from the data; a model built elsewhere must be told
+        raise ConfigError("model.num_classes: the conditional VAE needs the number of classes; set "
+                          "model.num_classes=N (vae train takes it from the data's labels)")
     if cfg.kind == "conv":
         h, w, ch = image_shape
         encoder = LabelChannelsEncoder(image_shape, c, ConvEncoder((h, w, ch + c), cfg.channels, cfg.hidden,

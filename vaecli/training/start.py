@@ -59,7 +59,7 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split: data.Split, v
             extra_meta: dict) -> Opened:
     """A new run folder's first files and its state at step 0."""
     meta = layout.environment_meta(argv)
-    meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+    meta["data"] = {"dataset": data.dataset_name(cfg.data), "image_shape": list(train_split.image_shape),
                     "num_train": len(train_split), "num_validation": len(val_split),
                     "binarize": cfg.data.binarize, "train_scale": train_split.scale}
     if train_split.class_names is not None:  # what each label number stands for (class folder names)
@@ -91,7 +91,8 @@ def load_data(cfg: Config, progress: str | None = None) -> tuple[data.Split, dat
         train_split = data.load_split(cfg.data, "train")
         val_split = data.load_split(cfg.data, "validation")
     if cfg.model.conditional:
-        train_split, val_split = (s.with_labels(cfg.model.num_classes) for s in (train_split, val_split))
+        n = cfg.model.num_classes or train_split.with_labels(train_split.num_classes or 1).num_classes
+        train_split, val_split = (s.with_labels(n) for s in (train_split, val_split))
     if len(train_split) < cfg.train.batch_size:
         raise RunError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
                        f"({len(train_split)} images); lower it")
