@@ -170,8 +170,8 @@ def test_errors_are_the_lines_the_cli_prints(run, run_path, tmp_path):
         with pytest.raises((RunError, UsageError)) as err:
             vaecli.load(folder, **({"step": args[1]} if args else {}))
         assert str(err.value) == line and err.value.exit_code == out.code, (line, err.value)
-    expected = "images: expected (N, 8, 8, 1) or (8, 8[, 1]) uint8 in 0..255 or floats in [0, 1], got"
-    for bad, got in ((np.zeros((3, 7, 8)), "(3, 7, 8)"), (np.zeros((3, 8, 8)), "(3, 8, 8)"),
+    expected = "images: expected (N, 8, 8[, 1]) or (8, 8[, 1]) uint8 in 0..255 or floats in [0, 1], got"
+    for bad, got in ((np.zeros((3, 7, 8)), "(3, 7, 8)"), (np.zeros((3, 8, 9, 1)), "(3, 8, 9, 1)"),
                      (np.zeros((3, 8, 8, 1), np.int64), "int64 (3, 8, 8, 1)"),
                      (np.full((8, 8), 1.5), "floats in [1.5, 1.5]"),
                      (np.full((8, 8), np.nan), "floats that are not all finite (NaN or infinity)"),
@@ -190,6 +190,13 @@ def test_errors_are_the_lines_the_cli_prints(run, run_path, tmp_path):
                           (lambda: run.elbo(np.zeros((8, 8)), seed=1.5), "seed=1.5: must be a whole number")):
         with pytest.raises(UsageError, match=re.escape(message)):
             call()
+
+
+def test_grayscale_batches_come_with_or_without_the_channel_axis(run):
+    x = run.images("test")[:5].astype(np.float32)
+    assert x.shape == (5, 8, 8, 1)
+    np.testing.assert_array_equal(run.encode(x[..., 0])[0], run.encode(x)[0])
+    np.testing.assert_array_equal(run.elbo(x[..., 0], seed=3)["elbo"], run.elbo(x, seed=3)["elbo"])
 
 
 def test_a_model_without_a_density_has_no_log_likelihood(run):

@@ -2,7 +2,7 @@
 programs take. Numpy only: no JAX at import.
 
 Images are uint8 pixel values in 0..255 or floats in [0, 1] (the values the model sees), one
-image (H, W, C) — or (H, W) for one channel — or a batch (N, H, W, C); numpy, JAX or
+image (H, W, C) — or (H, W) for one channel — or a batch (N, H, W, C) — or (N, H, W); numpy, JAX or
 anything `np.asarray` reads. `Pixels.values` are the floats the model sees whatever came in.
 
 `Pixels.stored` and `Pixels.scale` are the same values as a vaecli data split holds them (the
@@ -32,10 +32,10 @@ class Pixels:
 
 
 def expected_images(image_shape) -> str:
-    """'(N, 28, 28, 1) or (28, 28[, 1]) uint8 in 0..255 or floats in [0, 1]'."""
+    """'(N, 28, 28[, 1]) or (28, 28[, 1]) uint8 in 0..255 or floats in [0, 1]'."""
     h, w, c = image_shape
     one = f"({h}, {w}[, 1])" if c == 1 else f"({h}, {w}, {c})"
-    return f"(N, {h}, {w}, {c}) or {one} uint8 in 0..255 or floats in [0, 1]"
+    return f"(N, {one[1:]} or {one} uint8 in 0..255 or floats in [0, 1]"
 
 
 def _refuse(image_shape, got: str) -> UsageError:
@@ -50,6 +50,8 @@ def _batched(x: np.ndarray, image_shape) -> tuple[np.ndarray, bool]:
         return x, False
     if x.shape == shape or (shape[-1] == 1 and x.shape == shape[:-1]):
         return x.reshape(1, *shape), True
+    if shape[-1] == 1 and x.ndim == 3 and x.shape[1:] == shape[:-1]:  # (N, H, W): how numpy users hold grayscale
+        return _batched(x[..., None], image_shape)
     raise _refuse(image_shape, str(tuple(x.shape)))
 
 
@@ -99,3 +101,26 @@ def check_latents(z, latent_dim: int) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise UsageError(f"{what}, got values that are not all finite (NaN or infinity)")
     return arr
+
+
+def check_labels(y, num_classes: int | None, shape: tuple[int, ...], name: str = "y"):
+    """Class labels for a conditional run (`num_classes`), integers in 0..num_classes-1 of
+    `shape` (one per image or latent; a single label broadcast); None for another run, which
+    takes none. UsageError naming what is wrong."""
+    if num_classes is None:
+        if y is not None:
+            raise UsageError(f"{name}: this run is not conditional (model.conditional=false); it takes no labels")
+        return None
+    if y is None:
+        raise UsageError(f"{name}: this run is conditional (model.conditional=true, {num_classes} classes); pass "
+                         f"the class label of each image, e.g. {name}=3")
+    arr = np.asarray(y)
+    if not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
+        raise UsageError(f"{name}: expected integer class labels in 0..{num_classes - 1}, got {arr.dtype} {arr.shape}")
+    if arr.min() < 0 or arr.max() >= num_classes:
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise UsageError(f"{name}={bad}: this run has {num_classes} classes, labels 0..{num_classes - 1}")
+    try:
+        return np.broadcast_to(arr, shape).astype(np.int64)
+    except ValueError:
+        raise UsageError(f"{name}: expected one label or {shape} labels, got {arr.shape}") from None

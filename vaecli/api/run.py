@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vaecli import progress, registry
-from vaecli.api.images import check_images, check_latents
+from vaecli.api.images import check_images, check_labels, check_latents
 from vaecli.errors import RunError, UsageError
 
 
@@ -93,7 +93,9 @@ class Run:
         self.step, self.params, self.params_kind = ckpt.step, ckpt.params, ckpt.params_kind
         self.image_shape = tuple(ckpt.image_shape)
         self._fn = ckpt.fn
-        self._model = CompiledModel(self._fn, self.params, self.image_shape)
+        m = self.config.model
+        self.num_classes = m.num_classes if m.conditional else None  # a conditional run's
+        self._model = CompiledModel(self._fn, self.params, self.image_shape, self.num_classes)
 
     @property
     def latent_dim(self) -> int:
@@ -114,21 +116,32 @@ class Run:
         s = data.load_split(self.config.data, split)
         return s.images.astype(np.float32) / s.scale
 
-    def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
+    def labels(self, split: str = "test") -> np.ndarray | None:
+        """The class labels (N,) of `split`, in the order of `images(split)`; None without labels."""
+        from vaecli import data
+
+        data.check_split(split)
+        return data.load_split(self.config.data, split).labels
+
+    def encode(self, images, y=None) -> tuple[np.ndarray, np.ndarray]:
         """The posterior q(z|x) of each image: (mean, std), each (N, latent_dim) (or (latent_dim,)
-        for one image). Batches of 1000 images are encoded at a time, so any number fits."""
+        for one image). Batches of 1000 images are encoded at a time, so any number fits. A
+        conditional run's q(z|x, y) takes the class labels `y` too (one, or one per image)."""
         px = check_images(images, self.image_shape)
-        mean, logvar = self._model.encode(px.values)
+        mean, logvar = self._model.encode(px.values, check_labels(y, self.num_classes, (len(px.values),)))
         return _one(mean, px.single), _one(np.exp(0.5 * logvar), px.single)
 
-    def decode(self, z) -> np.ndarray:
-        """The mean image E[x|z] of each latent: z (..., latent_dim) -> (..., H, W, C) floats in [0, 1]."""
-        return self._model.decode(check_latents(z, self.latent_dim))
+    def decode(self, z, y=None) -> np.ndarray:
+        """The mean image E[x|z] of each latent: z (..., latent_dim) -> (..., H, W, C) floats in
+        [0, 1]; a conditional run's E[x|z, y] takes the class labels `y` too."""
+        z = check_latents(z, self.latent_dim)
+        return self._model.decode(z, check_labels(y, self.num_classes, z.shape[:-1]))
 
-    def generate(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    def generate(self, n: int, seed: int = 0, temperature: float = 1.0, label: int | None = None) -> np.ndarray:
         """`n` mean images E[x|z] of prior draws z, (n, H, W, C): the pictures of
         `vae sample --mode prior --n N --seed S --temperature T`. `temperature` scales a
-        standard-normal prior, z ~ N(0, T²I); other priors take only 1."""
+        standard-normal prior, z ~ N(0, T²I); other priors take only 1. A conditional run
+        draws images of class `label` (`--label`); without one, the classes in turn."""
         from vaecli.evaluation.modes import MODES
 
         n, seed = _positive("n", n), _seed(seed)
@@ -136,11 +149,13 @@ class Run:
             raise UsageError(f"temperature={temperature!r}: must be > 0")
         m = self.config.model
         ctx = {"seed": seed, "latent_dim": self.latent_dim, "normal_prior": registry.standard_normal_prior(m),
-               "closed_form_kl": registry.closed_form_kl(m), "split": None}
+               "closed_form_kl": registry.closed_form_kl(m), "split": None,
+               "num_classes": self.num_classes, "label": None if label is None else
+               int(check_labels(label, self.num_classes if self.num_classes else None, (), "label"))}
         return MODES["prior"].draw(self._model, ctx, n, None, float(temperature))[0]
 
     def log_likelihood(self, images, k: int = 1000, seed: int = 0, batch_size: int | None = None,
-                       progress: str | bool = "auto") -> np.ndarray:
+                       progress: str | bool = "auto", y=None) -> np.ndarray:
         """log p(x) of each image, estimated by importance sampling with K draws of q(z|x)
         (the K-sample IWAE bound log p̂_K(x) ≤ log p(x), tighter as K grows): the estimator
         and the per-example array `log_likelihood_k{K}` of `vae eval-elbo --per-example`.
@@ -152,26 +167,27 @@ class Run:
         same log p(x)). Memory is bounded whatever N and K: batches of `batch_size` images,
         the K draws in chunks, one compiled program. A call that lasts more than a few seconds
         (K=5000 on a whole split: minutes on a CPU) shows its progress and the time left on
-        stderr; `progress=False` keeps it quiet (vaecli.progress).
+        stderr; `progress=False` keeps it quiet (vaecli.progress). A conditional run gives
+        log p(x|y) for the class labels `y`.
         """
         objective = registry.objective(self.config)
         if not objective.defines_density:
             raise RunError(f"log_likelihood: {objective.no_density_note}; run.elbo(images)['recon'] gives it")
-        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress)
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress, y)
         return _one(per["log_likelihood"], single)
 
     def elbo(self, images, seed: int = 0, k: int = 1, batch_size: int | None = None,
-             progress: str | bool = "auto") -> dict[str, np.ndarray]:
+             progress: str | bool = "auto", y=None) -> dict[str, np.ndarray]:
         """The ELBO of each image and its two terms: {"elbo", "recon", "kl"}, elbo = −(recon + kl),
         recon = −E_q[log p(x|z)] averaged over `k` draws of q(z|x), kl = KL(q(z|x) ‖ p(z))
         (analytic where it has a closed form, else the mean of log q − log p over the draws).
         The per-example arrays `elbo_k{K}`, `recon_k{K}`, `kl` of `vae eval-elbo --per-example`;
-        the draws are keyed as in `log_likelihood`, and `progress` is shown as there."""
-        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress)
+        the draws are keyed as in `log_likelihood`, and `progress` and `y` are as there."""
+        per, single = self._estimate(images, _positive("k", k), seed, batch_size, progress, y)
         out = {"elbo": -(per["recon"] + per["kl"]), "recon": per["recon"], "kl": per["kl"]}
         return {name: _one(v, single) for name, v in out.items()}
 
-    def _estimate(self, images, k: int, seed, batch_size, shown="auto") -> tuple[dict, bool]:
+    def _estimate(self, images, k: int, seed, batch_size, shown="auto", y=None) -> tuple[dict, bool]:
         """The estimator's per-example arrays over `images`: the program `vae eval-elbo` runs
         (its default batch size and Monte Carlo KL draws, which share the program with log p̂:
         another program could round differently), kept for the process under the same key."""
@@ -181,11 +197,15 @@ class Run:
         seed = _seed(seed)
         batch_size = defaults["batch_size"] if batch_size is None else _positive("batch_size", batch_size)
         px = check_images(images, self.image_shape)
+        rows = px.stored.reshape(len(px.stored), -1)
+        labels = check_labels(y, self.num_classes, (len(rows),))
+        if labels is not None:  # the one-hot label after the pixels, at their scale (data.Split.with_labels)
+            rows = np.concatenate([rows, (np.eye(self.num_classes)[labels] * px.scale).astype(rows.dtype)], axis=1)
         draws = registry.objective(self.config).draws_samples  # no draws: one deterministic pass, as eval-elbo
         mesh = devices.make_mesh(0)  # every local device, as eval-elbo
         if mesh.size > 1 and min(batch_size, len(px.stored)) % mesh.size:
             mesh = None  # a batch the devices cannot share evenly runs on one
-        estimate, _ = estimator.compile_estimator(self._fn, self.params, px.stored, px.scale, k if draws else 1,
+        estimate, _ = estimator.compile_estimator(self._fn, self.params, rows, px.scale, k if draws else 1,
                                                   batch_size, None, defaults["kl_mc_samples"] if draws else 0,
                                                   deterministic=not draws, mesh=mesh)
         with progress.reporting(shown), progress.Task(f"K={k} on {len(px.stored):,} images", len(px.stored),

@@ -18,7 +18,11 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("prepare")
 def data_prepare(
-    dataset: Annotated[str, typer.Argument(help="A TFDS name: binarized_mnist, mnist, fashion_mnist, ...")],
+    dataset: Annotated[str, typer.Argument(help="A TFDS name (binarized_mnist, mnist, fashion_mnist, ...), or with "
+                                                "--source folder|arrays the folder of images or the .npz file.")],
+    source: Annotated[str, typer.Option("--source", help="tfds, folder or arrays (data.source).")] = "tfds",
+    image_size: Annotated[Optional[str], typer.Option(
+        "--image-size", help="folder: resize to HxW as the images are read (data.image_size), e.g. 64x64.")] = None,
     manual_dir: Annotated[Optional[Path], typer.Option(
         "--manual-dir", help="Folder with the files TFDS would download (offline).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
@@ -33,8 +37,10 @@ def data_prepare(
     def go():
         from vaecli import config as config_lib, data
 
+        own = {"source": source, "path": dataset, "image_size": _size(image_size)} if source != "tfds" else \
+            {"dataset": dataset, "source": source, **({"image_size": _size(image_size)} if image_size else {})}
         cfg = config_lib.from_dict({"data": {
-            "dataset": dataset, "manual_dir": str(manual_dir) if manual_dir else None,
+            **own, "manual_dir": str(manual_dir) if manual_dir else None,
             "data_dir": str(data_dir) if data_dir else None, "cache_dir": str(cache_dir) if cache_dir else None}})
         index = data.prepare(cfg.data)
         folder = data.cache_folder(cfg.data)
@@ -44,6 +50,18 @@ def data_prepare(
             echo(str(folder))
 
     _run(go)
+
+
+def _size(text: Optional[str]):
+    """'64x64' -> [64, 64] (config.from_dict checks the numbers)."""
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        from vaecli.errors import UsageError
+
+        raise UsageError(f"--image-size {text!r}: write HEIGHTxWIDTH, e.g. 64x64") from None
 
 
 @data_app.command("list")

@@ -37,6 +37,8 @@ def sample(
     gif: Annotated[bool, typer.Option(
         "--gif", help="traverse: also an animated GIF beside the PNG (one frame per point, a tile per "
                       "dimension).")] = False,
+    label: Annotated[Optional[int], typer.Option(
+        "--label", help="A conditional run's class for --mode prior (default: a row per class).")] = None,
     as_json: JsonOpt = False,
 ):
     """Pictures of a trained model: a PNG (title: run, step, mode) and its array as .npy."""
@@ -50,7 +52,7 @@ def sample(
         from vaecli.evaluation.sample import sample as sample_fn
 
         res = sample_fn(run, mode=mode, n=n, seed=seed, step=step, out=out, temperature=temperature,
-                        split=split, steps=steps, raw_params=raw_params, gif=gif)
+                        split=split, steps=steps, raw_params=raw_params, gif=gif, label=label)
         if as_json:
             echo(json.dumps(res, indent=2, default=str))
             return

@@ -37,15 +37,24 @@ def _code(vae, x):
 
 
 class CompiledModel:
-    """Compiled encode/decode/generate of a model `fn` (a models.vae.Functional) at `params`."""
+    """Compiled encode/decode/generate of a model `fn` (a models.vae.Functional) at `params`.
+    `num_classes`: a conditional model's (vaecli.models.conditional); encode and decode then
+    take the class labels `y` too, and generate draws the classes in turn."""
 
-    def __init__(self, fn, params, image_shape):
-        self.params, self.image_shape = params, tuple(image_shape)
+    def __init__(self, fn, params, image_shape, num_classes: int | None = None):
+        self.params, self.image_shape, self.num_classes = params, tuple(image_shape), num_classes
         self._decode, self._generate, self._encode = _compiled(fn)
 
-    def decode(self, z) -> np.ndarray:
-        """z (..., latent) -> mean images E[x|z] (..., H, W, C)."""
-        z = np.asarray(z, np.float32)
+    def _labelled(self, rows: np.ndarray, y) -> np.ndarray:
+        """rows (..., F) followed by the one-hot label y (broadcast over the leading axes)."""
+        if not self.num_classes:
+            return rows
+        onehot = np.eye(self.num_classes, dtype=np.float32)[np.broadcast_to(np.asarray(y), rows.shape[:-1])]
+        return np.concatenate([rows, onehot], axis=-1)
+
+    def decode(self, z, y=None) -> np.ndarray:
+        """z (..., latent) [and labels y (...)] -> mean images E[x|z(, y)] (..., H, W, C)."""
+        z = self._labelled(np.asarray(z, np.float32), y)
         flat = np.asarray(self._decode(self.params, z.reshape(-1, z.shape[-1])))
         return flat.reshape(*z.shape[:-1], *self.image_shape)
 
@@ -54,12 +63,14 @@ class CompiledModel:
         flat = np.asarray(self._generate(self.params, key, n))
         return flat.reshape(n, *self.image_shape)
 
-    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, C) floats -> encoder (mean, logvar), each (N, latent). With a flow
-        posterior, "mean" is the base Gaussian's mean pushed through the flow (not E_q[z],
-        which has no closed form) and logvar the base Gaussian's."""
+    def encode(self, x, y=None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, C) floats [and labels y (N,)] -> encoder (mean, logvar), each (N, latent).
+        With a flow posterior, "mean" is the base Gaussian's mean pushed through the flow (not
+        E_q[z], which has no closed form) and logvar the base Gaussian's."""
         from vaecli.compiled.estimator import batch_split
 
-        batches, n = batch_split(np.asarray(x, np.float32), ENCODE_BATCH)
+        x = np.asarray(x, np.float32)
+        rows = self._labelled(x.reshape(len(x), -1), y)
+        batches, n = batch_split(rows, ENCODE_BATCH)
         mean, logvar = self._encode(self.params, batches)
         return tuple(np.asarray(a).reshape(-1, a.shape[-1])[:n] for a in (mean, logvar))

@@ -111,7 +111,38 @@ def _cross_checks(cfg: Config) -> None:
     if m.latent_dim2 is not None and not m.hidden2:
         raise ConfigError("model.hidden2: the second stochastic layer needs at least one hidden width, e.g. [100, 100]")
     _hierarchy_checks(m)
+    _conditional_checks(m)
+    _source_checks(cfg.data)
     registry.objective(cfg).check(cfg)
+
+
+def _conditional_checks(m) -> None:
+    if not m.conditional:
+        return
+    if m.kind not in ("mlp", "conv"):
+        raise ConfigError(f"model.conditional: the conditional VAE is built for model.kind mlp or conv, not {m.kind}")
+    if m.latent_dim2 is not None or m.flow.kind is not None or registry.PRIORS[m.prior].of_posterior:
+        raise ConfigError("model.conditional: the conditional VAE has one Gaussian stochastic layer and a prior "
+                          "that does not read the encoder; set model.latent_dim2=null, model.flow.kind=null and "
+                          "model.prior=normal (or model.conditional=false)")
+
+
+def _source_checks(d) -> None:
+    if d.source == "tfds":
+        for name in ("path", "image_size"):
+            if getattr(d, name) is not None:
+                raise ConfigError(f"data.{name}: only for images of your own; set data.source=folder (or arrays) "
+                                  f"or data.{name}=null")
+        return
+    if d.path is None:
+        what = "a folder of images" if d.source == "folder" else "an .npz file with x (and y)"
+        raise ConfigError(f"data.path: data.source={d.source} reads {what}; set data.path=PATH")
+    if d.image_size is not None and d.source != "folder":
+        raise ConfigError("data.image_size: arrays are taken at their own size; resize them before saving, "
+                          "or set data.image_size=null")
+    if d.dataset != type(d)().dataset:
+        raise ConfigError(f"data.dataset: names a TFDS dataset, but data.source={d.source} reads data.path; "
+                          "remove data.dataset")
 
 
 def _hierarchy_checks(m) -> None:

@@ -77,6 +77,16 @@ class DataConfig:
     cache_dir: Optional[str] = _key(None, "run")  # vaecli's compact array cache (None: $XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data)
     binarize: Literal["none", "static", "dynamic"] = _key("static")
     val_size: int = _key(10000, "data", _POSITIVE)  # held out of train when no validation split
+    # Images of one's own (vaecli.data.own_source): a folder of image files or an .npz/.npy of
+    # arrays at `path`, read once into the cache; `dataset` then plays no part.
+    source: Literal["tfds", "folder", "arrays"] = _key("tfds", "data")
+    path: Optional[str] = _key(None, "data")
+    image_size: Optional[tuple[int, ...]] = _key(None, "data", _check(lambda v: len(v) == 2 and min(v) > 0,
+                                                                      "must be [height, width], both > 0"))
+    # folder/arrays without a test (validation) split of their own: test_size (val_size) images
+    # held out, drawn with split_seed
+    test_size: int = _key(10000, "data", _NON_NEGATIVE)
+    split_seed: int = _key(0, "data", _NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,10 @@ class ModelConfig:
     # Welling: q(z2|x) q(z1|x, z2), p(x|z1, z2), any prior on z2; every network of `hidden` widths)
     hierarchy: Literal["chain", "hvae"] = _key("chain")
     flow: FlowConfig = FlowConfig()  # a flow posterior (default: none)
+    conditional: bool = _key(False)  # q(z|x, y), p(x|z, y): the class label y given to both networks
+    # conditional: the number of classes; null: taken from the data's labels when training
+    # starts, and written so into the run's config.yaml
+    num_classes: Optional[int] = _key(None, check=_POSITIVE)
 
 
 @dataclass(frozen=True)

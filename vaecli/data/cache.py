@@ -12,7 +12,10 @@ array existed read as they did: an absent `factors` (array or index entry) means
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,7 +35,28 @@ def default_cache_dir() -> Path:
 
 def cache_folder(cfg: DataConfig) -> Path:
     root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    if cfg.source != "tfds":  # one folder per source path and resize: the name says which, the hash makes it unique
+        where = Path(cfg.path).expanduser().resolve()
+        tag = hashlib.sha256(f"{where}|{cfg.image_size}".encode()).hexdigest()[:10]
+        return root / f"{cfg.source}-{where.stem or 'root'}-{tag}"
     return root / cfg.dataset.replace(":", "-").replace("/", "-")
+
+
+def write_atomic(folder: Path, splits: dict, **kw) -> None:
+    """write_cache into a sibling temporary folder, then put it in place with renames: a
+    reader sees the old cache or the new one, never a mix, and a failure leaves the old one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = tmp.with_name(tmp.name + ".old")
+    try:
+        write_cache(tmp, splits, **kw)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 
@@ -140,11 +164,12 @@ def list_cache(root: Optional[str | Path] = None) -> list[dict]:
     if root.exists() and not root.is_dir():
         raise DataError(f"cache {root} is a file, not a folder; pass --cache-dir FOLDER")
     out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    # a name starting with a dot is a cache being written (write_atomic)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
         index = read_index(folder)
         if index is None:
             continue  # not (or not yet completely) a dataset cache
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
         out.append({"dataset": index.get("dataset", folder.name), "folder": str(folder), "bytes": size,
-                    "splits": index["splits"]})
+                    "splits": index["splits"], **({"source": index["source"]} if "source" in index else {})})
     return out

@@ -8,14 +8,16 @@ A dataset is prepared through TFDS once (vaecli.data.tfds_source), or drawn by v
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from vaecli import progress
 from vaecli.config import DataConfig
-from vaecli.data import cache
+from vaecli.data import cache, own_source
 from vaecli.data.factors import PROCEDURAL
 from vaecli.errors import DataError
 
@@ -37,14 +39,19 @@ def check_split(split: str, flag: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class Split:
-    """One logical split on the host. `images` is uint8 (N, H, W, C); `factors` the factor
-    indices (N, F) of a dataset with factors (vaecli.data.factors), else None."""
+    """One logical split on the host. `images` is uint8 (N, H, W, C); `labels` int (N,) class
+    numbers or None; `factors` the factor indices (N, F) of a dataset with factors
+    (vaecli.data.factors), else None. `num_classes` and `class_names` (class folder names,
+    else None) are the whole dataset's, not only this split's."""
 
     name: str
     images: np.ndarray
     labels: Optional[np.ndarray]
     scale: int  # 1 if `images` are 0/1, 255 if grayscale: pixel probability = images / scale
     factors: Optional[np.ndarray] = None
+    num_classes: Optional[int] = None
+    class_names: Optional[tuple[str, ...]] = None
+    conditioned: bool = False  # `flat` rows end with the one-hot label (with_labels)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -52,8 +59,26 @@ class Split:
 
     @property
     def flat(self) -> np.ndarray:
-        """(N, H·W·C): the layout models and the device-resident copy use."""
-        return self.images.reshape(len(self.images), -1)
+        """(N, H·W·C): the layout models and the device-resident copy use; conditioned, (N,
+        H·W·C + num_classes), the one-hot label at the pixel scale (0 and `scale`)."""
+        x = self.images.reshape(len(self.images), -1)
+        if not self.conditioned:
+            return x
+        onehot = (self.labels[:, None] == np.arange(self.num_classes)[None, :]).astype(x.dtype) * self.scale
+        return np.concatenate([x, onehot], axis=1)
+
+    def with_labels(self, num_classes: int) -> "Split":
+        """This split as a conditional model (vaecli.models.conditional) reads it."""
+        from vaecli.errors import ConfigError
+
+        if self.labels is None:
+            raise ConfigError("model.conditional: the conditional VAE needs class labels and these images have none "
+                              "(use class folders, y in the .npz, or a TFDS dataset with labels), or set "
+                              "model.conditional=false")
+        if len(self.labels) and int(self.labels.max()) >= num_classes:
+            raise DataError(f"the {self.name} split has label {int(self.labels.max())}, but model.num_classes="
+                            f"{num_classes}; raise model.num_classes or leave it null (from the data)")
+        return dataclasses.replace(self, num_classes=num_classes, conditioned=True)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -62,6 +87,8 @@ class Split:
 
 def prepare(cfg: DataConfig) -> dict:
     """Make sure the dataset is in vaecli's cache; return the cache index."""
+    if cfg.source != "tfds":
+        return own_source.prepare(cfg)
     folder = cache.cache_folder(cfg)
     index = cache.read_index(folder)
     procedural = PROCEDURAL.get(cfg.dataset)
@@ -86,6 +113,8 @@ def check_obtainable(cfg: DataConfig) -> None:
     """DataError at once, before anything heavy is imported, when the dataset is neither in
     vaecli's cache nor obtainable (no files in data.manual_dir, none prepared by TFDS, no
     network); nothing when it may be (TFDS then says more)."""
+    if cfg.source != "tfds":
+        return own_source.check_path(cfg)
     if cfg.dataset in PROCEDURAL or cache.read_index(cache.cache_folder(cfg)) is not None:
         return
     from vaecli.data import tfds_source
@@ -110,26 +139,52 @@ def load_split(cfg: DataConfig, split: str) -> Split:
     index = prepare(cfg)
     folder = cache.cache_folder(cfg)
     available = index["splits"]
-    holdout = "validation" not in available
-    source = "train" if split == "validation" and holdout else split
+    source, rows = own_source.pick(cfg, available, split) if cfg.source != "tfds" else _holdout(cfg, available, split)
     if source not in available:
         raise DataError(f"dataset '{cfg.dataset}' has no '{source}' split (it has {', '.join(available)})")
     images, labels = cache.read_split(folder, source)
     factors = cache.read_factors(folder, source) if available[source].get("factors") else None
-    if holdout and source == "train":
-        if cfg.val_size >= len(images):
-            raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
-                            f"('{cfg.dataset}' train has {len(images)}); lower it")
-        cut = len(images) - cfg.val_size
-        sl = slice(cut, None) if split == "validation" else slice(None, cut)
-        images, labels = images[sl], (labels[sl] if labels is not None else None)
-        factors = factors[sl] if factors is not None else None
+    if rows is not None:
+        images, labels = images[rows], (labels[rows] if labels is not None else None)
+        factors = factors[rows] if factors is not None else None
+    names = tuple(index["classes"]) if index.get("classes") else None
+    classes = dict(num_classes=len(names) if names else _num_classes(folder, available, labels), class_names=names)
     binary = bool(available[source]["binary"])
     if binary:
-        return Split(split, images, labels, scale=1, factors=factors)
+        return Split(split, images, labels, scale=1, factors=factors, **classes)
     if cfg.binarize == "static" or (cfg.binarize == "dynamic" and split != "train"):
-        return Split(split, _binarize_static(images), labels, scale=1, factors=factors)
-    return Split(split, images, labels, scale=255, factors=factors)
+        return Split(split, _binarize_static(images), labels, scale=1, factors=factors, **classes)
+    return Split(split, images, labels, scale=255, factors=factors, **classes)
+
+
+def _holdout(cfg: DataConfig, available: dict, split: str) -> tuple[str, slice | None]:
+    """A TFDS dataset without a validation split: its last `data.val_size` training images."""
+    if "validation" in available or split == "test":
+        return split, None
+    n = available["train"]["num_examples"] if "train" in available else 0
+    if "train" in available and cfg.val_size >= n:
+        raise DataError(f"data.val_size={cfg.val_size} leaves no training images "
+                        f"('{cfg.dataset}' train has {n}); lower it")
+    return "train", slice(n - cfg.val_size, None) if split == "validation" else slice(None, n - cfg.val_size)
+
+
+def _num_classes(folder, available: dict, labels) -> Optional[int]:
+    """Classes of a labelled dataset whose cache names none: 1 + the largest label of any split."""
+    if labels is None:
+        return None
+    return 1 + max(int(cache.read_split(folder, s)[1].max(initial=-1)) for s in available if available[s]["labels"])
+
+
+def dataset_name(cfg: DataConfig) -> str:
+    """What records and tables call the data: the TFDS name, else the source's file or folder name."""
+    return cfg.dataset if cfg.source == "tfds" else f"{Path(cfg.path).name} ({cfg.source})"
+
+
+def load_model_split(cfg, split: str) -> Split:
+    """load_split of a Config's data, as its model reads it: a conditional model's rows hold
+    the one-hot label too (Split.with_labels)."""
+    s = load_split(cfg.data, split)
+    return s.with_labels(cfg.model.num_classes) if cfg.model.conditional else s
 
 
 # Datasets whose training split is known without preparing them: (image shape, images in
@@ -150,8 +205,16 @@ KNOWN = {
 
 def describe_train(cfg: DataConfig) -> dict:
     """What the training split will be, without reading any images: image shape, number of
-    images, pixel scale, and where that came from (the cache index, else `KNOWN`)."""
+    images, pixel scale, and where that came from (the cache index, else `KNOWN`). Images of
+    one's own are read into the cache first (there is no table of them)."""
     folder = cache.cache_folder(cfg)
+    if cfg.source != "tfds":
+        available = prepare(cfg)["splits"]
+        own_source.pick(cfg, available, "train")  # the held-out sizes checked
+        info = available["train"]
+        scale = 1 if info["binary"] or cfg.binarize == "static" else 255
+        return {"image_shape": tuple(info["shape"]), "num_train": own_source.num_train(cfg, available),
+                "scale": scale, "source": f"data cache {folder}"}
     index = cache.read_index(folder)
     if index is not None and "train" in index["splits"]:
         info = index["splits"]["train"]

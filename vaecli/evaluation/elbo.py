@@ -60,7 +60,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     npz_path = _npz_target(per_example)
     ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out).restore()
     run, chosen = ckpt.run, ckpt.step
-    images = data.load_split(run.config.data, split)
+    images = data.load_model_split(run.config, split)
     if not registry.objective(run.config).draws_samples:  # one deterministic pass, whatever K was asked for
         ks, kl_mc_samples = [1], 0
     results, arrays, not_saved = [], {}, None
@@ -107,7 +107,7 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
     mesh = devices.make_mesh(0)  # every local device: the examples of each batch are split over them
     t0 = time.perf_counter()
     with progress.reporting(shown), progress.working(f"compiling the K={k} estimator"):
-        estimate, plan = estimator.compile_estimator(fn, params, images.images, images.scale, k, batch_size,
+        estimate, plan = estimator.compile_estimator(fn, params, images.flat, images.scale, k, batch_size,
                                                      max_rows, kl_mc_samples, deterministic=not objective.draws_samples,
                                                      mesh=mesh)
     compile_s = time.perf_counter() - t0
@@ -121,9 +121,11 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
     m = run.config.model
     doc.update({
         "samples": k, "params": which,
-        "protocol": {"dataset": run.config.data.dataset, "split": images.name, "num_examples": len(images),
+        "protocol": {"dataset": data.dataset_name(run.config.data), "split": images.name, "num_examples": len(images),
                      "binarize": run.config.data.binarize, "samples": k, "seed": seed,
                      "checkpoint_step": chosen, "estimator": ESTIMATOR,
+                     # a conditional model's bound and estimate are of log p(x|y), y the image's label
+                     "log_likelihood": "log p(x|y)" if m.conditional else "log p(x)",
                      "elbo": "-(recon + kl): recon averaged over the same K draws of q, kl analytic",
                      "kl_mc_samples": kl_mc_samples,
                      "active_unit": f"Var_x(E_q[z_d|x]) > {estimator.ACTIVE_UNIT_THRESHOLD}",
@@ -155,7 +157,8 @@ def format_table(report: dict) -> str:
     lines = [f"{p['dataset']} {p['split']} ({p['num_examples']} images), step {p['checkpoint_step']}, "
              f"seed {p['seed']}, {first['run']}" + (" (EMA params)" if first.get("params") == "ema" else "")]
     lines.append(f"  {'':<32}" + "".join(f"{'K=' + str(r['samples']):>11}" for r in res))
-    rows = [("log p(x) ≈ log p̂_K(x)", "log_likelihood"), ("  standard error", "log_likelihood_stderr"),
+    given = "|y" if p.get("log_likelihood") == "log p(x|y)" else ""  # a conditional model's
+    rows = [(f"log p(x{given}) ≈ log p̂_K(x{given})", "log_likelihood"), ("  standard error", "log_likelihood_stderr"),
             ("NLL", "nll"), ("bits/dim", "bits_per_dim"), ("ELBO", "elbo"),
             ("  reconstruction −E[log p(x|z)]", "recon")]
     for label, key in rows:

@@ -23,17 +23,23 @@ TRAVERSE_RANGE = 3.0  # prior standard deviations either side of zero
 MANIFOLD_QUANTILES = (0.05, 0.95)
 
 
-def _pick(split, count: int, seed: int) -> np.ndarray:
-    """`count` distinct images of the split, drawn with `seed`, as floats in [0, 1]."""
+def _rows(split, count: int, seed: int) -> np.ndarray:
+    """Which `count` distinct images of the split `_pick` takes with `seed`."""
     if count > len(split):
         raise UsageError(f"--n {count}: the {split.name} split has only {len(split)} images")
-    idx = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
-    return split.images[idx].astype(np.float32) / split.scale
+    return np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
+
+
+def _pick(split, count: int, seed: int) -> np.ndarray:
+    """`count` distinct images of the split, drawn with `seed`, as floats in [0, 1]."""
+    return split.images[_rows(split, count, seed)].astype(np.float32) / split.scale
 
 
 def _prior(model, ctx, n, steps, temperature):
     import jax
 
+    if ctx.get("num_classes"):
+        return _prior_by_class(model, ctx, n, temperature)
     if not ctx["normal_prior"]:  # VampPrior or two stochastic layers: the model's own sampler
         if temperature != 1.0:
             raise UsageError("--temperature scales a standard-normal prior; this run's prior is not one "
@@ -45,9 +51,28 @@ def _prior(model, ctx, n, steps, temperature):
     return means, {"tiles": means}, f"prior samples, temperature {temperature:g}"
 
 
+def _prior_by_class(model, ctx, n, temperature):
+    """A conditional run: n draws of class ctx["label"]; without one, a row per class, the same
+    n // classes draws of z in every row (so a column is one z under each label)."""
+    import jax
+
+    key, c = jax.random.key(ctx["seed"]), ctx["num_classes"]
+    if ctx.get("label") is not None:
+        means = model.decode(temperature * np.asarray(jax.random.normal(key, (n, ctx["latent_dim"]))), ctx["label"])
+        return means, {"tiles": means}, f"prior samples of class {ctx['label']}, temperature {temperature:g}"
+    cols = max(1, n // c)
+    z = temperature * np.asarray(jax.random.normal(key, (cols, ctx["latent_dim"])))
+    rows = model.decode(np.broadcast_to(z, (c, cols, z.shape[-1])), np.arange(c)[:, None])  # (c, cols, H, W, C)
+    names = ctx.get("class_names") or [str(i) for i in range(c)]
+    return rows, {"tiles": rows.reshape(-1, *rows.shape[2:]), "cols": cols, "row_labels": list(names)}, \
+        f"prior samples, a row per class, temperature {temperature:g}"
+
+
 def _recon(model, ctx, n, steps, temperature):
-    x = _pick(ctx["split"](), n, ctx["seed"])
-    recon = model.decode(model.encode(x)[0])
+    split = ctx["split"]()
+    x = _pick(split, n, ctx["seed"])
+    y = split.labels[_rows(split, n, ctx["seed"])] if ctx.get("num_classes") else None  # a conditional run's
+    recon = model.decode(model.encode(x, y)[0], y)
     return np.stack([x, recon]), pictures.pairs_layout(x, recon), "test images over their reconstructions"
 
 

@@ -30,11 +30,31 @@ def check_arguments(mode: str, n: int | None, steps: int | None, temperature: fl
     return entry, n, steps
 
 
+def conditional_classes(run, mode: str, label: int | None) -> list[str] | None:
+    """A conditional run's class names (its meta's class folder names, else the numbers), None
+    for another run; UsageError for a --label it cannot take or a mode without labels."""
+    m = run.config.model
+    if not m.conditional:
+        if label is not None:
+            raise UsageError(f"--label {label}: this run is not conditional (model.conditional=false)")
+        return None
+    if mode not in ("prior", "recon"):
+        raise UsageError(f"--mode {mode}: a conditional run draws --mode prior (one class with --label, else a row "
+                         "per class) and --mode recon")
+    if label is not None and not 0 <= label < m.num_classes:
+        raise UsageError(f"--label {label}: this run has {m.num_classes} classes, labels 0..{m.num_classes - 1}")
+    if label is not None and mode != "prior":
+        raise UsageError(f"--label draws one class of prior samples; --mode {mode} uses each image's own label")
+    return list(run.meta.get("data", {}).get("classes") or map(str, range(m.num_classes)))
+
+
 def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed: int = 0, step=None,
            out: str | Path | None = None, temperature: float = 1.0, split: str = "test",
-           steps: int | None = None, raw_params: bool = False, gif: bool = False) -> dict:
+           steps: int | None = None, raw_params: bool = False, gif: bool = False, label: int | None = None) -> dict:
     """Draw the picture of `mode`; write `<mode>-step<S>-seed<s>[...].png` and `.npy` (and
-    with `gif` the `.gif`) into `out` (default RUN/samples); return their paths."""
+    with `gif` the `.gif`) into `out` (default RUN/samples); return their paths. A conditional
+    run's prior draws are of class `label`, or without one a row per class; its recon mode
+    gives the encoder and decoder each image's own label."""
     entry, n, steps = check_arguments(mode, n, steps, temperature, gif)
     # here, not at import: the CLI's help stays quick
     from vaecli import data, pictures, registry
@@ -49,15 +69,17 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
         key = "model.latent_dim2" if registry.is_hvae(run.config.model) else "model.latent_dim"  # the code's size
         raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has {key}={code_dim} "
                          f"(use --mode traverse or --mode latents)")
-    model = CompiledModel(ckpt.fn, ckpt.params, run.image_shape)
+    classes = conditional_classes(run, mode, label)
+    model = CompiledModel(ckpt.fn, ckpt.params, run.image_shape, classes and len(classes))
     which, chosen = ckpt.params_kind, ckpt.step  # "ema": the run's moving average of the parameters
-    ctx = {"seed": seed, "latent_dim": code_dim,
+    ctx = {"seed": seed, "latent_dim": code_dim, "num_classes": classes and len(classes), "label": label,
+           "class_names": classes,
            "normal_prior": registry.standard_normal_prior(run.config.model),
            "closed_form_kl": registry.closed_form_kl(run.config.model),
            "split": lambda: data.load_split(run.config.data, split)}
     array, draw, what = entry.draw(model, ctx, n, steps, temperature)
 
-    name = ckpt.name("sample", mode=mode, seed=seed, n=n, steps=steps, temperature=temperature)
+    name = ckpt.name("sample", mode=mode, seed=seed, n=n, steps=steps, temperature=temperature, label=label)
     png, npy, gif_file, labels_npy = (ckpt.output(name, ext) for ext in (".png", ".npy", ".gif", "-labels.npy"))
     title = f"{run.path.name} step {chosen}{' EMA' if which == 'ema' else ''} {mode}: {what}"
     try:

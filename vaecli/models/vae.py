@@ -32,7 +32,7 @@ from flax import nnx
 from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
-from vaecli.models import densities, flows, hvae, likelihoods, priors
+from vaecli.models import conditional, densities, flows, hvae, likelihoods, priors
 from vaecli.models.networks import GaussianMLPEncoder, activation
 
 class VAE(nnx.Module):
@@ -154,6 +154,9 @@ def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE
     if registry.is_hvae(cfg):  # networks of its own (vaecli.models.hvae)
         lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
         return hvae.build(cfg, d, act, rngs, lik, registry.PRIORS[cfg.prior].load())
+    if cfg.conditional:  # networks of its own, which also read the label (vaecli.models.conditional)
+        lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
+        return conditional.build(cfg, image_shape, act, rngs, lik, registry.PRIORS[cfg.prior].load().from_config(cfg, d))
     encoder, decoder = registry.MODEL_KINDS[cfg.kind].load()(cfg, image_shape, act, rngs)
     lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
     if cfg.latent_dim2 is None:
@@ -171,7 +174,8 @@ def data_init(model: VAE, cfg: ModelConfig, train_flat: np.ndarray, scale: int, 
     """The data-dependent starting values, in place: the decoder's output bias at the training
     pixel mean (`output_bias: data_mean`), the VampPrior's pseudo-inputs at random training images."""
     if cfg.output_bias == "data_mean":
-        pixel_mean = jnp.asarray(train_flat.mean(axis=0, dtype=np.float64) / scale, jnp.float32)
+        d = model.decoder.output_bias.value.shape[0]  # the pixels: a conditional model's rows also hold the label
+        pixel_mean = jnp.asarray(train_flat[:, :d].mean(axis=0, dtype=np.float64) / scale, jnp.float32)
         model.decoder.output_bias.value = model.likelihood.bias_for_mean(pixel_mean)
     if isinstance(model.prior, priors.VampPrior):
         k = model.prior.logits.shape[0]

@@ -115,7 +115,7 @@ _OUTPUTS = {  # a file name matches the pattern of one kind at most
         rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?-f(?P<features>[a-z0-9_]+){_RAW}$")),
     "sample": _Kind(SAMPLES, (".png", ".npy", ".gif", "-labels.npy"), re.compile(
         rf"^(?P<mode>[a-z]+){_STEP}-seed(?P<seed>\d+)(?:-n(?P<n>\d+))?(?:-steps(?P<steps>\d+))?"
-        rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?{_RAW}$")),
+        rf"(?:-t(?P<temperature>[0-9.]+(?:e[-+]\d+)?|inf))?(?:-label(?P<label>\d+))?{_RAW}$")),
     "picture": _Kind(SAMPLES, (".png",), re.compile(rf"^(?P<mode>prior|recon){_STEP}$")),
     "curves": _Kind(PLOTS, (".png", ".npy"), re.compile(rf"^curves{_STEP}$")),
 }
@@ -131,7 +131,8 @@ class Output:
     `samples-<split>-step<S>-n<N>-seed<s>[-t<T>]-f<features>` (eval-samples; `features` the
     feature file's hash prefix or a feature function's name); "grad-snr" and
     "disentanglement": `<kind>-step<S>`; "sample": `<mode>-step<S>-seed<s>[-n<n>][-steps<m>]
-    [-t<T>]` (vae sample; -t only for the prior mode, T to 6 significant digits); "picture":
+    [-t<T>][-label<L>]` (vae sample; -t only for the prior mode, T to 6 significant digits);
+    "picture":
     `<prior|recon>-step<S>` (training's grids); "curves": `curves-step<S>` (the last step
     plotted by `vae plot`). `raw`: `-raw`, the raw parameters of a run with EMA (`marks_raw`)."""
 
@@ -146,6 +147,7 @@ class Output:
     steps: int | None = None
     temperature: float = 1.0
     features: str | None = None
+    label: int | None = None  # sample: a conditional run's class (`vae sample --label`)
 
     def __post_init__(self):
         if self.kind not in _OUTPUTS:
@@ -166,7 +168,8 @@ class Output:
         elif self.kind == "sample":
             opts = (f"-seed{self.seed}" + (f"-n{self.n}" if self.n else "")
                     + (f"-steps{self.steps}" if self.steps else "")
-                    + (f"-t{self.temperature:g}" if self.temperature != 1 else ""))
+                    + (f"-t{self.temperature:g}" if self.temperature != 1 else "")
+                    + (f"-label{self.label}" if self.label is not None else ""))
         return f"{head}-step{self.step}{opts}" + ("-raw" if self.raw else "")
 
     @property
@@ -187,7 +190,7 @@ class Output:
             for ext in sorted(spec.exts, key=len, reverse=True):
                 if file_name.endswith(ext) and (m := spec.pattern.match(file_name[: -len(ext)])):
                     g = {k: v for k, v in m.groupdict().items() if v is not None}
-                    ints = {k: int(g[k]) for k in ("step", "k", "seed", "n", "steps") if k in g}
+                    ints = {k: int(g[k]) for k in ("step", "k", "seed", "n", "steps", "label") if k in g}
                     temp = {"temperature": float(g["temperature"])} if "temperature" in g else {}
                     out = cls(kind, raw="raw" in g, split=g.get("split"), mode=g.get("mode"), **ints, **temp,
                               features=g.get("features"))

@@ -54,7 +54,7 @@ def build(model: Model, cfg: Config, train_split: Split, val_split: Split, state
         epoch_fn = cache.get(key, lambda: make_epoch_fn(fn, tx, cfg, len(train_split), train_split.scale,
                                                         replicas=axis.n, batch_sharding=batch_sharding)
                              .lower(state, images).compile())
-    val_estimate, _ = estimator.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.images,
+    val_estimate, _ = estimator.compile_estimator(fn, devices.local(axis.take(state["params"], 0)), val_split.flat,
                                                   val_split.scale, 1, cfg.eval.batch_size,
                                                   deterministic=not registry.objective(cfg).draws_samples)
     compile_s = time.perf_counter() - t0
@@ -68,11 +68,12 @@ def build(model: Model, cfg: Config, train_split: Split, val_split: Split, state
                 **({"params": "ema"} if ema else {})}
 
     n_pic = min(cfg.eval.grid, len(val_split))
-    pic_images = val_split.flat[:n_pic].astype(np.float32).reshape(-1, *val_split.image_shape) / val_split.scale
+    pic_images = val_split.images[:n_pic].astype(np.float32) / val_split.scale
+    labelled = dict(labels=val_split.labels[:n_pic], num_classes=val_split.num_classes) if val_split.conditioned else {}
 
     def draw(seed, params, step, run_dir: Path):
         title = f"{run_dir.name} step {step}" + (" (EMA params)" if ema else "")
-        return list(training_pictures(fn, params, pic_images, seed, step, run_dir, title))
+        return list(training_pictures(fn, params, pic_images, seed, step, run_dir, title, **labelled))
 
     steps_per_epoch = len(train_split) // cfg.train.batch_size
     return Program(epoch_fn, validate, draw, images, steps_per_epoch, steps_per_epoch * cfg.train.batch_size,

@@ -13,6 +13,7 @@ from pathlib import Path
 from vaecli import clock, data, progress as progress_lib
 from vaecli.compiled import devices, state as state_lib
 from vaecli.compiled.epoch import MATMUL_PRECISION
+from vaecli import config as config_lib
 from vaecli.config import Config
 from vaecli.errors import RunError
 from vaecli.rundir import layout, recorder as recorder_lib
@@ -39,6 +40,7 @@ def train_replicas(cfgs: list[Config], runs_dir: str | Path, names: list[str], a
             layout.check_target(runs_dir, name)  # a bad --name or --runs-dir is reported before any data work
     # Data and devices first: a dataset that cannot be loaded, or a batch the devices cannot
     # share, leaves no run folder behind.
+    cfgs = [with_classes(c, progress) for c in cfgs]
     train_split, val_split = load_data(cfgs[0], progress)
     devices.replica_layout(cfgs[0], len(cfgs)) or devices.check_layout(cfgs[0])
     paths = devices.share_paths([layout.create(runs_dir, name) for name in names] if devices.is_primary() else None)
@@ -57,9 +59,11 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split: data.Split, v
             extra_meta: dict) -> Opened:
     """A new run folder's first files and its state at step 0."""
     meta = layout.environment_meta(argv)
-    meta["data"] = {"dataset": cfg.data.dataset, "image_shape": list(train_split.image_shape),
+    meta["data"] = {"dataset": data.dataset_name(cfg.data), "image_shape": list(train_split.image_shape),
                     "num_train": len(train_split), "num_validation": len(val_split),
                     "binarize": cfg.data.binarize, "train_scale": train_split.scale}
+    if train_split.class_names is not None:  # what each label number stands for (class folder names)
+        meta["data"]["classes"] = list(train_split.class_names)
     # the matmul precision the step runs at (XLA's CPU backend computes every setting in float32)
     meta["precision"] = {"train": cfg.train.precision, "matmul": MATMUL_PRECISION[cfg.train.precision],
                          "effective": cfg.train.precision if meta["backend"] != "cpu" else "float32"}
@@ -68,12 +72,27 @@ def new_run(path: Path, cfg: Config, argv: list[str], train_split: data.Split, v
     return Opened(run, Model(fn, tx), Start(state))
 
 
+def with_classes(cfg: Config, progress: str | None = None) -> Config:
+    """`cfg` with model.num_classes from the data's labels where it is conditional and left null,
+    so the run's config.yaml (and every later reader) holds the number."""
+    if not cfg.model.conditional or cfg.model.num_classes is not None:
+        return cfg
+    with progress_lib.reporting(progress or cfg.log.progress):
+        train = data.load_split(cfg.data, "train")
+    train.with_labels(train.num_classes or 1)  # data without labels refused here, in the config's words
+    return config_lib.replace(cfg, model={"num_classes": train.num_classes})
+
+
 def load_data(cfg: Config, progress: str | None = None) -> tuple[data.Split, data.Split]:
     """The training and validation splits of `cfg`, checked against its batch size; a dataset
-    prepared on the way says so as `progress` (else log.progress) asks."""
+    prepared on the way says so as `progress` (else log.progress) asks. A conditional model's
+    splits carry the one-hot label in their rows (data.Split.with_labels)."""
     with progress_lib.reporting(progress or cfg.log.progress):
         train_split = data.load_split(cfg.data, "train")
         val_split = data.load_split(cfg.data, "validation")
+    if cfg.model.conditional:
+        n = cfg.model.num_classes or train_split.with_labels(train_split.num_classes or 1).num_classes
+        train_split, val_split = (s.with_labels(n) for s in (train_split, val_split))
     if len(train_split) < cfg.train.batch_size:
         raise RunError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
                        f"({len(train_split)} images); lower it")
