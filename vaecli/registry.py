@@ -142,6 +142,9 @@ class Objective(Choice):
         if self.aux is None and o.discriminator != default.discriminator:
             raise ConfigError(f"objective.discriminator: only objective.name=factorvae trains a discriminator; "
                               f"leave objective.discriminator.* at their defaults for objective.name={o.name}")
+        if "commitment" not in self.reads and o.commitment != default.commitment:
+            raise ConfigError(f"objective.commitment: the VQ-VAE's commitment weight; objective.name={o.name} has no "
+                              f"such term (leave it at {default.commitment} or set objective.name=vq)")
         if "alpha" not in self.reads and o.alpha != default.alpha:
             raise ConfigError(f"objective.alpha: only the Rényi bound (objective.name=vr) has an α; "
                               f"leave it at {default.alpha} or set objective.name=vr")
@@ -217,6 +220,13 @@ OBJECTIVES: dict[str, Objective] = {
                     no_density_note=("objective.name=ae: a deterministic autoencoder has no prior over codes and "
                                      "draws no z, so it defines no density p(x) and no ELBO; only the reconstruction "
                                      "−log p(x|z) at z = the encoder's mean is reported (K is ignored)")),
+    "vq": Objective("vaecli.models.vq:loss", "the VQ-VAE's loss: reconstruction at the quantised code, the "
+                    "codebook loss (model.codebook_update=loss) and β·commitment (van den Oord et al. 2017)",
+                    reads=("commitment",), logs=("commitment", "perplexity", "codes_used"), draws_samples=False,
+                    defines_density=False,
+                    no_density_note=("model.latent=vq: the codes are discrete, so there is no importance-sampled "
+                                     "log p(x); `vae eval-elbo` reports the discrete-latent bound "
+                                     "−log p(x|z_q) − log p_prior(z_q) once `vae train-prior` has fitted the prior")),
 }
 
 

@@ -31,6 +31,8 @@ TABLE: dict[str, Stream] = {
     "model_init": Stream(0x1A17, RUN, "the model's initial parameters"),
     "discriminator_init": Stream(0xD15C, RUN, "FactorVAE's discriminator's initial parameters"),
     "discriminator_step": Stream(0xD15C, STEP, "FactorVAE's discriminator update: its permutation of the codes"),
+    "prior_init": Stream(0xC0DE, RUN, "the VQ-VAE's code prior's initial parameters"),
+    "prior_shuffle": Stream(0xC0DF, RUN, "the code prior's permutation of the training codes, folded with its epoch"),
     # Folded into the same key as the example indices 0..N−1: for N > 0x4B4C example 0x4B4C's
     # key is this stream's parent. No key draws twice (the KL draws fold the example index in
     # once more), so the numbers stay independent; a new id would change every kl_mc figure.
@@ -46,4 +48,6 @@ MODEL_INIT = TABLE["model_init"].id
 DISCRIMINATOR_INIT = TABLE["discriminator_init"].id
 DISCRIMINATOR_STEP = TABLE["discriminator_step"].id
 KL_MC = TABLE["kl_mc"].id
+PRIOR_INIT = TABLE["prior_init"].id
+PRIOR_SHUFFLE = TABLE["prior_shuffle"].id
 GRAD_SNR_BATCH = TABLE["grad_snr_batch"].id

@@ -100,7 +100,10 @@ class Run:
     @property
     def latent_dim(self) -> int:
         """The dimension of the code that encode and decode use: z, z1 of the IWAE paper's two
-        layers, z2 of the VampPrior paper's HVAE (`model.hierarchy: hvae`)."""
+        layers, z2 of the VampPrior paper's HVAE (`model.hierarchy: hvae`), a VQ-VAE's continuous
+        pre-quantisation code (its codes times model.code_dim numbers; decode quantises it)."""
+        if self.config.model.latent == "vq":
+            return self._fn.bind(self.params).latent_dim
         return registry.code_dim(self.config.model)
 
     def __repr__(self) -> str:
@@ -141,7 +144,8 @@ class Run:
         """`n` mean images E[x|z] of prior draws z, (n, H, W, C): the pictures of
         `vae sample --mode prior --n N --seed S --temperature T`. `temperature` scales a
         standard-normal prior, z ~ N(0, T²I); other priors take only 1. A conditional run
-        draws images of class `label` (`--label`); without one, the classes in turn."""
+        draws images of class `label` (`--label`); without one, the classes in turn. A VQ-VAE
+        draws codes from the prior `vae train-prior` fitted, each from softmax(logits / T)."""
         from vaecli.evaluation.modes import MODES
 
         n, seed = _positive("n", n), _seed(seed)
@@ -152,6 +156,12 @@ class Run:
                "closed_form_kl": registry.closed_form_kl(m), "split": None,
                "num_classes": self.num_classes, "label": None if label is None else
                int(check_labels(label, self.num_classes if self.num_classes else None, (), "label"))}
+        if m.latent == "vq":  # codes from the run's code prior (RunError without one), logits / temperature
+            from vaecli.evaluation.vq import prior_draw
+            from vaecli.rundir.layout import open_run
+
+            with _quiet_orbax():
+                ctx["code_prior"] = prior_draw(open_run(self.path), self._fn, self.params, self.image_shape)
         return MODES["prior"].draw(self._model, ctx, n, None, float(temperature))[0]
 
     def log_likelihood(self, images, k: int = 1000, seed: int = 0, batch_size: int | None = None,

@@ -2,6 +2,7 @@
 
     app         the Typer app, its top-level options (--version, --debug, --compile-cache)
     train       vae train, vae tune
+    prior       vae train-prior (a VQ-VAE's code prior)
     inspect     vae sample, vae eval-elbo, vae plot, vae show
     disentanglement  vae eval-disentanglement
     samples          vae train-features, vae eval-samples
@@ -16,7 +17,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from vaecli.cli import train, inspect, disentanglement, samples, gradients, runs, data  # noqa: F401,I001  (each declares its commands on the app, in this order)
+from vaecli.cli import train, prior, inspect, disentanglement, samples, gradients, runs, data  # noqa: F401,I001  (each declares its commands on the app, in this order)
 from vaecli.cli.app import app
 from vaecli.cli.process import STATE, spread_replicas_over_cores
 

@@ -124,6 +124,8 @@ class _Steps:
             terms = {**terms, **aux_logs}
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"], **self.update_args)
         params = optax.apply_updates(state["params"], updates)
+        if "assign" in terms:  # values the model sets rather than learns (a VQ codebook's moving averages)
+            params = assigned(params, terms["assign"])
         # The update is judged by the parameters it gives (finite before it, so finite after
         # it iff the update is, overflow included): XLA fuses the update into the parameter
         # write, and checking the new parameters costs one read of them, where checking the
@@ -180,6 +182,12 @@ def all_finite(tree) -> jax.Array:
         else:
             total = total + jnp.sum(a * jnp.zeros((), a.dtype))
     return jnp.isfinite(total)
+
+
+def assigned(params: dict, values: dict) -> dict:
+    """`params` with the leaves that `values` (a nested dict over part of them) holds replaced."""
+    return {k: (assigned(v, values[k]) if isinstance(v, dict) else values[k]) if k in values else v
+            for k, v in params.items()}
 
 
 def learning_rate(opt_state) -> jax.Array:

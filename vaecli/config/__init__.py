@@ -11,9 +11,10 @@ from vaecli.config.overrides import (apply_overrides, apply_resume_overrides, du
 from vaecli.config.schema import (REPLICA_KEYS, RESUMABLE, ROLES, UNCOMPILED, CheckpointConfig, Config, DataConfig,
                                   DiscriminatorConfig,
                                   EvalConfig, FlowConfig, LogConfig, MlflowConfig, ModelConfig, ObjectiveConfig,
-                                  OptimConfig, TrainConfig, WandbConfig, keys, summarize)
+                                  OptimConfig, PriorConfig, TrainConfig, WandbConfig, keys,
+                                  summarize)
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "FlowConfig", "TrainConfig", "OptimConfig", "ObjectiveConfig",
-           "EvalConfig", "CheckpointConfig", "DiscriminatorConfig", "LogConfig", "WandbConfig", "MlflowConfig", "ROLES", "REPLICA_KEYS",
+           "EvalConfig", "CheckpointConfig", "DiscriminatorConfig", "LogConfig", "WandbConfig", "MlflowConfig", "PriorConfig", "ROLES", "REPLICA_KEYS",
            "RESUMABLE", "UNCOMPILED", "keys", "summarize", "from_dict", "load", "read_yaml", "parse_override",
            "apply_overrides", "apply_resume_overrides", "resumable", "to_dict", "dump_yaml", "replace"]

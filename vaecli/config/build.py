@@ -113,6 +113,7 @@ def _cross_checks(cfg: Config) -> None:
     _hierarchy_checks(m)
     _conditional_checks(m)
     _source_checks(cfg.data)
+    _vq_checks(cfg)
     registry.objective(cfg).check(cfg)
 
 
@@ -121,6 +122,9 @@ def _conditional_checks(m) -> None:
         return
     if m.kind not in ("mlp", "conv"):
         raise ConfigError(f"model.conditional: the conditional VAE is built for model.kind mlp or conv, not {m.kind}")
+    if m.latent != "gaussian":
+        raise ConfigError("model.conditional: the conditional VAE has a Gaussian latent; a conditional VQ-VAE is not "
+                          "built: set model.latent=gaussian or model.conditional=false")
     if m.latent_dim2 is not None or m.flow.kind is not None or registry.PRIORS[m.prior].of_posterior:
         raise ConfigError("model.conditional: the conditional VAE has one Gaussian stochastic layer and a prior "
                           "that does not read the encoder; set model.latent_dim2=null, model.flow.kind=null and "
@@ -143,6 +147,32 @@ def _source_checks(d) -> None:
     if d.dataset != type(d)().dataset:
         raise ConfigError(f"data.dataset: names a TFDS dataset, but data.source={d.source} reads data.path; "
                           "remove data.dataset")
+
+
+def _vq_checks(cfg: Config) -> None:
+    """model.latent=vq and objective.name=vq go together; the codes must tile the latent."""
+    m, vq = cfg.model, cfg.model.latent == "vq"
+    if vq != (cfg.objective.name == "vq"):
+        raise ConfigError("objective.name: model.latent=vq is trained by objective.name=vq and only it; set both "
+                          "(or neither)" if vq else "model.latent: objective.name=vq trains a VQ-VAE; set model.latent=vq")
+    if not vq:
+        default = type(m)()
+        for name in ("codebook_size", "code_dim", "codebook_update", "codebook_decay", "dead_code_threshold"):
+            if getattr(m, name) != getattr(default, name):
+                raise ConfigError(f"model.{name}: a setting of the VQ-VAE's codebook; this run has model.latent="
+                                  f"{m.latent} (set model.latent=vq and objective.name=vq, or leave it at its default)")
+        return
+    if m.latent_dim2 is not None or m.flow.kind is not None or m.prior != "normal":
+        raise ConfigError("model.latent: a VQ-VAE has one discrete latent with a prior of its own (vae train-prior); "
+                          "leave model.latent_dim2, model.flow.kind and model.prior at their defaults")
+    if m.dead_code_threshold > 0 and m.codebook_update != "ema":
+        raise ConfigError("model.dead_code_threshold: restarts codes of a codebook set by moving averages; with "
+                          "model.codebook_update=loss the optimizer's moments would pull them back; set "
+                          "model.codebook_update=ema or model.dead_code_threshold=0")
+    if m.kind == "mlp" and m.latent_dim % m.code_dim:
+        raise ConfigError(f"model.code_dim: the MLP encoder's {m.latent_dim} outputs (model.latent_dim) are cut into "
+                          f"codes of model.code_dim={m.code_dim} numbers, which does not divide them; choose a divisor "
+                          f"of {m.latent_dim} or set model.latent_dim to a multiple of {m.code_dim}")
 
 
 def _hierarchy_checks(m) -> None:

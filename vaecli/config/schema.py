@@ -121,6 +121,18 @@ class ModelConfig:
     # conditional: the number of classes; null: taken from the data's labels when training
     # starts, and written so into the run's config.yaml
     num_classes: Optional[int] = _key(None, check=_POSITIVE)
+    # The latent: gaussian (q(z|x) a Gaussian, the models above) or vq (VQ-VAE, vaecli.models.vq:
+    # the encoder's output quantised to the nearest of codebook_size vectors of code_dim numbers;
+    # mlp: latent_dim / code_dim codes, conv: one code per cell of the last conv layer's grid)
+    latent: Literal["gaussian", "vq"] = _key("gaussian")
+    codebook_size: int = _key(512, check=_check(lambda v: v >= 2, "must be >= 2: a codebook of one vector "
+                                                                   "carries no information"))
+    code_dim: int = _key(64, check=_POSITIVE)
+    codebook_update: Literal["ema", "loss"] = _key("ema")  # vq: moving averages (the paper's appendix) or the codebook loss
+    codebook_decay: float = _key(0.99, check=_check(lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.99"))
+    # vq: a code whose moving-average count per batch falls below this is moved onto a random
+    # encoder output of the batch (0: off)
+    dead_code_threshold: float = _key(0.0, check=_NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,7 @@ class ObjectiveConfig:
     capacity: float = _key(0.0, check=_NON_NEGATIVE)
     capacity_epochs: float = _key(0.0, check=_NON_NEGATIVE)
     discriminator: DiscriminatorConfig = DiscriminatorConfig()  # factorvae only
+    commitment: float = _key(0.25, check=_NON_NEGATIVE)  # vq: β of the commitment loss |z_e − sg[e]|²
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,17 @@ class CheckpointConfig:
     every_epochs: int = _key(5, "run", _POSITIVE)
     keep: int = _key(3, "run", _POSITIVE)  # the latest `keep` checkpoints are kept
     keep_best: bool = _key(True, "run")  # also keep the checkpoint with the best validation ELBO (--step best)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The VQ-VAE's code prior, `vae train-prior RUN` (vaecli.models.pixelcnn): gated causal
+    convolutions over the codes in raster order; RUN/prior/config.yaml keeps what it trained with."""
+    layers: int = _key(6, "run", _POSITIVE)  # kernel-2 layers, dilations 1, 2, 4, ...: they see 2^layers codes back
+    channels: int = _key(64, "run", _POSITIVE)
+    epochs: int = _key(10, "run", _POSITIVE)
+    batch_size: int = _key(128, "run", _POSITIVE)
+    lr: float = _key(1e-3, "run", _POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -237,6 +261,7 @@ class Config:
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
+    code_prior: PriorConfig = PriorConfig()  # model.latent=vq: `vae train-prior`
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import vaecli
 from vaecli import data, files, progress, registry
 from vaecli.compiled import estimator
 from vaecli.errors import UsageError, storage_error
+from vaecli.evaluation import vq as vq_eval
 from vaecli.evaluation.arguments import parse_samples
 from vaecli.rundir import evaluated
 
@@ -61,6 +62,8 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out).restore()
     run, chosen = ckpt.run, ckpt.step
     images = data.load_model_split(run.config, split)
+    if run.config.model.latent == "vq":  # discrete codes: a bound of their own, never importance-sampled
+        return vq_eval.evaluate(ckpt, images, split, seed, write, npz_path, progress)
     if not registry.objective(run.config).draws_samples:  # one deterministic pass, whatever K was asked for
         ks, kl_mc_samples = [1], 0
     results, arrays, not_saved = [], {}, None
@@ -152,6 +155,8 @@ def _fmt(value: float | None, width: int = 11) -> str:
 
 def format_table(report: dict) -> str:
     """The terminal table: one column per K, then the K-independent KL and latent-unit figures."""
+    if report.get("discrete_latent"):
+        return vq_eval.format_table(report)
     res = report["results"]
     first, p = res[0], res[0]["protocol"]
     lines = [f"{p['dataset']} {p['split']} ({p['num_examples']} images), step {p['checkpoint_step']}, "

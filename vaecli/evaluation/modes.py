@@ -40,6 +40,9 @@ def _prior(model, ctx, n, steps, temperature):
 
     if ctx.get("num_classes"):
         return _prior_by_class(model, ctx, n, temperature)
+    if ctx.get("code_prior") is not None:  # a VQ-VAE: codes from its autoregressive prior
+        means = ctx["code_prior"](n, temperature, ctx["seed"])
+        return means, {"tiles": means}, f"codes from the code prior, temperature {temperature:g}"
     if not ctx["normal_prior"]:  # VampPrior or two stochastic layers: the model's own sampler
         if temperature != 1.0:
             raise UsageError("--temperature scales a standard-normal prior; this run's prior is not one "
@@ -168,7 +171,8 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {
-    "prior": Mode(_prior, "decoded prior draws (--temperature T: z ~ N(0, T²I))", 64, "samples"),
+    "prior": Mode(_prior, "decoded prior draws (--temperature T: z ~ N(0, T²I); a VQ-VAE: codes from its "
+                  "trained code prior, logits / T)", 64, "samples"),
     "recon": Mode(_recon, "test images over their reconstructions", 32, "images"),
     "interpolate": Mode(_interpolate, "decodings along the line between two test images' encodings",
                         8, "pairs", 10, "points per row"),

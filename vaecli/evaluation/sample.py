@@ -64,7 +64,8 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
     data.check_split(split, "--split")
     ckpt = evaluated.open_checkpoint(run_path, step, raw_params, out)
     run = ckpt.run
-    code_dim = registry.code_dim(run.config.model)
+    vq = run.config.model.latent == "vq"
+    code_dim = ckpt.fn.bind(ckpt.params).latent_dim if vq else registry.code_dim(run.config.model)
     if mode == "manifold" and code_dim != 2:
         key = "model.latent_dim2" if registry.is_hvae(run.config.model) else "model.latent_dim"  # the code's size
         raise UsageError(f"--mode manifold draws a 2-D latent plane; this run has {key}={code_dim} "
@@ -77,6 +78,10 @@ def sample(run_path: str | Path, mode: str = "prior", n: int | None = None, seed
            "normal_prior": registry.standard_normal_prior(run.config.model),
            "closed_form_kl": registry.closed_form_kl(run.config.model),
            "split": lambda: data.load_split(run.config.data, split)}
+    if vq and mode == "prior":
+        from vaecli.evaluation.vq import prior_draw
+
+        ctx["code_prior"] = prior_draw(run, ckpt.fn, ckpt.params, run.image_shape)
     array, draw, what = entry.draw(model, ctx, n, steps, temperature)
 
     name = ckpt.name("sample", mode=mode, seed=seed, n=n, steps=steps, temperature=temperature, label=label)

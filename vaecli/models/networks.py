@@ -87,7 +87,7 @@ class MLPDecoder(nnx.Module):
         return getattr(self.net, f"dense{self.net.n - 1}").bias
 
 
-def _conv_grid(image_shape, channels):
+def conv_grid(image_shape, channels):
     h, w, _ = image_shape
     f = 2 ** len(channels)
     if h % f or w % f:
@@ -101,7 +101,7 @@ class ConvEncoder(nnx.Module):
 
     def __init__(self, image_shape, channels, hidden, latent_dim, activation, *, rngs):
         self.image_shape, self.activation = tuple(image_shape), activation
-        gh, gw = _conv_grid(image_shape, channels)
+        gh, gw = conv_grid(image_shape, channels)
         widths = [image_shape[2], *channels]
         self.n = len(channels)
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):  # named layers: readable checkpoint keys
@@ -123,7 +123,7 @@ class ConvDecoder(nnx.Module):
 
     def __init__(self, image_shape, channels, hidden, latent_dim, activation, *, rngs):
         self.image_shape, self.activation = tuple(image_shape), activation
-        self.grid = (*_conv_grid(image_shape, channels), channels[-1])
+        self.grid = (*conv_grid(image_shape, channels), channels[-1])
         self.dense = MLP([latent_dim, *reversed(hidden), self.grid[0] * self.grid[1] * self.grid[2]],
                          activation, rngs=rngs, act_last=True)
         widths = [*reversed(channels), image_shape[2]]

@@ -32,7 +32,7 @@ from flax import nnx
 from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
-from vaecli.models import conditional, densities, flows, hvae, likelihoods, priors
+from vaecli.models import conditional, densities, flows, hvae, likelihoods, priors, vq
 from vaecli.models.networks import GaussianMLPEncoder, activation
 
 class VAE(nnx.Module):
@@ -151,6 +151,8 @@ def build(cfg: ModelConfig, image_shape: tuple[int, ...], key: jax.Array) -> VAE
     rngs = nnx.Rngs(params=key)
     d = math.prod(image_shape)
     act = activation(cfg.activation)
+    if cfg.latent == "vq":  # discrete codes: networks and a quantiser of its own (vaecli.models.vq)
+        return vq.build(cfg, image_shape, act, rngs, registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg))
     if registry.is_hvae(cfg):  # networks of its own (vaecli.models.hvae)
         lik = registry.LIKELIHOODS[cfg.likelihood].load().from_config(d, cfg)
         return hvae.build(cfg, d, act, rngs, lik, registry.PRIORS[cfg.prior].load())

@@ -1,0 +1,85 @@
+"""The VQ-VAE's encoders and decoders (model.latent=vq), by `model.kind`.
+
+The encoder maps flattened images to the continuous code z_e (..., L·D), the decoder maps
+the quantised code of the same shape back to one output per pixel (with `output_bias`, as the
+Gaussian models' decoders). L codes of D = model.code_dim numbers each:
+
+    mlp   the dense widths of model.hidden, then model.latent_dim outputs cut into L =
+          latent_dim / code_dim codes (a 1-D sequence);
+    conv  the stride-2 convolutions of model.channels, then a 1x1 convolution to D channels:
+          one code per cell of the last grid (28x28 with two layers: 7x7 = 49 codes), as in
+          the paper, where a code stands for a patch of the image. model.hidden is not used.
+"""
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+from flax import nnx
+
+from vaecli.models.networks import MLP, MLPDecoder, conv_grid
+
+
+class MLPEncoder(nnx.Module):
+    def __init__(self, in_dim: int, hidden, out_dim: int, activation, *, rngs: nnx.Rngs):
+        self.net = MLP([in_dim, *hidden, out_dim], activation, rngs=rngs)
+
+    def __call__(self, x):
+        return self.net(x)
+
+
+class ConvEncoder(nnx.Module):
+    """Stride-2 4x4 convolutions, then a 1x1 convolution to code_dim channels."""
+
+    def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
+        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
+        widths = [image_shape[2], *channels]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):  # named layers: readable checkpoint keys
+            setattr(self, f"conv{i}", nnx.Conv(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs))
+        self.to_code = nnx.Conv(channels[-1], code_dim, (1, 1), rngs=rngs)
+
+    def __call__(self, x):
+        lead = x.shape[:-1]
+        h = x.reshape(-1, *self.image_shape)
+        for i in range(self.n):
+            h = self.activation(getattr(self, f"conv{i}")(h))
+        return self.to_code(h).reshape(*lead, -1)
+
+
+class ConvDecoder(nnx.Module):
+    """A 3x3 convolution from the code grid to the last conv width, then stride-2 transposed
+    convolutions back to the image, plus one output bias per pixel."""
+
+    def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
+        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
+        self.grid = (*conv_grid(image_shape, channels), code_dim)
+        self.from_code = nnx.Conv(code_dim, channels[-1], (3, 3), padding="SAME", rngs=rngs)
+        widths = [*reversed(channels), image_shape[2]]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            setattr(self, f"deconv{i}", nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME",
+                                                          use_bias=i < self.n - 1, rngs=rngs))
+        self.bias = nnx.Param(jnp.zeros((math.prod(image_shape),)))
+
+    def __call__(self, z):
+        lead = z.shape[:-1]
+        h = self.activation(self.from_code(z.reshape(-1, *self.grid)))
+        for i in range(self.n):
+            h = getattr(self, f"deconv{i}")(h)
+            if i < self.n - 1:
+                h = self.activation(h)
+        return h.reshape(*lead, -1) + self.bias[...]
+
+    @property
+    def output_bias(self) -> nnx.Param:
+        return self.bias
+
+
+def networks(cfg, image_shape, act, rngs) -> tuple[nnx.Module, nnx.Module, tuple[int, ...]]:
+    """(encoder, decoder, the code grid) of a VQ-VAE's ModelConfig."""
+    if cfg.kind == "conv":
+        return (ConvEncoder(image_shape, cfg.channels, cfg.code_dim, act, rngs=rngs),
+                ConvDecoder(image_shape, cfg.channels, cfg.code_dim, act, rngs=rngs),
+                conv_grid(image_shape, cfg.channels))
+    d = math.prod(image_shape)
+    return (MLPEncoder(d, cfg.hidden, cfg.latent_dim, act, rngs=rngs),
+            MLPDecoder(cfg.latent_dim, cfg.hidden, d, act, rngs=rngs), (cfg.latent_dim // cfg.code_dim,))
