@@ -77,14 +77,12 @@ class DataConfig:
     cache_dir: Optional[str] = _key(None, "run")  # vaecli's compact array cache (None: $XDG_CACHE_HOME/vaecli/data, else ~/.cache/vaecli/data)
     binarize: Literal["none", "static", "dynamic"] = _key("static")
     val_size: int = _key(10000, "data", _POSITIVE)  # held out of train when no validation split
-    # Images of one's own (vaecli.data.own_source): a folder of image files or an .npz/.npy of
-    # arrays at `path`, read once into the cache; `dataset` then plays no part.
+    # one's own images (vaecli.data.own_source): a folder or an .npz/.npy at `path`, cached once
     source: Literal["tfds", "folder", "arrays"] = _key("tfds", "data")
     path: Optional[str] = _key(None, "data")
     image_size: Optional[tuple[int, ...]] = _key(None, "data", _check(lambda v: len(v) == 2 and min(v) > 0,
                                                                       "must be [height, width], both > 0"))
-    # folder/arrays without a test (validation) split of their own: test_size (val_size) images
-    # held out, drawn with split_seed
+    # folder/arrays without test (validation) splits: test_size (val_size) drawn with split_seed
     test_size: int = _key(10000, "data", _NON_NEGATIVE)
     split_seed: int = _key(0, "data", _NON_NEGATIVE)
 
@@ -118,21 +116,15 @@ class ModelConfig:
     hierarchy: Literal["chain", "hvae"] = _key("chain")
     flow: FlowConfig = FlowConfig()  # a flow posterior (default: none)
     conditional: bool = _key(False)  # q(z|x, y), p(x|z, y): the class label y given to both networks
-    # conditional: the number of classes; null: taken from the data's labels when training
-    # starts, and written so into the run's config.yaml
-    num_classes: Optional[int] = _key(None, check=_POSITIVE)
-    # The latent: gaussian (q(z|x) a Gaussian, the models above) or vq (VQ-VAE, vaecli.models.vq:
-    # the encoder's output quantised to the nearest of codebook_size vectors of code_dim numbers;
-    # mlp: latent_dim / code_dim codes, conv: one code per cell of the last conv layer's grid)
+    num_classes: Optional[int] = _key(None, check=_POSITIVE)  # conditional; null: from the data's labels
+    # gaussian (the models above) or vq (VQ-VAE, vaecli.models.vq: codes of code_dim numbers, each
+    # quantised to the nearest of codebook_size vectors; docs/config.md says how they tile)
     latent: Literal["gaussian", "vq"] = _key("gaussian")
-    codebook_size: int = _key(512, check=_check(lambda v: v >= 2, "must be >= 2: a codebook of one vector "
-                                                                   "carries no information"))
+    codebook_size: int = _key(512, check=_check(lambda v: v >= 2, "must be >= 2: one vector carries no information"))
     code_dim: int = _key(64, check=_POSITIVE)
-    codebook_update: Literal["ema", "loss"] = _key("ema")  # vq: moving averages (the paper's appendix) or the codebook loss
+    codebook_update: Literal["ema", "loss"] = _key("ema")  # moving averages (the paper's appendix) or its loss
     codebook_decay: float = _key(0.99, check=_check(lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.99"))
-    # vq: a code whose moving-average count per batch falls below this is moved onto a random
-    # encoder output of the batch (0: off)
-    dead_code_threshold: float = _key(0.0, check=_NON_NEGATIVE)
+    dead_code_threshold: float = _key(0.0, check=_NON_NEGATIVE)  # ema: restart codes used less (0: off)
 
 
 @dataclass(frozen=True)
@@ -147,16 +139,14 @@ class TrainConfig:
     # An exponential moving average of the parameters, updated at every step (0: off); when
     # on, validation, pictures, eval-elbo and sample use it (--raw-params: the raw ones).
     ema_decay: float = _key(0.0, check=_check(lambda v: 0 <= v < 1, "must be in [0, 1): 0 turns it off, e.g. 0.999"))
-    # Matmuls of the training step on a GPU: float32 (exact), tf32 (TensorFloat-32, what JAX
-    # does on NVIDIA GPUs when not told), bfloat16 (bf16 inputs, float32 sums). XLA's CPU
-    # backend computes all three in float32.
+    # GPU matmuls: float32 (exact), tf32 (JAX's NVIDIA default), bfloat16 (bf16 inputs, f32 sums);
+    # XLA's CPU backend computes all three in float32.
     precision: Literal["float32", "tf32", "bfloat16"] = _key("float32")
     # Wall time ("9m30s", "2h", "90s"): stop at the last epoch boundary that fits, with a
     # checkpoint, status `paused`, exit 3 (vaecli.training.stops); null: no limit.
     time_limit: Optional[str] = _key(None, "run", _check(is_duration,
                                                          "is not a duration; write e.g. 9m30s, 2h, 1h30m or 90s"))
-    # Early stopping: end the run after this many validations without the validation ELBO
-    # rising by more than min_delta nats (0: off).
+    # Early stopping: after this many validations without the ELBO rising by min_delta (0: off)
     patience: int = _key(0, "run", _NON_NEGATIVE)
     min_delta: float = _key(0.0, "run", _NON_NEGATIVE)
 
