@@ -57,6 +57,7 @@ IGNORED_CHANGES = {
     "objective": {"beta": 3.0, "warmup_epochs": 2.0, "free_bits": 0.5, "alpha": 0.25},
     "eval": {"every_epochs": 3, "batch_size": 32, "grid": 4},
     "checkpoint": {"every_epochs": 2, "keep": 1, "keep_best": True},
+    "code_prior": {"layers": 3, "channels": 8, "epochs": 2, "batch_size": 16, "lr": 0.5},
     "log": {"tensorboard": False, "progress": "lines",
             "wandb": {"project": "p", "entity": "e", "mode": "offline", "tags": ["t"]},
             "mlflow": {"tracking_uri": "file:/elsewhere", "experiment": "e"}},
@@ -71,6 +72,13 @@ def _dotted(tree: dict, prefix: str = "") -> set[str]:
 # Ignored keys that only some objectives read (the others refuse a changed value): each is
 # changed on a base whose objective reads it.
 READ_BY = {("objective", "alpha"): {"name": "vr", "samples": 2}}
+# Where the images come from: each source's keys changed together (a TFDS config refuses them
+# one by one), data.dataset back at its default, which such a source ignores. The program sees
+# the images' shape and number only.
+OWN_SOURCES = ({"dataset": "binarized_mnist", "source": "folder", "path": "/elsewhere/images", "image_size": [8, 8],
+                "test_size": 3, "split_seed": 2},
+               {"dataset": "binarized_mnist", "source": "arrays", "path": "/elsewhere/images.npz", "test_size": 4,
+                "split_seed": 5})
 
 
 def _assert_same_program(base, changes: dict):
@@ -91,7 +99,8 @@ def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
     """The compiled epoch lowered from a config and from one with every ignored field changed
     is the same program, so reusing it across them is sound (a weight decay of 0 is in the
     key: the single run's program skips the stage)."""
-    changed_keys = _dotted({k: v for k, v in IGNORED_CHANGES.items() if k}) | set(IGNORED_CHANGES[""])
+    changed_keys = (_dotted({k: v for k, v in IGNORED_CHANGES.items() if k}) | set(IGNORED_CHANGES[""])
+                    | {f"data.{k}" for source in OWN_SOURCES for k in source})
     assert changed_keys == set(config.UNCOMPILED)
     base = config.replace(tiny_config, optim={"weight_decay": 0.125}, checkpoint={"keep_best": False})
     common = {section: {k: v for k, v in values.items() if (section, k) not in READ_BY}
@@ -99,6 +108,8 @@ def test_what_a_program_key_ignores_does_not_change_the_program(tiny_config):
     _assert_same_program(base, common)
     for (section, key), objective in READ_BY.items():
         _assert_same_program(config.replace(base, objective=objective), {section: {key: IGNORED_CHANGES[section][key]}})
+    for source in OWN_SOURCES:
+        _assert_same_program(base, {"data": source})
     # what is in the key does change it
     for other in ({"optim": {"weight_decay": 0.0}}, {"train": {"ema_decay": 0.5}}, {"optim": {"schedule": "iwae"}}):
         assert programs.training_fields(config.replace(base, **other)) != programs.training_fields(base)
