@@ -11,8 +11,10 @@ of its own work (the files are in the page cache for all three, as for any secon
   prepare  vaecli's data.prepare: listing, fingerprint (before and after), decoding, checks,
            the cache written
   read     data.load_split(train) from the cache, as every later run does: the fingerprint
-           (a stat of every file) and the cache's arrays; images/s of the whole folder
-Prints one JSON line of images/s.
+           (a stat of every file) and the cache's arrays; images/s of the whole folder, and
+           the seconds of three reads, each followed by a load_split(train) of the cached
+           binarized MNIST (a TFDS dataset's cache; data.cache_dir as --tfds-cache) when found
+Prints one JSON line of images/s (and those seconds).
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60000)
     ap.add_argument("--root", type=Path, default=Path("/tmp/vaecli_folder_bench"))
+    ap.add_argument("--tfds-cache", type=Path, default=Path("/work/main/runs/data"))
     args = ap.parse_args()
     paths = write_folder(args.root, args.n)
     cache = args.root / "cache"
@@ -72,12 +75,27 @@ def main() -> None:
     data.prepare(cfg)
     prepare = len(paths) / (time.perf_counter() - start)
     pillow_after = pillow_loop(paths)  # again after it: on a shared machine the load drifts
-    start = time.perf_counter()
-    train = data.load_split(cfg, "train")
-    read = len(paths) / (time.perf_counter() - start)
+    reads, tfds_reads = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        data.load_split(cfg, "train")
+        reads.append(time.perf_counter() - start)
+        tfds_reads.append(tfds_read(args.tfds_cache))
     print(json.dumps({"images": len(paths), "pillow_loop_images_per_s": [round(pillow), round(pillow_after)],
-                      "vaecli_prepare_images_per_s": round(prepare), "cache_read_images_per_s": round(read),
+                      "vaecli_prepare_images_per_s": round(prepare),
+                      "cache_read_images_per_s": round(len(paths) / reads[0]), "cache_read_s": [round(t, 3) for t in reads],
+                      "binarized_mnist_cache_read_s": [t if t is None else round(t, 3) for t in tfds_reads],
                       "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count()}))
+
+
+def tfds_read(cache_dir: Path) -> float | None:
+    """Seconds of load_split(train) of binarized MNIST from vaecli's cache; None without one."""
+    cfg = config.load(None, [f"data.cache_dir={cache_dir}"]).data
+    if not (data.cache_folder(cfg) / "index.json").exists():
+        return None
+    start = time.perf_counter()
+    data.load_split(cfg, "train")
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ def test_a_changed_folder_is_read_again_an_unchanged_one_is_not(tmp_path):
     folder = data.cache_folder(cfg)
     data.prepare(cfg)
     written = (folder / "index.json").stat().st_mtime_ns
+    (root / ".DS_Store").write_text("x")  # a dot-name is never read: no reason to read again
     data.prepare(cfg)
     assert (folder / "index.json").stat().st_mtime_ns == written
     _write_pngs(root / "fox", 4, seed=9)  # a class added

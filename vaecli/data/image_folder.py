@@ -82,19 +82,42 @@ def layout(root: Path) -> tuple[dict[str, list[Path]], dict[str, Optional[list[s
     return files, names
 
 
+def _stat_tree(folder: str, prefix: str, names: list[str], stats: list[int], depth: int) -> None:
+    """Append the relative name of every entry under `folder` (folders end with "/") to
+    `names`, and each file's size and modification time to `stats`, `depth` levels deep: the
+    levels `layout` reads (root, split, class), a folder below them named but not entered.
+    Dot-names are skipped as `layout` skips them. The tree is walked with os.scandir and
+    DirEntry.stat, and the numbers go into one flat list: a later run pays little more than one
+    stat per file, which is what catches a file rewritten in place (its folder's own
+    modification time does not change then)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # gone since its parent was listed: the listing differs, and so does the digest
+    for e in entries:
+        if e.is_dir():
+            names.append(prefix + e.name + "/")
+            if depth > 1:
+                _stat_tree(e.path, prefix + e.name + "/", names, stats, depth - 1)
+            continue
+        try:
+            st = e.stat()
+        except FileNotFoundError:
+            continue
+        names.append(prefix + e.name)
+        stats += (st.st_size, st.st_mtime_ns)
+
+
 def fingerprint(root: Path, image_size) -> str:
-    """A digest of every file's relative path, size and modification time (and the resize):
-    a file added, removed or rewritten changes it."""
+    """A digest of every image file's relative path, size and modification time (and the
+    resize): a file added, removed or rewritten changes it."""
+    names: list[str] = []
+    stats: list[int] = []
+    _stat_tree(os.fspath(root), "", names, stats, depth=3)
     h = hashlib.sha256(repr(tuple(image_size) if image_size else None).encode())
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    h.update("\0".join(names).encode("utf-8", "surrogateescape"))
+    h.update(np.array(stats, np.int64).tobytes())
     return h.hexdigest()
 
 
