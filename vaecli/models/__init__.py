@@ -5,6 +5,7 @@
     priors       p(z): standard normal, VampPrior
     networks     encoders and decoders (MLP, conv) by `model.kind`
     flows        planar and IAF flows: the posterior of `model.flow`
+    gaussian_layer  one Gaussian stochastic layer: the interface the VAE and the conditional VAE share
     vae          the VAE (one or two stochastic layers, a flow posterior), built from a config; `Functional`
     bounds       bounds of log p(x) from log-weights (IWAE family, Rényi)
     gradients    their gradient estimators: reparam, STL and DReG surrogates; the encoder side of the parameters

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vaecli.errors import ConfigError
-from vaecli.models import densities
+from vaecli.models.gaussian_layer import GaussianLayer
 from vaecli.models.networks import ConvDecoder, ConvEncoder, GaussianMLPEncoder, MLPDecoder
 
 
@@ -47,38 +47,18 @@ class LabelChannelsEncoder(nnx.Module):
         return self.conv(jnp.concatenate([x, y], axis=-1).reshape(*xy.shape[:-1], -1))
 
 
-class ConditionalVAE(nnx.Module):
+class ConditionalVAE(GaussianLayer):
     """One Gaussian stochastic layer; x inside the model is (..., D + C): pixels, then one-hot y.
-    The model interface of vaecli.models.vae.VAE, written out here (that module builds this one)."""
+    The latent's side of the interface is the VAE's (vaecli.models.gaussian_layer); the label
+    is split off for the decoder here."""
 
     def __init__(self, encoder, decoder, latent_dim: int, likelihood, prior, image_dim: int, num_classes: int):
         self.encoder, self.decoder, self.latent_dim = encoder, decoder, latent_dim
         self.likelihood, self.prior = likelihood, prior
         self.image_dim, self.num_classes = image_dim, num_classes
 
-    @property
-    def noise_dim(self) -> int:
-        return self.latent_dim
-
-    def encode(self, xy):
-        return self.encoder(xy)
-
     def log_likelihood(self, xy, z):
         return self.likelihood.log_prob(self.decoder(with_label(z, xy[..., self.image_dim:])), xy[..., :self.image_dim])
-
-    def log_prior(self, z):
-        return self.prior.log_prob(z, self.encoder)
-
-    def log_terms(self, xy, q, eps):
-        mean, logvar = q
-        z = densities.reparameterize(mean, logvar, eps)
-        return self.log_likelihood(xy, z), self.log_prior(z), densities.gaussian_log_prob(z, mean, logvar)
-
-    def kl_per_dim(self, q):
-        return self.prior.kl_per_dim(q)
-
-    def point(self, q):
-        return q[0]
 
     def mean_image(self, zy):
         """E[x|z, y] from the decoder's input: z and the one-hot label, (..., latent_dim + C)."""

@@ -33,9 +33,10 @@ from vaecli import registry, streams
 from vaecli.config import ModelConfig
 from vaecli.errors import ConfigError
 from vaecli.models import conditional, densities, flows, hvae, likelihoods, priors, vq
+from vaecli.models.gaussian_layer import GaussianLayer
 from vaecli.models.networks import GaussianMLPEncoder, activation
 
-class VAE(nnx.Module):
+class VAE(GaussianLayer):
     """One stochastic layer: q(z|x) Gaussian, p(z) a prior module, p(x|z) a likelihood module.
 
     Subclasses (and test models) that keep `encoder`, `log_likelihood` and `latent_dim`
@@ -50,29 +51,8 @@ class VAE(nnx.Module):
         self.likelihood = likelihood if likelihood is not None else likelihoods.Bernoulli(0)
         self.prior = prior if prior is not None else priors.StandardNormal(latent_dim)
 
-    @property
-    def noise_dim(self) -> int:
-        return self.latent_dim
-
-    def encode(self, x):
-        return self.encoder(x)
-
     def log_likelihood(self, x, z):
         return self.likelihood.log_prob(self.decoder(z), x)
-
-    def log_prior(self, z):
-        return self.prior.log_prob(z, self.encoder)
-
-    def log_terms(self, x, q, eps):
-        mean, logvar = q
-        z = densities.reparameterize(mean, logvar, eps)
-        return self.log_likelihood(x, z), self.log_prior(z), densities.gaussian_log_prob(z, mean, logvar)
-
-    def kl_per_dim(self, q):
-        return self.prior.kl_per_dim(q)
-
-    def point(self, q):
-        return q[0]
 
     def mean_image(self, z):
         """E[x|z]: what pictures show."""
