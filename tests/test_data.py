@@ -282,9 +282,11 @@ def test_mock_datasets_train_and_evaluate(dataset, overrides, shape, tmp_path, m
     with tfds.testing.mock_data(num_examples=64):
         split = data.load_split(cfg.data, "train")
     assert split.image_shape == shape
+    names = tfds.builder(dataset, data_dir=tmp_path / "tfds").info.features["label"].names  # the ClassLabel's
+    assert split.class_names == tuple(names) and split.num_classes == len(names) == 10
     path, _, res = train_and_eval(cfg, tmp_path, dataset)
     meta = json.loads((path / "meta.json").read_text())["data"]
-    assert meta["image_shape"] == list(shape)
+    assert meta["image_shape"] == list(shape) and meta["classes"] == names
     # both likelihoods here are discrete (gaussian's null bits/dim: test_each_choice_trains_and_evaluates):
     # mock images are uniform noise: 8 bits/dim is the floor for 8-bit colour (an untrained
     # logistic of scale 1 pays ~10); binarized grayscale pays about 1 bit per pixel

@@ -42,7 +42,8 @@ class Split:
     """One logical split on the host. `images` is uint8 (N, H, W, C); `labels` int (N,) class
     numbers or None; `factors` the factor indices (N, F) of a dataset with factors
     (vaecli.data.factors), else None. `num_classes` and `class_names` (class folder names,
-    else None) are the whole dataset's, not only this split's."""
+    a TFDS ClassLabel's names, "0", "1", ... of an array file; else None) are the whole
+    dataset's, not only this split's."""
 
     name: str
     images: np.ndarray
@@ -101,8 +102,8 @@ def prepare(cfg: DataConfig) -> dict:
         from vaecli.data import tfds_source  # TensorFlow only when the cache lacks the dataset
 
         tfds_source.check_obtainable(cfg, known=cfg.dataset in KNOWN)
-        splits, table = tfds_source.prepare(cfg)
-        cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table)
+        splits, table, classes = tfds_source.prepare(cfg)
+        cache.write_cache(folder, splits, dataset=cfg.dataset, factors=table, classes=classes)
         index = cache.read_index(folder)
         progress.say(f"cached '{cfg.dataset}' in {folder} ({sum(f.stat().st_size for f in folder.iterdir()) / 2**20:.1f} "
                      f"MiB); later runs read it from there")

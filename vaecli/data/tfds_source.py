@@ -74,9 +74,10 @@ def check_obtainable(cfg: DataConfig, known: bool) -> None:
         raise DataError(_offline_message(cfg))
 
 
-def prepare(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
-    """Run TFDS's download_and_prepare once and return every split as numpy arrays, and the
-    factor table of a dataset with factors (else None)."""
+def prepare(cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None, list[str] | None]:
+    """Run TFDS's download_and_prepare once and return every split as numpy arrays, the
+    factor table of a dataset with factors (else None), and the class names of a `label`
+    that is a ClassLabel (else None), label i named by the i-th."""
     _manual_files(cfg)  # a manual_dir that is no folder, before TensorFlow is imported
     progress.say(f"dataset '{cfg.dataset}' is not in vaecli's cache yet: preparing it through TFDS from "
                  f"{cfg.manual_dir or 'its download'} (TFDS keeps its files in {tfds_data_dir(cfg)}), then "
@@ -101,7 +102,7 @@ def _import_tfds(cfg: DataConfig):
     return tfds
 
 
-def _prepare(tfds, cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
+def _prepare(tfds, cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict | None, list[str] | None]:
     try:
         builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
     except Exception as e:  # TFDS raises DatasetNotFoundError and friends
@@ -112,16 +113,17 @@ def _prepare(tfds, cfg: DataConfig) -> tuple[dict[str, dict[str, np.ndarray]], d
     image_keys = [k for k, f in builder.info.features.items() if isinstance(f, tfds.features.Image)]
     if not image_keys:
         raise DataError(f"dataset '{cfg.dataset}' has no image feature; vaecli trains on image datasets")
-    features = builder.info.features
-    label_feature = features["label"] if "label" in features.keys() else None
-    factors = _factor_features(tfds, cfg.dataset, features)
+    factors = _factor_features(tfds, cfg.dataset, builder.info.features)
     if not _is_prepared(builder):
         _download_and_prepare(tfds, builder, cfg)
-    splits = _read_splits(tfds, builder, cfg, image_keys[0], isinstance(label_feature, tfds.features.ClassLabel),
-                          factors)
+    # read once prepared: a builder may name its classes while it prepares (cifar10 does)
+    features = builder.info.features
+    label_feature = features["label"] if "label" in features.keys() else None
+    classes = list(label_feature.names) if isinstance(label_feature, tfds.features.ClassLabel) else None
+    splits = _read_splits(tfds, builder, cfg, image_keys[0], classes is not None, factors)
     if not factors:
-        return splits, None
-    return with_factors(splits, factors)
+        return splits, None, classes
+    return (*with_factors(splits, factors), classes)
 
 
 def _factor_features(tfds, dataset: str, features) -> dict[str, int]:
