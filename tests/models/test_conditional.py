@@ -1,14 +1,22 @@
 """The conditional VAE: its estimator against an independent float64 NumPy computation on a tiny
-network, the label's way into both networks, and training/evaluation end to end."""
+network, the label's way into both networks, training/evaluation end to end, the label deciding
+what is drawn, replicas on two devices equal to their runs alone, and `vae tune`."""
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import jax
 import numpy as np
-from helpers import CONFIG, assert_error, assert_same_bits, final_state, make_bars, vae_inproc
+import pytest
+from helpers import (CONFIG, ENV, ROOT, assert_error, assert_same_bits, built_once, final_state, flat, make_bars, sets,
+                     vae_inproc)
 
+import vaecli
 from vaecli import config
 from vaecli.compiled import estimator
 from vaecli.models import vae as models
@@ -92,13 +100,16 @@ def _labelled_bars(path):
     return path
 
 
+def _overrides(path, cache, *extra) -> list[str]:
+    return ["data.source=arrays", f"data.path={path}", f"data.cache_dir={cache}", "data.val_size=32",
+            "data.test_size=32", "model.conditional=true", "model.hidden=[16]", "model.latent_dim=3",
+            "train.batch_size=32", "eval.every_epochs=1", "checkpoint.every_epochs=1", "log.progress=none",
+            "log.tensorboard=false", *extra]
+
+
 def _train(tmp_path, cache, name, *extra):
-    sets = ["data.source=arrays", f"data.path={tmp_path / 'bars.npz'}", f"data.cache_dir={cache}",
-            "data.val_size=32", "data.test_size=32", "model.conditional=true", "model.hidden=[16]",
-            "model.latent_dim=3", "train.batch_size=32", "eval.every_epochs=1", "checkpoint.every_epochs=1",
-            "log.progress=none", "log.tensorboard=false", "objective.name=iwae", "objective.samples=2",
-            "train.ema_decay=0.9", *extra]
-    args = [a for s in sets for a in ("--set", s)]
+    args = sets(_overrides(tmp_path / "bars.npz", cache, "objective.name=iwae", "objective.samples=2",
+                           "train.ema_decay=0.9", *extra))
     return vae_inproc("train", "--config", CONFIG, *args, "--runs-dir", tmp_path / "runs", "--name", name)
 
 
@@ -124,4 +135,76 @@ def test_conditional_needs_labels(tmp_path):
     np.savez(tmp_path / "bars.npz", x=make_bars(100, 0)[..., 0])
     out = _train(tmp_path, tmp_path / "cache", "nolabels", "train.epochs=1")
     assert_error(out, 2, "model.conditional: the conditional VAE needs class labels")
+    out = vae_inproc("tune", "--config", CONFIG, *sets(_overrides(tmp_path / "bars.npz", tmp_path / "cache")),
+                     "--space", "optim.lr=log:1e-4:1e-2", "--trials", "2", "--runs-dir", tmp_path / "runs")
+    assert_error(out, 2, "model.conditional: the conditional VAE needs class labels")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _halves(path, n: int = 192):
+    """Binary 8x8 images whose label says where they are dark: class 0 the left half (pixel
+    probability 0.05, 0.85 elsewhere), class 1 the right half. The noise is independent of
+    the class, so in a draw from the prior only the label can tell the halves apart."""
+    y = np.arange(n) % 2
+    p = np.full((n, 8, 8), 0.85)
+    p[y == 0, :, :4] = p[y == 1, :, 4:] = 0.05
+    np.savez(path, x=(np.random.default_rng(0).random(p.shape) < p).astype(np.uint8), y=y)
+
+
+@pytest.fixture(scope="module")
+def halves_runs(tmp_path_factory):
+    """On two forced host devices (set before JAX starts, hence the subprocess): seeds 0 and 1
+    of a conditional run on the halves as one program of two replicas (one a device), the same
+    two seeds alone, and a `vae tune` of two conditional trials that leaves model.num_classes
+    to the data. After 60 epochs of 4 steps the model has moved the class from z to the label
+    (it starts out coding it in z, as an unconditional VAE would)."""
+    def build(root):
+        _halves(root / "halves.npz")
+        base = _overrides(root / "halves.npz", root / "cache", "model.latent_dim=2", "optim.lr=1e-2",
+                          "train.epochs=60", "eval.every_epochs=60", "checkpoint.every_epochs=60", "eval.grid=4")
+        script = textwrap.dedent(f"""
+            import json
+            import jax
+            from vaecli import config
+            from vaecli.training import start as train
+            from vaecli.tune import study as tune
+            assert len(jax.devices()) == 2
+            cfgs = [config.load({str(CONFIG)!r}, {base!r} + [f"seed={{s}}"]) for s in (0, 1)]
+            out = {{"replicas": [str(p) for p in train.train_replicas(cfgs, {str(root)!r}, ["r0", "r1"], argv=[])],
+                   "alone": [str(train.train(config.replace(c, train={{"devices": 1}}), {str(root)!r}, f"a{{s}}",
+                                             argv=[])) for s, c in enumerate(cfgs)]}}
+            raw = config.to_dict(config.replace(cfgs[0], train={{"epochs": 2}}, eval={{"every_epochs": 1}}))
+            study = tune.create(raw, ["optim.lr=log:1e-3:1e-2"], 2, 2, "none", {str(root)!r}, "study", [])
+            out["tune"] = {{"states": tune.run(study, [])["states"], "study": str(study)}}
+            print(json.dumps(out))
+        """)
+        forced = {**ENV, "XLA_FLAGS": f"{ENV.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()}
+        p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=forced, capture_output=True, text=True,
+                           timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    return built_once(tmp_path_factory, "conditional-halves", build)[1]
+
+
+def test_the_label_decides_what_is_drawn(halves_runs):
+    run = vaecli.load(halves_runs["replicas"][0])
+    left, right = np.s_[:, :, :4], np.s_[:, :, 4:]
+    zero, one = (run.generate(64, label=c)[..., 0] for c in (0, 1))  # the same 64 draws of z, each label
+    assert zero[left].mean() < 0.3 < 0.6 < zero[right].mean()
+    assert one[right].mean() < 0.3 < 0.6 < one[left].mean()
+
+
+def test_conditional_replicas_on_two_devices_equal_their_runs_alone(halves_runs):
+    states = [(final_state(r), final_state(a)) for r, a in zip(halves_runs["replicas"], halves_runs["alone"])]
+    for (replica, step), (alone, alone_step) in states:
+        assert step == alone_step == 240
+        assert_same_bits(replica, alone)
+    assert not np.array_equal(*(flat(s[0][0]["params"]) for s in states))  # two seeds, two models
+
+
+def test_tune_trains_conditional_trials_with_the_data_s_classes(halves_runs):
+    assert halves_runs["tune"]["states"] == {"complete": 2}
+    study = Path(halves_runs["tune"]["study"])
+    assert json.loads((study / "study.json").read_text())["config"]["model"]["num_classes"] == 2
+    trials = sorted((study / "trials").iterdir())
+    assert len(trials) == 2 and all(config.load(t / "config.yaml").model.num_classes == 2 for t in trials)

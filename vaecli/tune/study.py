@@ -19,11 +19,13 @@ Trials still running when a study stops are continued from their checkpoints on 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from pathlib import Path
 
 from vaecli import clock, config as config_lib, files
+from vaecli.config import dotted
 from vaecli.compiled import devices
 from vaecli.rundir import layout, recorder as recorder_lib
 from vaecli.training import loop, resume as resume_lib, start as start_lib
@@ -56,6 +58,7 @@ def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str
     storage: "journal" or a database URL)."""
     search_space.parse_all(spaces, raw)
     search_space.check_args(trials, replicas, pruner)
+    raw = with_classes(raw)  # data without labels refused before the folder is made
     storage = storage_lib.check(storage)
     if storage != "journal":  # a missing driver or an unreachable database: refused before the folder is made
         storage_lib.open_storage(_optuna(), None, storage)
@@ -64,6 +67,19 @@ def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str
                                       "pruner": pruner, "storage": storage, "argv": list(argv),
                                       "created": clock.utc_now().isoformat()})
     return path
+
+
+def with_classes(raw: dict) -> dict:
+    """`raw` with model.num_classes from the data's labels where the model is conditional and
+    leaves it null (vaecli.training.start.with_classes), so every trial's model is built for
+    the same classes and its config.yaml holds their number."""
+    cfg = config_lib.from_dict(raw)
+    filled = start_lib.with_classes(cfg).model.num_classes
+    if filled == cfg.model.num_classes:
+        return raw
+    out = copy.deepcopy(raw)
+    dotted.put(out, "model.num_classes", filled)
+    return out
 
 
 def settings(study_dir: Path) -> dict:
@@ -84,7 +100,8 @@ def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: s
         search_space.check_args(trials, conf["replicas"], conf["pruner"])
         conf["trials"] = trials
         files.write_json(study_dir / SETTINGS, conf)
-    raw, dims = conf["config"], search_space.parse_all(conf["space"], conf["config"])
+    raw = with_classes(conf["config"])  # a no-op for a study created here, which holds the number
+    dims = search_space.parse_all(conf["space"], raw)
     base = config_lib.from_dict(raw)
     storage = storage_lib.open_storage(optuna, study_dir, conf.get("storage", "journal"))
     with storage_lib.study_lock(study_dir):  # two workers starting at once: one creates the study
