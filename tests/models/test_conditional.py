@@ -199,6 +199,8 @@ def test_conditional_replicas_on_two_devices_equal_their_runs_alone(halves_runs)
     for (replica, step), (alone, alone_step) in states:
         assert step == alone_step == 240
         assert_same_bits(replica, alone)
+    metas = [json.loads((Path(r) / "meta.json").read_text()) for r in halves_runs["replicas"]]
+    assert [(m["replica"]["index"], m["replica"]["count"]) for m in metas] == [(0, 2), (1, 2)]  # one program
     assert not np.array_equal(*(flat(s[0][0]["params"]) for s in states))  # two seeds, two models
 
 
