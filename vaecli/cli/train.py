@@ -119,16 +119,16 @@ def tune(
     replicas: Annotated[int, typer.Option(
         "--replicas", help="Trials trained at once, as replicas of one compiled program.")] = 8,
     pruner: Annotated[Optional[str], typer.Option(
-        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none [default: median; "
-                         "none with a sample objective].")] = None,
+        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none (default: median; "
+                         "none with a sample objective).")] = None,
     objective: Annotated[Optional[str], typer.Option(
-        "--objective", help="What a trial is judged by: elbo (its validation ELBO, maximised) [default], or fid or kid "
+        "--objective", help="What a trial is judged by: elbo (its validation ELBO, maximised; the default), or fid or kid "
                             "(its prior samples against the validation split, minimised; needs --features).")] = None,
     features: Annotated[Optional[Path], typer.Option(
         "--features", help="With --objective fid/kid: the feature file from `vae train-features`.")] = None,
     objective_n: Annotated[Optional[int], typer.Option(
         "--objective-n", help="With --objective fid/kid: prior samples, and validation images, per trial "
-                              "[default: the validation split's size, at most 2000].")] = None,
+                              "(default: the validation split's size, at most 2000).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Study name (default: <config stem>-tune).")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the study folder is created "
                                                                         "(default: runs).")] = None,
