@@ -147,6 +147,25 @@ def bmnist_cache(tmp_path_factory, bmnist_images):
 
 
 @pytest.fixture(scope="session")
+def bars_features(tmp_path_factory) -> Path:
+    """A feature classifier of 8x8 bars images (the tiny dataset's shape; label: the row of
+    the horizontal bar), one epoch, trained on its own labelled cache `bars_rows` beside it
+    (the folder `cache` next to the weights): the weights file (the record beside it)."""
+    from vaecli.evaluation import feature_file
+
+    def build(root: Path) -> Path:
+        splits = {}
+        for name, n, seed in (("train", 256, 0), ("validation", 64, 1), ("test", 64, 2)):
+            images = make_bars(n, seed)
+            splits[name] = {"images": images, "labels": images[:, :, :, 0].all(axis=2).argmax(axis=1)}
+        data.write_cache(root / "cache" / "bars_rows", splits)
+        cfg = config.load(None, [f"data.cache_dir={root / 'cache'}", "data.dataset=bars_rows"])
+        return Path(feature_file.train_features(cfg.data, "label", epochs=1, out=root / "rows")["written_to"])
+
+    return built_once(tmp_path_factory, "bars-features", build)[1]
+
+
+@pytest.fixture(scope="session")
 def toy_run(tmp_path_factory) -> Path:
     """One epoch of a small MLP (10 latents) on toy_sprites, made and cached on first use."""
     from vaecli.training.start import train

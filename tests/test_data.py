@@ -121,6 +121,45 @@ def test_mock_mnist_through_tfds_then_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.tensorflow
+def test_train_features_on_mnist_digit_labels(tmp_path, monkeypatch):
+    """`vae train-features` on mnist's digit labels, as a user with TFDS online runs it: the
+    real TFDS code path under tfds.testing.mock_data (random images and labels), then the
+    classifier; its record's test accuracy is that of its weights on the cached test split."""
+    import tensorflow_datasets as tfds
+    from helpers import sets, vae_inproc
+
+    from vaecli.evaluation import feature_file, feature_net
+
+    def digits(builder, split, **kwargs):
+        """Mock mnist whose label is drawn as a bar (column 2 + 2·label), the splits drawn
+        apart (TFDS's own mock data repeats one set of images in every split)."""
+        import tensorflow as tf
+
+        if split not in ("train", "test"):
+            raise ValueError(split)  # a split the mock does not have, as mnist has no validation split
+        rng = np.random.default_rng(["train", "test"].index(split))
+        labels = rng.integers(0, 10, 256)
+        images = rng.integers(0, 100, (256, 28, 28, 1), dtype=np.uint8)
+        images[np.arange(256), :, 2 + 2 * labels] = 255
+        return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+
+    monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: True)  # mock_data downloads nothing
+    keys = [f"data.cache_dir={tmp_path / 'c'}", f"data.data_dir={tmp_path / 'tfds'}", "data.val_size=64"]
+    with tfds.testing.mock_data(as_dataset_fn=digits):
+        out = vae_inproc("train-features", "--dataset", "mnist", "--label", "label", *sets(keys), "--epochs", "3",
+                         "--out", tmp_path / "digits.npz", "--json")
+    assert out.code == 0, out.stderr
+    rec = json.loads(out.stdout)
+    test = data.load_split(_cfg(dataset="mnist", cache_dir=tmp_path / "c", val_size=64), "test")  # the cache's
+    assert (rec["dataset"], rec["label"], rec["image_shape"], rec["num_test"], rec["num_train"]) == \
+        ("mnist", "label", [28, 28, 1], 256, 192)
+    assert rec["classes"] == list(range(10)) and rec["test_accuracy"] > 2 * rec["chance_accuracy"]
+    _, params = feature_file.load(tmp_path / "digits.npz", (28, 28, 1))
+    labels = np.searchsorted(rec["classes"], test.labels)
+    assert feature_net.accuracy(params, test.images.astype(np.float32) / test.scale, labels) == rec["test_accuracy"]
+
+
+@pytest.mark.tensorflow
 def test_binarized_mnist_through_tfds_from_the_manual_dir(bmnist_dir, bmnist_images, tmp_path, monkeypatch):
     """TFDS's own binarized_mnist builder on the shared files (their checksums verified by
     TFDS), into vaecli's cache: each split holds exactly the images of its file, in the

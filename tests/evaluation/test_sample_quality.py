@@ -111,7 +111,34 @@ def test_a_feature_function_from_python_gives_the_file_s_numbers(shape_features,
     assert (by_fn["fid"], by_fn["kid"], by_fn["precision"]) == (by_file["fid"], by_file["kid"], by_file["precision"])
     assert by_fn["features"] == {**by_fn["features"], "kind": "user function", "name": "shape_classifier",
                                  "sha256": None}
-    assert Path(by_fn["written_to"]).name.endswith("-fshape_classifier.json")
+    fingerprint = by_fn["features"]["fingerprint"]["sha256"]
+    assert Path(by_fn["written_to"]).name.endswith(f"-fshape_classifier_{fingerprint[:8]}.json")
+
+
+def test_two_feature_functions_of_one_name_are_told_apart(tiny_run):
+    """The fingerprint: SHA-256 of the function's float32 outputs on the seeded probe images
+    (recomputed here from its documented definition); same function, same fingerprint."""
+    import hashlib
+
+    import vaecli
+
+    def make(power):
+        def pixels(images):
+            return np.asarray(images, np.float64).reshape(len(images), -1) ** power
+        return pixels
+
+    first, again, other = (vaecli.sample_quality(tiny_run, features=make(p), n=64) for p in (1, 1, 2))
+    probe = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
+    expected = np.ascontiguousarray(probe.reshape(8, -1) ** 2, np.float32)
+    assert other["features"]["fingerprint"]["sha256"] == hashlib.sha256(
+        repr(expected.shape).encode() + expected.tobytes()).hexdigest()
+    assert first["features"]["fingerprint"] == again["features"]["fingerprint"]
+    assert first["features"]["fingerprint"]["sha256"] != other["features"]["fingerprint"]["sha256"]
+    assert first["features"]["name"] == other["features"]["name"] == "pixels"
+    assert first["written_to"] == again["written_to"] != other["written_to"]
+    written = json.loads(Path(other["written_to"]).read_text())
+    assert written["features"]["fingerprint"] == other["features"]["fingerprint"]
+    assert first["fid"] != other["fid"]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -135,21 +162,6 @@ def test_prior_draws_of_every_model_family(tiny_cache, overrides, monkeypatch):
     assert seven.shape == (7, 64) and np.isfinite(seven).all() and (seven >= 0).all() and (seven <= 1).all()
     np.testing.assert_array_equal(sample_quality.sample_features(model, cfg, 5, 0, 1.0, flat), seven[:5])
     assert not np.array_equal(sample_quality.sample_features(model, cfg, 7, 1, 1.0, flat), seven)
-
-
-@pytest.fixture(scope="module")
-def bars_features(tmp_path_factory, tiny_cache) -> Path:
-    """A classifier of 8x8 bars images (label: the row of the horizontal bar), one epoch."""
-    def build(root: Path) -> Path:
-        splits = {}
-        for name, n, seed in (("train", 256, 0), ("validation", 64, 1), ("test", 64, 2)):
-            images = make_bars(n, seed)
-            splits[name] = {"images": images, "labels": images[:, :, :, 0].all(axis=2).argmax(axis=1)}
-        data.write_cache(root / "cache" / "bars_rows", splits)
-        cfg = config.load(None, [f"data.cache_dir={root / 'cache'}", "data.dataset=bars_rows"])
-        return Path(feature_file.train_features(cfg.data, "label", epochs=1, out=root / "rows")["written_to"])
-
-    return built_once(tmp_path_factory, "bars-features", build)[1]
 
 
 @pytest.fixture(scope="module")
@@ -191,5 +203,52 @@ def test_bad_input_is_one_line_and_writes_nothing(shape_features, bars_features,
                             "--set", f"data.cache_dir={cache}", "--out", tmp_path / "f"), 2,
                  "--label colour", "shape")
     assert not (tmp_path / "f.npz").exists()
+    same = {"images": make_bars(64, 0), "labels": make_bars(64, 0)[:, :, :, 0].all(axis=2).argmax(axis=1)}
+    data.write_cache(tmp_path / "c" / "same", {"train": same, "validation": same, "test": same})
+    assert_error(vae_inproc("train-features", "--dataset", "same", "--set", f"data.cache_dir={tmp_path / 'c'}",
+                            "--out", tmp_path / "f"), 1, "every training image is also a test image")
+    assert not (tmp_path / "f.npz").exists() and not (tmp_path / "f.json").exists()
     after = sorted((toy_run / "eval").glob("samples-*")) if (toy_run / "eval").exists() else []
     assert after == before
+
+
+def test_a_feature_file_is_replaced_as_a_pair(bars_features, tmp_path, monkeypatch):
+    """Weights and record are written in full, then renamed, the weights first: a failure
+    before the renames leaves the old pair as it was and no other file; a process stopped
+    between the renames leaves the new weights, whose pending record read_record takes."""
+    import errno
+    import os
+
+    from vaecli import files
+    from vaecli.errors import StorageError
+
+    cfg = config.load(None, [f"data.cache_dir={bars_features.parent / 'cache'}", "data.dataset=bars_rows"])
+    target = tmp_path / "rows.npz"
+    shutil.copy(bars_features, target)
+    shutil.copy(bars_features.with_suffix(".json"), target.with_suffix(".json"))
+    old = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(files, "write_json", full_disk)
+        with pytest.raises(StorageError, match="No space left"):
+            feature_file.train_features(cfg.data, "label", epochs=1, seed=1, out=target)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+    replace = os.replace
+
+    def stopped_before_the_record(src, dst):
+        if str(src).endswith(".json.pending"):
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", stopped_before_the_record)
+        with pytest.raises(KeyboardInterrupt):
+            feature_file.train_features(cfg.data, "label", epochs=1, seed=1, out=target)
+    assert target.with_suffix(".json").read_bytes() == old["rows.json"] and target.read_bytes() != old["rows.npz"]
+    record, _ = feature_file.read_record(target)
+    assert record["seed"] == 1 and record["sha256"] == feature_file.sha256(target)
+    assert feature_file.load(target, (8, 8, 1))[0] == record

@@ -166,22 +166,23 @@ def test_runs_shows_the_latest_test_evaluation(sweep, tmp_path):
 
 
 def test_runs_shows_fid_and_kid_when_a_run_has_them(sweep, tmp_path):
-    """The columns of `vae eval-samples`' files on the test split: the highest step, then
-    the largest N; only when some listed run has one."""
+    """The columns of `vae eval-samples`' files on the test split (and, val_*, on the
+    validation split): the highest step, then the largest N; only when some listed run has one."""
     from vaecli.rundir.names import Output
 
     a, b = _copy_run(sweep, tmp_path, "a"), _copy_run(sweep, tmp_path, "b")
     assert "fid" not in vae_inproc("runs", tmp_path).stdout
     (a / "eval").mkdir(exist_ok=True)
     for step, n, split, fid in [(5, 100, "test", 3.0), (9, 50, "test", 2.0), (9, 20, "test", 7.0),
-                                (12, 50, "train", 1.0)]:
+                                (12, 50, "train", 1.0), (9, 50, "validation", 4.0)]:
         name = Output("samples", step, split=split, n=n, seed=0, features="abc123")
         (a / "eval" / name.file()).write_text(json.dumps({"fid": fid, "kid": {"mean": fid / 100}}))
     rows = {r["name"]: r for r in runs_json(tmp_path)}
     assert (rows["a"]["fid"], rows["a"]["kid"]) == (2.0, 0.02) and rows["b"]["fid"] is None
+    assert (rows["a"]["val_fid"], rows["a"]["val_kid"]) == (4.0, 0.04) and rows["b"]["val_fid"] is None
     out = vae_inproc("runs", tmp_path, "--sort", "fid")
     header = out.stdout.splitlines()[0].split()
-    assert out.code == 0 and header[-2:] == ["fid", "kid"]
+    assert out.code == 0 and header[-4:] == ["fid", "kid", "val_fid", "val_kid"]
     assert out.stdout.splitlines()[1].split()[0] == "a" and "2.000" in out.stdout
 
 

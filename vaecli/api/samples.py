@@ -20,9 +20,11 @@ def sample_quality(run: str | Path, features: str | Path | Callable | None = Non
     `features`: a feature file from `vae train-features` / `vaecli.train_features` (None: the
     one in vaecli's cache for the run's dataset), or a function taking float32 images
     (B, H, W, C) in [0, 1] and returning features (B, F) as a numpy or JAX array. It is
-    called on batches of at most 500 images; the JSON names it by its `__name__`, with no
-    hash, so give it a telling name. Images are passed as the run sees them: a function
-    that wants RGB at 299×299 (Inception) must repeat the channel and resize itself.
+    called on batches of at most 500 images; the JSON names it by its `__name__` and a
+    fingerprint, the SHA-256 of its outputs on 8 fixed probe images (so two functions of one
+    name are told apart; the file name ends in `-f<name>_<fingerprint[:8]>`). Images are
+    passed as the run sees them: a function that wants RGB at 299×299 (Inception) must repeat
+    the channel and resize itself.
     """
     if features is not None and not callable(features) and not isinstance(features, (str, Path)):
         raise UsageError(f"features={features!r}: expected a feature file path or a function images -> features")

@@ -118,8 +118,17 @@ def tune(
         "--trials", help="Trials in the study (default 16; with --resume: raise the budget).")] = None,
     replicas: Annotated[int, typer.Option(
         "--replicas", help="Trials trained at once, as replicas of one compiled program.")] = 8,
-    pruner: Annotated[str, typer.Option(
-        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none.")] = "median",
+    pruner: Annotated[Optional[str], typer.Option(
+        "--pruner", help="Optuna pruner judging trials at each validation: median, halving or none (default: median; "
+                         "none with a sample objective).")] = None,
+    objective: Annotated[Optional[str], typer.Option(
+        "--objective", help="What a trial is judged by: elbo (its validation ELBO, maximised; the default), or fid or kid "
+                            "(its prior samples against the validation split, minimised; needs --features).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        "--features", help="With --objective fid/kid: the feature file from `vae train-features`.")] = None,
+    objective_n: Annotated[Optional[int], typer.Option(
+        "--objective-n", help="With --objective fid/kid: prior samples, and validation images, per trial "
+                              "(default: the validation split's size, at most 2000).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Study name (default: <config stem>-tune).")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the study folder is created "
                                                                         "(default: runs).")] = None,
@@ -140,15 +149,18 @@ def tune(
 
         summary = tune_command(config=config, overrides=set_ or [], spaces=space or [], trials=trials,
                                replicas=replicas, pruner=pruner, name=name, runs_dir=runs_dir, resume=resume,
-                               storage=storage, argv=sys.argv, before_compute=_use_compile_cache)
+                               storage=storage, objective=objective, features=features, objective_n=objective_n,
+                               argv=sys.argv, before_compute=_use_compile_cache)
         if as_json:
             echo(json.dumps(summary, indent=2))
             return
         best = summary.get("best")
         if best:
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
-            typer.echo(f"best: trial {best['trial']} validation ELBO {best['validation_elbo']:.2f} ({params})",
-                       err=True)
+            judged = summary["objective"]["name"]
+            shown = (f"validation ELBO {best['validation_elbo']:.2f}" if judged == "elbo" else
+                     f"{judged.upper()} {best[judged]:.4g} (validation split)")
+            typer.echo(f"best: trial {best['trial']} {shown} ({params})", err=True)
         echo(summary["study"])
 
     _run(go)

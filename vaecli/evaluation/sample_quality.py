@@ -10,12 +10,14 @@ sees them (images / scale in [0, 1]). Only features are kept, never all the imag
 memory is bounded by N × the feature width.
 
 The features are those of a feature file (`vae train-features`; its SHA-256 checked against
-its record) or of any function passed from Python (Inception, DINO...): the JSON says which,
-and that a classifier-feature FID is not an Inception FID. One JSON per protocol in RUN/eval/,
+its record) or of any function passed from Python (Inception, DINO...), named by its
+`__name__` and a fingerprint of its outputs on fixed probe images: the JSON says which, and
+that a classifier-feature FID is not an Inception FID. One JSON per protocol in RUN/eval/,
 `samples-<split>-step<S>-n<N>-seed<s>[-t<T>]-f<features>.json`.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -30,6 +32,9 @@ from vaecli.errors import RunError, UsageError
 from vaecli.evaluation import feature_file, sample_metrics
 
 SAMPLE_ROWS = 500  # prior draws decoded, and images featurised, per call
+PROBE_ROWS, PROBE_SEED = 8, 0  # a feature function's fingerprint
+PROBE = (f"SHA-256 of the float32 features (and their shape) of {PROBE_ROWS} images uniform in [0, 1) from "
+         f"numpy's default_rng({PROBE_SEED}), of the run's image shape")
 DEFAULT_N = 10000
 SAMPLES = "mean images E[x|z] of prior draws z (the pictures of `vae sample --mode prior`)"
 
@@ -61,14 +66,26 @@ def check_run(ckpt, temperature: float) -> None:
                          "(VampPrior or two stochastic layers): leave it at 1")
 
 
+def fingerprint(fn: Callable, image_shape) -> str:
+    """SHA-256 of `fn`'s float32 outputs (and their shape) on PROBE_ROWS images of
+    `image_shape` drawn uniform in [0, 1) by numpy's Generator(PROBE_SEED): two functions
+    that share a name but not their features are told apart. It depends on the function's
+    arithmetic, so the same function on another device or library version may give another."""
+    probe = np.random.default_rng(PROBE_SEED).random((PROBE_ROWS, *image_shape), dtype=np.float32)
+    out = np.ascontiguousarray(_call(fn, probe, "the fingerprint's probe images"), np.float32)
+    return hashlib.sha256(repr(out.shape).encode() + out.tobytes()).hexdigest()
+
+
 def _features_from(features, image_shape) -> tuple[Callable, dict, str]:
     """(function images -> features, what the JSON says of it, the tag in the file name)."""
     if callable(features):
         name = getattr(features, "__name__", "custom")
-        tag = re.sub(r"[^a-z0-9_]", "_", name.lower()) or "custom"
+        fp = fingerprint(features, image_shape)
+        tag = f"{re.sub(r'[^a-z0-9_]', '_', name.lower()) or 'custom'}_{fp[:8]}"
         return features, {"kind": "user function", "name": name, "sha256": None,
+                          "fingerprint": {"sha256": fp, "probe": PROBE},
                           "note": "features passed from Python; the number is comparable only with others "
-                                  "from the same function"}, tag
+                                  "from the same function (the same fingerprint)"}, tag
     from vaecli.evaluation import feature_net
 
     record, params = feature_file.load(features, image_shape)
@@ -167,7 +184,8 @@ def _protocol(ckpt, split: str, n: int, seed: int, temperature: float, width: in
 
 def format_table(doc: dict) -> str:
     p, f, kd = doc["protocol"], doc["features"], doc["kid"]
-    feat = (f"{f['kind']} {f.get('label', '')} {f['sha256'][:12]}" if f["sha256"] else f"{f['kind']} {f['name']}")
+    feat = (f"{f['kind']} {f.get('label', '')} {f['sha256'][:12]}" if f["sha256"] else
+            f"{f['kind']} {f['name']} (fingerprint {f['fingerprint']['sha256'][:12]})")
     lines = [f"{p['dataset']} {p['split']}: {p['n']} prior samples (seed {p['seed']}, temperature {p['temperature']:g}) "
              f"vs {p['n']} images, step {doc['checkpoint_step']}, features {feat}, {doc['run']}",
              f"  FID        {doc['fid']:.4f}",

@@ -4,7 +4,8 @@ Reads only the small files of the run-folder contract (config.yaml, meta.json,
 summary.json, metrics.jsonl, eval/*.json) and never imports JAX, so it answers at once
 for hundreds of runs. A row per run: its name, its status, the config keys whose values
 differ between the listed runs, epochs, best validation ELBO, the latest test
-log-likelihood and wall time (and FID and KID on the test split where a listed run has them); or, with `group_by`, a row per group with the mean and
+log-likelihood and wall time (and FID and KID on the test and validation splits where a
+listed run has them); or, with `group_by`, a row per group with the mean and
 standard deviation of the numeric columns over the group's runs (typically seeds).
 """
 from __future__ import annotations
@@ -26,7 +27,9 @@ from vaecli.rundir.names import Folder, is_run, read_json
 # Columns every run has, in display order; the differing config keys go after `status`.
 NUMERIC = ("epochs", "val_elbo", "test_ll", "test_k", "wall_s")
 MEANS = ("epochs", "val_elbo", "test_ll", "wall_s")  # averaged by group_by (test_k is a protocol, not a result)
-SAMPLE_COLUMNS = ("fid", "kid")  # shown when a listed run has them (`vae eval-samples`)
+# Shown when a listed run has them (`vae eval-samples` on the test split; on the validation
+# split, as `vae tune --objective fid|kid` measures its trials).
+SAMPLE_COLUMNS = ("fid", "kid", "val_fid", "val_kid")
 MISSING = object()  # a config key a run's config.yaml does not have
 
 
@@ -86,16 +89,18 @@ def latest_test(run_dir: Path) -> tuple[float | None, int | None]:
     return None, None
 
 
-def latest_samples(run_dir: Path) -> dict:
-    """FID and KID on the test split from `eval/samples-test-step<S>-n<N>-...json`: the
-    highest step, then the largest N, then the newest file; None where there is none."""
+def latest_samples(run_dir: Path, split: str = "test", prefix: str = "") -> dict:
+    """FID and KID on `split` from `eval/samples-<split>-step<S>-n<N>-...json`: the highest
+    step, then the largest N, then the newest file; None where there is none. Keys
+    `<prefix>fid`, `<prefix>kid`."""
     folder = Folder(run_dir)
-    found = [o for o in folder.outputs("samples") if o.split == "test" and not o.raw]
+    found = [o for o in folder.outputs("samples") if o.split == split and not o.raw]
     for name in sorted(found, key=lambda o: (o.step, o.n, _mtime(folder.output(o))), reverse=True):
         doc = read_json(folder.output(name))
         if doc and finite.number(doc.get("fid")) is not None:
-            return {"fid": finite.number(doc["fid"]), "kid": finite.number((doc.get("kid") or {}).get("mean"))}
-    return {"fid": None, "kid": None}
+            return {f"{prefix}fid": finite.number(doc["fid"]),
+                    f"{prefix}kid": finite.number((doc.get("kid") or {}).get("mean"))}
+    return {f"{prefix}fid": None, f"{prefix}kid": None}
 
 
 def _mtime(path: Path) -> float:
@@ -135,6 +140,7 @@ def read_run(run_dir: Path, root: Path) -> dict:
         row["status"] = "unreadable"
     row["test_ll"], row["test_k"] = latest_test(run_dir)
     row.update(latest_samples(run_dir))
+    row.update(latest_samples(run_dir, "validation", "val_"))
     row["wall_s"] = finite.number(summary.get("wall_s"))
     return row
 

@@ -13,7 +13,7 @@ def _fixed(v, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-_DIGITS = {"val_elbo": 2, "test_ll": 2, "wall_s": 1, "epochs": 1, "fid": 3, "kid": 5}
+_DIGITS = {"val_elbo": 2, "test_ll": 2, "wall_s": 1, "epochs": 1, "fid": 3, "kid": 5, "val_fid": 3, "val_kid": 5}
 
 
 def _cell(row: dict, col: str, grouped: bool) -> str:

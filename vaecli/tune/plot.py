@@ -1,5 +1,5 @@
-"""The picture of a `vae tune` search: validation ELBO against each searched parameter, and
-over trials."""
+"""The picture of a `vae tune` search: each trial's value (its validation ELBO, or its FID or
+KID: vaecli.tune.trial_value) against each searched parameter, and over trials."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from vaecli import pictures
 
 
 def _value(t):
-    """A finished trial's validation ELBO: its final one, or a pruned trial's last report."""
+    """A finished trial's value: its final one, or a pruned trial's last report."""
     if t.state.name == "COMPLETE":
         return t.value
     if t.state.name == "PRUNED" and t.intermediate_values:
@@ -16,7 +16,7 @@ def _value(t):
     return None
 
 
-def plot_search(trials, dims, out: Path) -> Path:
+def plot_search(trials, dims, out: Path, label: str = "validation ELBO (nats)", maximize: bool = True) -> Path:
     shown = [(t, _value(t)) for t in trials if _value(t) is not None]
     fig = pictures.figure(figsize=(4 * (len(dims) + 1), 3.6))
     axes = fig.subplots(1, len(dims) + 1, squeeze=False)
@@ -34,7 +34,7 @@ def plot_search(trials, dims, out: Path) -> Path:
         elif d.log:
             ax.set_xscale("log")
         ax.set_xlabel(d.key)
-        ax.set_ylabel("validation ELBO (nats)")
+        ax.set_ylabel(label)
     ax = axes[0][-1]
     for state, style in styles.items():
         pts = [(t.number, v) for t, v in shown if t.state.name == state]
@@ -42,13 +42,13 @@ def plot_search(trials, dims, out: Path) -> Path:
             ax.scatter(*zip(*pts), **style)
     done = sorted((t.number, v) for t, v in shown if t.state.name == "COMPLETE")
     if done:
-        best, line = -float("inf"), []
+        best, line = done[0][1], []
         for n, v in done:
-            best = max(best, v)
+            best = max(best, v) if maximize else min(best, v)
             line.append((n, best))
         ax.step(*zip(*line), where="post", color="k", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("validation ELBO (nats)")
+    ax.set_ylabel(label)
     ax.legend(fontsize=7)
     fig.suptitle(f"{out.parent.name}: {len(shown)} trials")
     fig.tight_layout()

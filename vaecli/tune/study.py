@@ -7,9 +7,11 @@ journal file in the study folder, or a database: vaecli.tune.storage), so `--res
 continues it and never repeats a finished trial, and several workers may share it. Up to `--replicas` trials train at once as slots of one
 vmapped program (vaecli.training.loop.session). Slot policy, at each epoch boundary:
 - a trial that validated this epoch reports its validation ELBO (step = its own epoch);
-  if Optuna's pruner stops it, its run folder ends with status `pruned`;
-- a trial that reached `train.epochs` is told COMPLETE with its final validation ELBO; a
-  non-finite one is told FAIL;
+  if Optuna's pruner stops it, its run folder ends with status `pruned` (ELBO objective only:
+  a sample objective has no pruner, vaecli.tune.trial_value);
+- a trial that reached `train.epochs` is told COMPLETE with its value: its final validation
+  ELBO, or the FID/KID of its final checkpoint (vaecli.tune.trial_value); a non-finite one
+  is told FAIL;
 - a freed slot takes the next trial at once: its slice of the state is re-initialised in
   place (parameters from the trial's seed, a fresh optimizer state with its lr and weight
   decay, its β/warm-up/free bits, step 0, so it draws the numbers of a fresh single run),
@@ -30,7 +32,7 @@ from vaecli.compiled import devices
 from vaecli.rundir import layout, recorder as recorder_lib
 from vaecli.training import loop, resume as resume_lib, start as start_lib
 from vaecli.training.slots import Slots
-from vaecli.tune import space as search_space, storage as storage_lib
+from vaecli.tune import space as search_space, storage as storage_lib, trial_value
 from vaecli.errors import AlreadyDone, RunError, UsageError
 
 SETTINGS, SUMMARY, PICTURE = "study.json", "summary.json", "search.png"
@@ -53,19 +55,22 @@ def make_pruner(name: str):
 
 
 def create(raw: dict, spaces: list[str], trials: int, replicas: int, pruner: str, runs_dir, name: str,
-           argv: list[str], storage: str | None = None) -> Path:
+           argv: list[str], storage: str | None = None, objective: str = "elbo", features=None,
+           objective_n: int | None = None) -> Path:
     """A new study folder holding its settings (the base config, the space, the budget, the
-    storage: "journal" or a database URL)."""
+    storage: "journal" or a database URL, the objective: vaecli.tune.trial_value)."""
     search_space.parse_all(spaces, raw)
     search_space.check_args(trials, replicas, pruner)
     raw = with_classes(raw)  # data without labels refused before the folder is made
+    trial_value.check_args(objective, features, objective_n, pruner)
     storage = storage_lib.check(storage)
     if storage != "journal":  # a missing driver or an unreachable database: refused before the folder is made
         storage_lib.open_storage(_optuna(), None, storage)
+    judged_by = trial_value.settings(objective, features, objective_n, config_lib.from_dict(raw).data)
     path = layout.create(runs_dir, name)
     files.write_json(path / SETTINGS, {"config": raw, "space": list(spaces), "trials": trials, "replicas": replicas,
-                                      "pruner": pruner, "storage": storage, "argv": list(argv),
-                                      "created": clock.utc_now().isoformat()})
+                                      "pruner": pruner, "storage": storage, "objective": judged_by,
+                                      "argv": list(argv), "created": clock.utc_now().isoformat()})
     return path
 
 
@@ -105,7 +110,8 @@ def run(study_dir: Path, argv: list[str], trials: int | None = None, progress: s
     base = config_lib.from_dict(raw)
     storage = storage_lib.open_storage(optuna, study_dir, conf.get("storage", "journal"))
     with storage_lib.study_lock(study_dir):  # two workers starting at once: one creates the study
-        study = optuna.create_study(study_name="vaecli", storage=storage, load_if_exists=True, direction="maximize",
+        study = optuna.create_study(study_name="vaecli", storage=storage, load_if_exists=True,
+                                    direction=objective_of(conf)["direction"],
                                     pruner=pruner or make_pruner(conf["pruner"]))
     train_split, val_split = start_lib.load_data(base)
     with contextlib.ExitStack() as locks:
@@ -137,6 +143,7 @@ class _Study(Slots):
         self.argv, self.train_split, self.val_split, self.locks = argv, train_split, val_split, locks
         self.slots, self.served, self.handles = [], [], {}  # handles: trial number -> optuna Trial
         epochs, self.seed = config_lib.from_dict(raw).train.epochs, config_lib.from_dict(raw).seed
+        self.objective = objective_of(conf)
         self.total_epochs = math.ceil(conf["trials"] / conf["replicas"]) * epochs
 
     def _trials(self, *states):
@@ -164,7 +171,7 @@ class _Study(Slots):
                     run = layout.open_run(path)
                     run, model, start = resume_lib.restart(run, run.config, [], self.argv, self.train_split)
                 except AlreadyDone:  # finished, but the study was not told before it stopped
-                    self._tell(frozen.number, _final_elbo(Path(path)))
+                    self._tell_value(frozen.number, self.final_value(Path(path)))
                     continue
                 except RunError:
                     self._tell(frozen.number, state=optuna.trial.TrialState.FAIL)
@@ -201,6 +208,16 @@ class _Study(Slots):
         except ValueError:
             pass
 
+    def _tell_value(self, number: int, value: float | None) -> None:
+        State = _optuna().trial.TrialState
+        self._tell(number, value, state=State.COMPLETE if value is not None else State.FAIL)
+
+    def final_value(self, run_dir: Path, val: dict | None = None) -> float | None:
+        """A completed trial's value (`val`: its last validation record, when at hand)."""
+        if self.objective["name"] != "elbo":
+            return trial_value.sample_value(self.objective, run_dir)
+        return val["elbo"] if val else _final_elbo(run_dir)
+
     def after_epoch(self, recs, epoch):
         optuna = _optuna()
         State = optuna.trial.TrialState
@@ -212,10 +229,11 @@ class _Study(Slots):
             status = rec.summary["status"]
             val = rec.val_record
             if status == "completed":
-                self._tell(number, val["elbo"] if val else None, state=State.COMPLETE if val else State.FAIL)
+                self._tell_value(number, self.final_value(Path(rec.path), val))
             elif status == "failed":
                 self._tell(number, state=State.FAIL)
-            elif rec.active and val is not None and val["step"] == rec.train_record["step"]:
+            elif self.objective["name"] == "elbo" and rec.active and val is not None and \
+                    val["step"] == rec.train_record["step"]:
                 trial = self.handles[number]
                 trial.report(val["elbo"], step=val["epoch"])
                 if not trial.should_prune():
@@ -235,6 +253,11 @@ class _Study(Slots):
         return new
 
 
+def objective_of(conf: dict) -> dict:
+    """The study's objective (study.json's; a study made before it was recorded: the ELBO)."""
+    return conf.get("objective") or trial_value.ELBO
+
+
 def _final_elbo(run_dir: Path):
     final = (layout.Folder(run_dir).summary() or {}).get("final_validation") or {}
     return final.get("elbo")
@@ -248,20 +271,23 @@ def write_summary(study_dir: Path, study, conf: dict, dims, served: list[list[in
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     old = layout.read_json(study_dir / SUMMARY) or {}
+    objective = objective_of(conf)
     summary = {"study": str(study_dir), "trials": conf["trials"], "states": states, "replicas": conf["replicas"],
-               "space": [d.describe() for d in dims], "pruner": conf["pruner"],
+               "space": [d.describe() for d in dims], "pruner": conf["pruner"], "objective": objective,
                "sessions": [*old.get("sessions", []), {"wall_s": round(wall_s, 3), "slots": served,
                                                        "trials_served": sum(map(len, served))}],
                "best": None}
     if done:
-        best = max(done, key=lambda t: t.value)
-        summary["best"] = {"trial": best.number, "params": best.params, "validation_elbo": best.value,
-                           "run": best.user_attrs.get("run")}
+        best = (max if objective["direction"] == "maximize" else min)(done, key=lambda t: t.value)
+        summary["best"] = {"trial": best.number, "params": best.params,
+                           trial_value.SUMMARY_KEYS[objective["name"]]: best.value, "run": best.user_attrs.get("run")}
     if devices.is_primary():
         files.write_json(study_dir / SUMMARY, summary)
         if trials:
             from vaecli.tune.plot import plot_search
 
-            summary["picture"] = str(plot_search(trials, dims, study_dir / PICTURE))
+            summary["picture"] = str(plot_search(trials, dims, study_dir / PICTURE,
+                                                 trial_value.LABELS[objective["name"]],
+                                                 objective["direction"] == "maximize"))
             files.write_json(study_dir / SUMMARY, summary)
     return summary
