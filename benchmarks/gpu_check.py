@@ -13,7 +13,13 @@ Needs only vaecli's data cache (no TensorFlow/TFDS: GPU machines have none). It
 1. rebuilds the reference's .amat input from the cache and times reference_epoch.py and
    vaecli's epoch alternately (benchmarks/epoch_time.py), on this device;
 2. trains the full 30-epoch bmnist_mlp and evaluates the test split with K=1 and K=5000,
-   reporting the evaluation time after compilation.
+   reporting the evaluation time after compilation;
+3. times 4 and 8 seeds of bmnist_mlp and of the IWAE-paper network, 2 epochs, as sequential
+   `vae train` processes against one `vae train --seeds` program laid out over the machine's
+   devices (vaecli.compiled.devices.replica_layout: over the GPUs when there are several),
+   whole processes (benchmarks/replicas.py --layout), with the devices JAX sees.
+
+    python benchmarks/gpu_check.py --cache-dir .cache/data --reference R --out $OUT --only replicas
 Prints JSON lines; nothing is asserted.
 """
 from __future__ import annotations
@@ -83,16 +89,31 @@ def vae(*args: str) -> str:
     return out.stdout
 
 
+def replica_layouts(cache_dir: str) -> None:
+    import replicas
+
+    devices = json.loads(subprocess.run([sys.executable, "-c", "import jax, json; print(json.dumps("
+                                         "[str(d) for d in jax.devices()]))"], check=True, capture_output=True,
+                                        text=True).stdout)
+    print(json.dumps({"check": "replica_layouts", "devices": devices}), flush=True)
+    replicas.layouts(cache_dir, str(ROOT.parent / "shared" / "data" / "binarized_mnist"),
+                     [ROOT / "configs" / "bmnist_mlp.yaml", ROOT / "configs" / "paper" / "iwae_vae_k1.yaml"],
+                     [4, 8], epochs=2, rounds=1)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache-dir", required=True)
     ap.add_argument("--reference", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--only", choices=["steps", "rest"], default=None,
-                    help="steps: check 0 alone (the per-step table); rest: checks 1-2 alone")
+    ap.add_argument("--only", choices=["steps", "rest", "replicas"], default=None,
+                    help="steps: check 0 alone (the per-step table); rest: checks 1-3; replicas: check 3 alone")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.only == "replicas":
+        replica_layouts(args.cache_dir)
+        sys.exit(0)
     if args.only != "rest":
         step_table(args.cache_dir, args.reference, max(args.rounds, 3))
     if args.only == "steps":
@@ -122,3 +143,4 @@ if __name__ == "__main__":
                           ("elbo", "recon", "kl", "kl_mc", "kl_mc_stderr", "log_likelihood", "log_likelihood_stderr",
                            "nll", "num_examples", "active_units")},
                           "timing": res["timing"], "chunk": res["protocol"]["sample_chunk"]}), flush=True)
+    replica_layouts(args.cache_dir)
