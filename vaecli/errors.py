@@ -25,6 +25,10 @@ class DataError(VaeError):
     """Dataset cannot be found, prepared or read (exit 1)."""
 
 
+class ResourceError(VaeError):
+    """A program needs more memory than its devices have (exit 1)."""
+
+
 class RunError(VaeError):
     """A run folder is missing, malformed, or lacks what the command needs (exit 1)."""
 
