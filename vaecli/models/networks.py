@@ -126,16 +126,25 @@ class ConvDecoder(nnx.Module):
         self.grid = (*conv_grid(image_shape, channels), channels[-1])
         self.dense = MLP([latent_dim, *reversed(hidden), self.grid[0] * self.grid[1] * self.grid[2]],
                          activation, rngs=rngs, act_last=True)
-        widths = [*reversed(channels), image_shape[2]]
+        self._upsampling(channels, rngs)
+
+    def _upsampling(self, channels, rngs) -> None:
+        """The transposed convolutions and the output bias, made after the input map (the order
+        the parameters are drawn in)."""
+        widths = [*reversed(channels), self.image_shape[2]]
         self.n = len(channels)
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             setattr(self, f"deconv{i}", nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME",
                                                           use_bias=i < self.n - 1, rngs=rngs))
-        self.bias = nnx.Param(jnp.zeros((image_shape[0] * image_shape[1] * image_shape[2],)))
+        self.bias = nnx.Param(jnp.zeros((math.prod(self.image_shape),)))
+
+    def to_grid(self, z):
+        """z (N, latent_dim) -> the first grid (N, h, w, channels[-1]) of the upsampling."""
+        return self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.grid)
 
     def __call__(self, z):
         lead = z.shape[:-1]
-        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.grid)
+        h = self.to_grid(z)
         for i in range(self.n):
             h = getattr(self, f"deconv{i}")(h)
             if i < self.n - 1:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 from flax import nnx
 
+from vaecli.models import networks as gaussian
 from vaecli.models.networks import MLP, MLPDecoder, conv_grid
 
 
@@ -46,32 +46,18 @@ class ConvEncoder(nnx.Module):
         return self.to_code(h).reshape(*lead, -1)
 
 
-class ConvDecoder(nnx.Module):
-    """A 3x3 convolution from the code grid to the last conv width, then stride-2 transposed
-    convolutions back to the image, plus one output bias per pixel."""
+class ConvDecoder(gaussian.ConvDecoder):
+    """The Gaussian models' conv decoder with another input map: a 3x3 convolution from the
+    code grid (h, w, code_dim) to the last conv width, in place of the dense layers."""
 
     def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
-        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
+        self.image_shape, self.activation = tuple(image_shape), activation
         self.grid = (*conv_grid(image_shape, channels), code_dim)
         self.from_code = nnx.Conv(code_dim, channels[-1], (3, 3), padding="SAME", rngs=rngs)
-        widths = [*reversed(channels), image_shape[2]]
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            setattr(self, f"deconv{i}", nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME",
-                                                          use_bias=i < self.n - 1, rngs=rngs))
-        self.bias = nnx.Param(jnp.zeros((math.prod(image_shape),)))
+        self._upsampling(channels, rngs)
 
-    def __call__(self, z):
-        lead = z.shape[:-1]
-        h = self.activation(self.from_code(z.reshape(-1, *self.grid)))
-        for i in range(self.n):
-            h = getattr(self, f"deconv{i}")(h)
-            if i < self.n - 1:
-                h = self.activation(h)
-        return h.reshape(*lead, -1) + self.bias[...]
-
-    @property
-    def output_bias(self) -> nnx.Param:
-        return self.bias
+    def to_grid(self, z):
+        return self.activation(self.from_code(z.reshape(-1, *self.grid)))
 
 
 def networks(cfg, image_shape, act, rngs) -> tuple[nnx.Module, nnx.Module, tuple[int, ...]]:
