@@ -119,7 +119,8 @@ class ConvEncoder(nnx.Module):
 
 class ConvDecoder(nnx.Module):
     """Dense layers to a (H/2^n, W/2^n, C_n) grid, then stride-2 transposed convolutions back to
-    the image, plus one output bias per pixel (what `output_bias: data_mean` sets)."""
+    the image, plus one output bias per pixel (what `output_bias: data_mean` sets). The input
+    map is `to_grid`: the VQ-VAE's decoder (vaecli.models.vq_networks) replaces only it."""
 
     def __init__(self, image_shape, channels, hidden, latent_dim, activation, *, rngs):
         self.image_shape, self.activation = tuple(image_shape), activation
