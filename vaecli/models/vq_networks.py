@@ -28,22 +28,16 @@ class MLPEncoder(nnx.Module):
         return self.net(x)
 
 
-class ConvEncoder(nnx.Module):
-    """Stride-2 4x4 convolutions, then a 1x1 convolution to code_dim channels."""
+class ConvEncoder(gaussian.ConvEncoder):
+    """The Gaussian models' conv encoder with another head: a 1x1 convolution from the last grid
+    to code_dim channels (one code per cell), in place of the dense Gaussian head."""
 
     def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
-        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
-        widths = [image_shape[2], *channels]
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):  # named layers: readable checkpoint keys
-            setattr(self, f"conv{i}", nnx.Conv(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs))
+        self._downsampling(image_shape, channels, activation, rngs)
         self.to_code = nnx.Conv(channels[-1], code_dim, (1, 1), rngs=rngs)
 
     def __call__(self, x):
-        lead = x.shape[:-1]
-        h = x.reshape(-1, *self.image_shape)
-        for i in range(self.n):
-            h = self.activation(getattr(self, f"conv{i}")(h))
-        return self.to_code(h).reshape(*lead, -1)
+        return self.to_code(self.features(x)).reshape(*x.shape[:-1], -1)
 
 
 class ConvDecoder(gaussian.ConvDecoder):
