@@ -128,6 +128,13 @@ def tiny_overrides(cache: Path) -> list[str]:
             "eval.grid=16", "checkpoint.every_epochs=1", "checkpoint.keep=5", "log.progress=none"]
 
 
+# A VQ-VAE on the tiny data (with tiny_overrides): two codes of 2 numbers per image, 16 codebook
+# vectors of which the bars use some 12, and counts that forget fast (decay 0.9), so that the
+# dead-code restarts fire within a few steps of a 3-epoch run.
+TINY_VQ = ["model.latent=vq", "objective.name=vq", "model.latent_dim=4", "model.code_dim=2", "model.codebook_size=16",
+           "model.codebook_decay=0.9", "model.dead_code_threshold=0.5"]
+
+
 def toy_sprites_overrides(cache: Path) -> list[str]:
     """A run on the procedural toy_sprites (64x64, five factors) that trains in seconds: a
     small MLP with 10 latents, one epoch."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from helpers import CONFIG, ENV, ROOT, assert_same_bits, sets, tiny_overrides, vae_popen
+from helpers import CONFIG, ENV, ROOT, TINY_VQ, assert_same_bits, sets, tiny_overrides, vae_popen
 
 from vaecli.rundir import layout as runs
 from vaecli.rundir import restore
@@ -141,14 +141,16 @@ def test_two_processes_match_one_and_resume_as_a_job(tiny_cache, tiny_config, ti
 
 def test_replicas_laid_out_over_four_devices_train_as_alone(tiny_cache, tmp_path):
     """Four seeds as one program on four host devices: one replica per device, each running
-    the single-run epoch, so each equals its run alone bit for bit. Eight replicas over four
-    devices (two each) and a `vae tune` whose slot is refilled run too; train.devices that
-    the replicas do not divide over is refused before anything is written."""
+    the single-run epoch, so each equals its run alone bit for bit; so do the two seeds of a
+    VQ-VAE (`--seeds 0,1`), its codebook averages and dead-code restarts included. Eight
+    replicas over four devices (two each), the VQ-VAE's two on one device (vmapped) and a
+    `vae tune` whose slot is refilled run too; train.devices that the replicas do not divide
+    over is refused before anything is written."""
     script = textwrap.dedent(f"""
         import json, sys
         import jax
         sys.path.insert(0, {str(ROOT / 'tests')!r})
-        from helpers import tiny_overrides
+        from helpers import sets, tiny_overrides
         from vaecli import config
         from vaecli.compiled import devices
         from vaecli.training import start as train
@@ -173,6 +175,17 @@ def test_replicas_laid_out_over_four_devices_train_as_alone(tiny_cache, tmp_path
                                      "--seeds", "0-3", "--set", "train.devices=3",
                                      "--runs-dir", {str(tmp_path / "refused")!r}])
         out["refused"] = [r.exit_code, r.stderr]
+        # a VQ-VAE whose dead codes restart: `--seeds 0,1` lays the two over two devices, and on
+        # one device (train.devices=1) the vmapped program trains them
+        vq = [*tiny_overrides({str(tiny_cache)!r}), *{TINY_VQ!r}, "train.epochs=2"]
+        vq_cfgs = [config.load({str(CONFIG)!r}, vq + [f"seed={{s}}", "train.devices=1"]) for s in (0, 1)]
+        assert devices.replica_layout(config.replace(vq_cfgs[0], train={{"devices": 0}}), 2).shape == {{"replica": 2}}
+        r = CliRunner().invoke(app, ["train", "--config", {str(CONFIG)!r}, *sets(vq), "--seeds", "0,1",
+                                     "--runs-dir", {str(tmp_path / "vq")!r}])
+        out["vq_seeds"] = [r.exit_code, r.stdout.split(), r.stderr]
+        out["vq_alone"] = [str(train.train(c, {str(tmp_path)!r}, f"vqa{{i}}", argv=[])) for i, c in enumerate(vq_cfgs)]
+        out["vq_one_device"] = [str(p) for p in train.train_replicas(vq_cfgs, {str(tmp_path)!r}, ["vqv0", "vqv1"],
+                                                                     argv=[])]
         print(json.dumps(out))
     """)
     p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=FORCED, capture_output=True, text=True,
@@ -190,3 +203,12 @@ def test_replicas_laid_out_over_four_devices_train_as_alone(tiny_cache, tmp_path
     assert code == 2 and "the 4 replicas of this program do not divide over 3 devices" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "refused").exists() or list((tmp_path / "refused").iterdir()) == []
+    code, seeded, err = out["vq_seeds"]
+    assert code == 0 and len(seeded) == 2, err
+    for prog, alone, vmapped in zip(seeded, out["vq_alone"], out["vq_one_device"]):
+        (sp, a), (sa, b), (sv, c) = final_leaves(prog), final_leaves(alone), final_leaves(vmapped)
+        assert sp == sa == sv == 40
+        assert_same_bits(a, b)
+        assert_close(c, b)
+    assert not np.array_equal(final_leaves(seeded[0])[1]["params"]["quantizer"]["codebook"],
+                              final_leaves(seeded[1])[1]["params"]["quantizer"]["codebook"])

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
-from helpers import CONFIG, assert_error, assert_same_bits, built_once, sets, tiny_overrides, vae_inproc
+from helpers import CONFIG, ENV, ROOT, Out, assert_error, assert_same_bits, built_once, sets, tiny_overrides, \
+    vae_inproc
 
 from vaecli import config, data
 from vaecli.compiled import code_prior as compiled_prior
@@ -133,7 +136,14 @@ def test_refusals_leave_no_prior(args, code, needles, vq_run, tmp_path):
 
 
 def test_a_gaussian_run_or_one_without_checkpoint_is_refused(tiny_run, vq_run, tmp_path):
-    assert_error(vae_inproc("train-prior", tiny_run), 2, "model.latent=vq", "model.latent=gaussian")
+    """A Gaussian run is refused in a real process before JAX is imported (seconds on a busy CPU)."""
+    probe = ("import sys; from vaecli.cli import app\n"
+             "try:\n    app()\nexcept SystemExit as e:\n    print('jax' in sys.modules, e.code, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", probe, "train-prior", str(tiny_run)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    *stderr, imported = p.stderr.strip().splitlines()
+    assert imported.split() == ["False", "2"], p.stderr
+    assert_error(Out(2, p.stdout, "\n".join(stderr)), 2, "model.latent=vq", "model.latent=gaussian")
     assert not (tiny_run / "prior").exists()
     path = tmp_path / "run"
     shutil.copytree(vq_run, path)

@@ -29,13 +29,9 @@ def train_prior(
     --mode prior` draws from it and `vae eval-elbo RUN` reports −log p(x|z_q) − log p_prior(z_q)."""
 
     def go():
-        from vaecli.clock import is_duration
-        from vaecli.errors import UsageError
-        from vaecli.rundir.layout import open_run
+        from vaecli.training.launch import prior_run
 
-        if time_limit is not None and not is_duration(time_limit):
-            raise UsageError(f"--time-limit {time_limit}: not a duration; write e.g. 9m30s, 2h or 90s")
-        open_run(run)  # a folder that is no run, before JAX starts
+        prior_run(run, set_ or [], time_limit)  # what can be refused without JAX, before it starts
         _use_compile_cache()
         from vaecli.errors import Paused
         from vaecli.training.prior import train_prior as fit

@@ -33,9 +33,10 @@ def results_alone_on_stdout():
     """While the command runs, fd 1 is a copy of stderr, and the command's results go to a
     copy of the real stdout (`echo`). Scripts read stdout (`RUN=$(vae train ...)`), and the
     libraries underneath print there as they please: TFDS its "Downloading and preparing"
-    notes, TensorFlow and XLA from C++, a subprocess through the inherited descriptor. In
-    an in-process runner (tests) stdout is a Python object with no descriptor: there the
-    Python-level prints are sent to stderr the same way."""
+    notes, TensorFlow and XLA from C++, Gloo its connection notes (`--distributed`), a
+    subprocess through the inherited descriptor. In an in-process runner (tests) stdout is a
+    Python object with no descriptor: there the Python-level prints are sent to stderr the
+    same way."""
     sys.stdout.flush()
     try:
         fd = sys.stdout.fileno()

@@ -29,7 +29,9 @@ AXIS, REPLICA_AXIS = "data", "replica"
 def distributed_init(coordinator: str | None = None, num_processes: int | None = None,
                      process_id: int | None = None) -> None:
     """Join a multi-process job through `jax.distributed.initialize`, which also detects
-    Slurm, Open MPI and TPU pod environments when called without arguments."""
+    Slurm, Open MPI and TPU pod environments when called without arguments. Gloo prints its
+    connection notes on file descriptor 1: the caller keeps them off the results (the CLI
+    calls this inside vaecli.cli.process.results_alone_on_stdout)."""
     if coordinator is None and "VAECLI_COORDINATOR" in os.environ:
         coordinator = os.environ["VAECLI_COORDINATOR"]
         num_processes = int(os.environ["VAECLI_NUM_PROCESSES"])
@@ -37,25 +39,12 @@ def distributed_init(coordinator: str | None = None, num_processes: int | None =
     # CPU processes need a collectives backend (GPUs and TPUs bring their own); must be
     # set before the first backend use, as must initialize itself.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    _keep_stdout_for_results()
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id)
     except (ValueError, RuntimeError) as e:
         raise UsageError(f"--distributed: cannot join the job ({' '.join(str(e).split())[:200]}); set "
                          f"VAECLI_COORDINATOR/VAECLI_NUM_PROCESSES/VAECLI_PROCESS_ID or run under Slurm/MPI") from None
-
-
-def _keep_stdout_for_results() -> None:
-    """Native collective libraries (Gloo) print connection notes on file descriptor 1.
-    Point fd 1 at stderr and give Python's sys.stdout the original, so stdout still
-    carries only the command's results."""
-    import sys
-
-    sys.stdout.flush()
-    results = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = os.fdopen(results, "w", buffering=1)
 
 
 def is_primary() -> bool:

@@ -97,45 +97,65 @@ def conv_grid(image_shape, channels):
 
 
 class ConvEncoder(nnx.Module):
-    """Stride-2 4x4 convolutions (28x28 -> 14 -> 7, 32x32 -> 16 -> 8), then the dense Gaussian head."""
+    """Stride-2 4x4 convolutions (28x28 -> 14 -> 7, 32x32 -> 16 -> 8), then the dense Gaussian
+    head: the VQ-VAE's encoder (vaecli.models.vq_networks) replaces only the head."""
 
     def __init__(self, image_shape, channels, hidden, latent_dim, activation, *, rngs):
-        self.image_shape, self.activation = tuple(image_shape), activation
         gh, gw = conv_grid(image_shape, channels)
+        self._downsampling(image_shape, channels, activation, rngs)
+        self.head = GaussianMLPEncoder(gh * gw * channels[-1], hidden, latent_dim, activation, rngs=rngs)
+
+    def _downsampling(self, image_shape, channels, activation, rngs) -> None:
+        """The convolutions, made before the head (the order the parameters are drawn in)."""
+        self.image_shape, self.activation = tuple(image_shape), activation
         widths = [image_shape[2], *channels]
         self.n = len(channels)
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):  # named layers: readable checkpoint keys
             setattr(self, f"conv{i}", nnx.Conv(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs))
-        self.head = GaussianMLPEncoder(gh * gw * channels[-1], hidden, latent_dim, activation, rngs=rngs)
 
-    def __call__(self, x):
-        lead = x.shape[:-1]
+    def features(self, x):
+        """Flattened images (..., H·W·C) -> the last grid (N, H/2^n, W/2^n, channels[-1])."""
         h = x.reshape(-1, *self.image_shape)
         for i in range(self.n):
             h = self.activation(getattr(self, f"conv{i}")(h))
+        return h
+
+    def __call__(self, x):
+        lead = x.shape[:-1]
+        h = self.features(x)
         mean, logvar = self.head(h.reshape(h.shape[0], -1))
         return mean.reshape(*lead, -1), logvar.reshape(*lead, -1)
 
 
 class ConvDecoder(nnx.Module):
     """Dense layers to a (H/2^n, W/2^n, C_n) grid, then stride-2 transposed convolutions back to
-    the image, plus one output bias per pixel (what `output_bias: data_mean` sets)."""
+    the image, plus one output bias per pixel (what `output_bias: data_mean` sets). The input
+    map is `to_grid`: the VQ-VAE's decoder (vaecli.models.vq_networks) replaces only it."""
 
     def __init__(self, image_shape, channels, hidden, latent_dim, activation, *, rngs):
         self.image_shape, self.activation = tuple(image_shape), activation
         self.grid = (*conv_grid(image_shape, channels), channels[-1])
         self.dense = MLP([latent_dim, *reversed(hidden), self.grid[0] * self.grid[1] * self.grid[2]],
                          activation, rngs=rngs, act_last=True)
-        widths = [*reversed(channels), image_shape[2]]
+        self._upsampling(channels, rngs)
+
+    def _upsampling(self, channels, rngs) -> None:
+        """The transposed convolutions and the output bias, made after the input map (the order
+        the parameters are drawn in)."""
+        widths = [*reversed(channels), self.image_shape[2]]
         self.n = len(channels)
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             setattr(self, f"deconv{i}", nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME",
                                                           use_bias=i < self.n - 1, rngs=rngs))
-        self.bias = nnx.Param(jnp.zeros((image_shape[0] * image_shape[1] * image_shape[2],)))
+        self.bias = nnx.Param(jnp.zeros((math.prod(self.image_shape),)))
+
+    def to_grid(self, z):
+        """z (N, latent_dim) -> the first grid (N, h, w, channels[-1]) of the upsampling."""
+        return self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.grid)
 
     def __call__(self, z):
         lead = z.shape[:-1]
-        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, *self.grid)
+        h = self.to_grid(z)
         for i in range(self.n):
             h = getattr(self, f"deconv{i}")(h)
             if i < self.n - 1:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 from flax import nnx
 
+from vaecli.models import networks as gaussian
 from vaecli.models.networks import MLP, MLPDecoder, conv_grid
 
 
@@ -28,50 +28,30 @@ class MLPEncoder(nnx.Module):
         return self.net(x)
 
 
-class ConvEncoder(nnx.Module):
-    """Stride-2 4x4 convolutions, then a 1x1 convolution to code_dim channels."""
+class ConvEncoder(gaussian.ConvEncoder):
+    """The Gaussian models' conv encoder with another head: a 1x1 convolution from the last grid
+    to code_dim channels (one code per cell), in place of the dense Gaussian head."""
 
     def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
-        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
-        widths = [image_shape[2], *channels]
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):  # named layers: readable checkpoint keys
-            setattr(self, f"conv{i}", nnx.Conv(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs))
+        self._downsampling(image_shape, channels, activation, rngs)
         self.to_code = nnx.Conv(channels[-1], code_dim, (1, 1), rngs=rngs)
 
     def __call__(self, x):
-        lead = x.shape[:-1]
-        h = x.reshape(-1, *self.image_shape)
-        for i in range(self.n):
-            h = self.activation(getattr(self, f"conv{i}")(h))
-        return self.to_code(h).reshape(*lead, -1)
+        return self.to_code(self.features(x)).reshape(*x.shape[:-1], -1)
 
 
-class ConvDecoder(nnx.Module):
-    """A 3x3 convolution from the code grid to the last conv width, then stride-2 transposed
-    convolutions back to the image, plus one output bias per pixel."""
+class ConvDecoder(gaussian.ConvDecoder):
+    """The Gaussian models' conv decoder with another input map: a 3x3 convolution from the
+    code grid (h, w, code_dim) to the last conv width, in place of the dense layers."""
 
     def __init__(self, image_shape, channels, code_dim: int, activation, *, rngs: nnx.Rngs):
-        self.image_shape, self.activation, self.n = tuple(image_shape), activation, len(channels)
+        self.image_shape, self.activation = tuple(image_shape), activation
         self.grid = (*conv_grid(image_shape, channels), code_dim)
         self.from_code = nnx.Conv(code_dim, channels[-1], (3, 3), padding="SAME", rngs=rngs)
-        widths = [*reversed(channels), image_shape[2]]
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            setattr(self, f"deconv{i}", nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME",
-                                                          use_bias=i < self.n - 1, rngs=rngs))
-        self.bias = nnx.Param(jnp.zeros((math.prod(image_shape),)))
+        self._upsampling(channels, rngs)
 
-    def __call__(self, z):
-        lead = z.shape[:-1]
-        h = self.activation(self.from_code(z.reshape(-1, *self.grid)))
-        for i in range(self.n):
-            h = getattr(self, f"deconv{i}")(h)
-            if i < self.n - 1:
-                h = self.activation(h)
-        return h.reshape(*lead, -1) + self.bias[...]
-
-    @property
-    def output_bias(self) -> nnx.Param:
-        return self.bias
+    def to_grid(self, z):
+        return self.activation(self.from_code(z.reshape(-1, *self.grid)))
 
 
 def networks(cfg, image_shape, act, rngs) -> tuple[nnx.Module, nnx.Module, tuple[int, ...]]:

@@ -1,7 +1,8 @@
-"""`vae train`'s arguments -> the runs to train: the one library call behind the command.
+"""`vae train`'s arguments -> the runs to train: the one library call behind the command;
+and the run `vae train-prior` fits a code prior to.
 
 No JAX at import: bad arguments and bad configs are reported before the trainer
-(vaecli.training.start) is imported.
+(vaecli.training.start, vaecli.training.prior) is imported.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from vaecli import clock, config as config_lib
 from vaecli.errors import AlreadyDone, Paused, UsageError
 from vaecli.rundir import trackers
-from vaecli.rundir.layout import DEFAULT_RUNS_DIR
+from vaecli.rundir.layout import DEFAULT_RUNS_DIR, Run, open_run
 from vaecli.training import replicas
 
 
@@ -69,3 +70,19 @@ def train_command(*, config: Path | None = None, overrides: list[str] = (), name
             return Result(paths + e.paths, exit_code=e.exit_code, notice=f"paused: {e}" + (
                 f"; {later} more replicas (later programs) were not started" if later else ""))
     return Result(paths)
+
+
+def prior_run(path: str | Path, overrides: list[str] = (), time_limit: str | None = None) -> Run:
+    """The run folder `path` opened for `vae train-prior`, which refuses here, before JAX is
+    imported: a time limit that is no duration, a folder that is no run, a run that is not a
+    VQ-VAE and a --set key outside code_prior."""
+    if time_limit is not None and not clock.is_duration(time_limit):
+        raise UsageError(f"--time-limit {time_limit}: not a duration; write e.g. 9m30s, 2h or 90s")
+    run = open_run(path)
+    if run.config.model.latent != "vq":
+        raise UsageError(f"{run.path}: vae train-prior fits the code prior of a VQ-VAE (model.latent=vq); this run "
+                         f"has model.latent={run.config.model.latent}, whose prior is part of the model")
+    for o in overrides:
+        if not o.partition("=")[0].strip().startswith("code_prior."):
+            raise UsageError(f"--set {o}: vae train-prior changes only the code_prior.* keys")
+    return run

@@ -24,6 +24,7 @@ from vaecli.models.pixelcnn import receptive_field
 from vaecli.rundir import evaluated, layout
 from vaecli.rundir.checkpoints import Checkpoints
 from vaecli.rundir.code_prior import PriorFolder, prior_config
+from vaecli.training import launch
 from vaecli.training.stops import TimeBudget
 
 KEEP = 3  # prior checkpoints kept, besides the best by validation
@@ -31,11 +32,8 @@ KEEP = 3  # prior checkpoints kept, besides the best by validation
 
 def _settings(run: layout.Run, folder: PriorFolder, overrides: list[str]):
     """(config with the prior's section, prior.yaml's mapping or None): a new prior takes the
-    run's code_prior section and `overrides`; a prior that has a checkpoint resumes with its own."""
-    for o in overrides:
-        key = o.partition("=")[0].strip()
-        if not key.startswith("code_prior."):
-            raise UsageError(f"--set {o}: vae train-prior changes only the code_prior.* keys")
+    run's code_prior section and `overrides` (code_prior.* keys: launch.prior_run checks them);
+    a prior that has a checkpoint resumes with its own."""
     meta = folder.meta()
     if meta is not None and folder.checkpoint_dir.is_dir() and any(folder.checkpoint_dir.iterdir()):
         bad = [o for o in overrides if o.partition("=")[0].strip() != "code_prior.epochs"]
@@ -83,10 +81,7 @@ def train_prior(run_path: str | Path, overrides: list[str] = (), time_limit: str
                 shown: str | bool | None = "auto") -> dict:
     """Fit (or resume) the code prior of the VQ-VAE run `run_path`; return its summary."""
     started = clock.now()
-    run = layout.open_run(run_path)
-    if run.config.model.latent != "vq":
-        raise UsageError(f"{run.path}: vae train-prior fits the code prior of a VQ-VAE (model.latent=vq); this run "
-                         f"has model.latent={run.config.model.latent}, whose prior is part of the model")
+    run = launch.prior_run(run_path, list(overrides), time_limit)
     limit = clock.parse_duration(time_limit) if time_limit is not None else None
     folder = PriorFolder(run.path)
     cfg, meta = _settings(run, folder, list(overrides))
