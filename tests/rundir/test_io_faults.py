@@ -226,7 +226,7 @@ def test_eval_elbo_on_a_read_only_run_prints_its_results_and_says_what_was_not_s
     fail_writes(monkeypatch, str(tiny_run), code=errno.EROFS)
     # stderr is read for the error line alone: no progress line, however long the estimator's
     # compilation takes on a busy machine (they appear after progress.QUIET_S)
-    monkeypatch.setattr(progress, "QUIET_S", float("inf"))
+    monkeypatch.setattr(progress, "QUIET_S", 1e6)  # longer than any test; threading.Event.wait refuses inf
     out = vae_inproc("eval-elbo", tiny_run, "-k", "1,5", "--kl-mc-samples", "0", "--json")
     assert out.code == 1 and "Traceback" not in out.stderr
     doc = json.loads(out.stdout)  # the whole document, on stdout
