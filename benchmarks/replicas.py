@@ -15,6 +15,11 @@ programs), and as one program on one CPU device (XLA_FLAGS forcing one host devi
 before the replicas were spread); wall times of each whole, ratios to sequential, and
 `uptime`'s load. One JSON line per (round, config, seeds).
 
+`--layout --threads`: instead of the one-device program, the same two ways with every device
+single-threaded (XLA_FLAGS=--xla_cpu_multi_thread_eigen=false, to which `vae` adds the
+device count): sequential single-threaded processes and one program of single-threaded
+devices, each against the defaults, alternating.
+
 `--throughput R1,R2,...`: in one process, the steady epoch time of a program of R replicas
 (compile excluded, median over epochs 2..E), its ratio to one replica's, and seed-epochs
 per second; with `--rounds N` the replica counts alternate N times (R1, R2, ..., R1, R2,
@@ -42,10 +47,13 @@ def vae_train(args: list[str], config_file: Path = CONFIG, env: dict | None = No
     return time.perf_counter() - t
 
 
-def layouts(cache: str, data: str, configs: list[Path], seed_counts: list[int], epochs: int, rounds: int) -> None:
+def layouts(cache: str, data: str, configs: list[Path], seed_counts: list[int], epochs: int, rounds: int,
+            threads: bool = False) -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if threads:
+        return single_threaded(cache, data, configs, seed_counts, epochs, rounds, env)
     one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     for r in range(rounds):
         for config_file in configs:
@@ -62,6 +70,30 @@ def layouts(cache: str, data: str, configs: list[Path], seed_counts: list[int], 
                                   "program_one_device_s": round(one, 1),
                                   "over_cores_vs_sequential": round(spread / sum(seq), 3),
                                   "one_device_vs_sequential": round(one / sum(seq), 3),
+                                  "load": os.getloadavg()}), flush=True)
+
+
+def single_threaded(cache, data, configs, seed_counts, epochs, rounds, env) -> None:
+    import os
+
+    st = {**env, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+    for r in range(rounds):
+        for config_file in configs:
+            sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+                                "log.progress=none", "log.tensorboard=false") for a in ("--set", o)]
+            for n in seed_counts:
+                with tempfile.TemporaryDirectory() as runs_dir:
+                    args = [*sets, "--runs-dir", runs_dir]
+                    seq = sum(vae_train([*args, "--set", f"seed={s}"], config_file, env) for s in range(n))
+                    spread = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, env)
+                    spread_st = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, st)
+                    seq_st = sum(vae_train([*args, "--set", f"seed={s}"], config_file, st) for s in range(n))
+                print(json.dumps({"round": r, "config": config_file.stem, "seeds": n, "epochs": epochs,
+                                  "sequential_s": round(seq, 1), "program_over_cores_s": round(spread, 1),
+                                  "program_single_threaded_devices_s": round(spread_st, 1),
+                                  "sequential_single_threaded_s": round(seq_st, 1),
+                                  "over_cores_vs_sequential": round(spread / seq, 3),
+                                  "single_threaded_vs_sequential": round(spread_st / seq, 3),
                                   "load": os.getloadavg()}), flush=True)
 
 
@@ -112,6 +144,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", required=True, help="vaecli data cache")
     ap.add_argument("--seeds", default="8", help="a count; with --layout, counts: 2,4")
     ap.add_argument("--layout", action="store_true", help="sequential vs one program over the cores vs on one device")
+    ap.add_argument("--threads", action="store_true", help="--layout: single-threaded devices instead of one device")
     ap.add_argument("--configs", default=None, help="--layout: configs, comma-separated (default bmnist_mlp)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--throughput", default=None, help="replica counts, e.g. 1,8,64")
@@ -121,7 +154,7 @@ def main() -> None:
     if args.layout:
         configs = [Path(c).resolve() for c in args.configs.split(",")] if args.configs else [CONFIG]
         layouts(args.cache_dir, args.data, configs, [int(x) for x in args.seeds.split(",")], args.epochs,
-                args.rounds)
+                args.rounds, args.threads)
     elif args.throughput:
         throughput(args.cache_dir, args.data, [int(x) for x in args.throughput.split(",")], max(args.epochs, 3),
                    args.config.resolve(), args.rounds)
