@@ -49,7 +49,8 @@ def plot_search(trials, dims, out: Path, label: str = "validation ELBO (nats)", 
         ax.step(*zip(*line), where="post", color="k", label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel(label)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a study with no trial shown yet has nothing to name
+        ax.legend(fontsize=7)
     fig.suptitle(f"{out.parent.name}: {len(shown)} trials")
     fig.tight_layout()
     return pictures.save_figure(fig, out, dpi=90)
