@@ -47,54 +47,39 @@ def vae_train(args: list[str], config_file: Path = CONFIG, env: dict | None = No
     return time.perf_counter() - t
 
 
+def _cases(cache: str, data: str, configs: list[Path], seed_counts: list[int], epochs: int, rounds: int):
+    """(round, config file, seed count, `vae train` arguments with a fresh runs folder), in the
+    order the rounds alternate."""
+    for r in range(rounds):
+        for config_file in configs:
+            sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
+                                "log.progress=none", "log.tensorboard=false") for a in ("--set", o)]
+            for n in seed_counts:
+                with tempfile.TemporaryDirectory() as runs_dir:
+                    yield r, config_file, n, [*sets, "--runs-dir", runs_dir]
+
+
 def layouts(cache: str, data: str, configs: list[Path], seed_counts: list[int], epochs: int, rounds: int,
             threads: bool = False) -> None:
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    if threads:
-        return single_threaded(cache, data, configs, seed_counts, epochs, rounds, env)
-    one_device = {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    for r in range(rounds):
-        for config_file in configs:
-            sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
-                                "log.progress=none", "log.tensorboard=false") for a in ("--set", o)]
-            for n in seed_counts:
-                with tempfile.TemporaryDirectory() as runs_dir:
-                    args = [*sets, "--runs-dir", runs_dir]
-                    seq = [vae_train([*args, "--set", f"seed={s}"], config_file, env) for s in range(n)]
-                    spread = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, env)
-                    one = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, one_device)
-                print(json.dumps({"round": r, "config": config_file.stem, "seeds": n, "epochs": epochs,
-                                  "sequential_s": round(sum(seq), 1), "program_over_cores_s": round(spread, 1),
-                                  "program_one_device_s": round(one, 1),
-                                  "over_cores_vs_sequential": round(spread / sum(seq), 3),
-                                  "one_device_vs_sequential": round(one / sum(seq), 3),
-                                  "load": os.getloadavg()}), flush=True)
-
-
-def single_threaded(cache, data, configs, seed_counts, epochs, rounds, env) -> None:
-    import os
-
-    st = {**env, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
-    for r in range(rounds):
-        for config_file in configs:
-            sets = [a for o in (f"data.cache_dir={cache}", f"data.manual_dir={data}", f"train.epochs={epochs}",
-                                "log.progress=none", "log.tensorboard=false") for a in ("--set", o)]
-            for n in seed_counts:
-                with tempfile.TemporaryDirectory() as runs_dir:
-                    args = [*sets, "--runs-dir", runs_dir]
-                    seq = sum(vae_train([*args, "--set", f"seed={s}"], config_file, env) for s in range(n))
-                    spread = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, env)
-                    spread_st = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, st)
-                    seq_st = sum(vae_train([*args, "--set", f"seed={s}"], config_file, st) for s in range(n))
-                print(json.dumps({"round": r, "config": config_file.stem, "seeds": n, "epochs": epochs,
-                                  "sequential_s": round(seq, 1), "program_over_cores_s": round(spread, 1),
-                                  "program_single_threaded_devices_s": round(spread_st, 1),
-                                  "sequential_single_threaded_s": round(seq_st, 1),
-                                  "over_cores_vs_sequential": round(spread / seq, 3),
-                                  "single_threaded_vs_sequential": round(spread_st / seq, 3),
-                                  "load": os.getloadavg()}), flush=True)
+    # the other way to run the program: on one device, or over the cores with single-threaded devices
+    other = {**env, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false" if threads
+             else "--xla_force_host_platform_device_count=1"}
+    for r, config_file, n, args in _cases(cache, data, configs, seed_counts, epochs, rounds):
+        seq = sum(vae_train([*args, "--set", f"seed={s}"], config_file, env) for s in range(n))
+        spread = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, env)
+        alt = vae_train([*args, "--seeds", f"0-{n - 1}"], config_file, other)
+        row = {"round": r, "config": config_file.stem, "seeds": n, "epochs": epochs, "sequential_s": round(seq, 1),
+               "program_over_cores_s": round(spread, 1), "over_cores_vs_sequential": round(spread / seq, 3)}
+        if threads:
+            seq_st = sum(vae_train([*args, "--set", f"seed={s}"], config_file, other) for s in range(n))
+            row.update(program_single_threaded_devices_s=round(alt, 1), sequential_single_threaded_s=round(seq_st, 1),
+                       single_threaded_vs_sequential=round(alt / seq, 3))
+        else:
+            row.update(program_one_device_s=round(alt, 1), one_device_vs_sequential=round(alt / seq, 3))
+        print(json.dumps({**row, "load": os.getloadavg()}), flush=True)
 
 
 def sequential_vs_program(cache: str, data: str, seeds: int, epochs: int) -> dict:
