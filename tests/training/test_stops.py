@@ -90,6 +90,22 @@ def test_time_limit_pauses_then_resume_is_bit_identical(tiny_config, tmp_path, m
     assert summary(run)["status"] == "completed"
 
 
+def test_a_paused_call_s_estimate_counts_until_this_call_times_an_epoch(monkeypatch):
+    """A call resumed after a loaded one (epochs of 1,000 s) refuses its first epoch only
+    while that estimate is all it has; once it has timed an epoch of its own (10 s), it
+    plans by its own epochs, the largest of its recent ones."""
+    monkeypatch.setattr(clock, "clock", lambda: 0.0)
+    budget = stops.TimeBudget(600.0, 0.0, {"epoch_s": 1000.0, "save_s": 2.0})
+    assert budget.need() == 1.5 * 1000 + 2 + budget.EXIT_S and not budget.fits_next()
+    assert budget.estimates() == {"epoch_s": 1000.0, "save_s": 2.0}
+    budget.iteration(10.0)
+    budget.iteration(12.0)
+    assert budget.need() == 1.5 * 12 + 2 + budget.EXIT_S and budget.fits_next()
+    assert budget.estimates() == {"epoch_s": 12.0, "save_s": 2.0}
+    fresh = stops.TimeBudget(600.0, 0.0)
+    assert fresh.need() == 0.0 and fresh.fits_next()  # a new run's first epoch is its measurement
+
+
 def test_replicas_pause_together_and_resume_as_one_program(tiny_config, tmp_path, monkeypatch):
     """--seeds replicas paused by a time limit are resumed together as one program (in
     their program's order, whatever order the folders are given in) and end with the bits

@@ -60,9 +60,9 @@ def resume_workers(tiny_cache, runs_dir, workers: int) -> Path:
     return study_dir
 
 
-@pytest.mark.parametrize("launch, workers", [(slurm_tasks, 2), (resume_workers, 3)])
+@pytest.mark.parametrize("launch, workers", [(slurm_tasks, 2), (resume_workers, 2)])
 def test_workers_share_a_study_and_run_no_trial_twice(tiny_cache, tmp_path, launch, workers):
-    """Two Slurm array tasks on the journal file, three workers on SQLite: the four trials,
+    """Two Slurm array tasks on the journal file, two `--resume` workers on SQLite: the four trials,
     each trained once by one worker, all complete, no point drawn twice."""
     (tmp_path / "runs").mkdir()
     study_dir = launch(tiny_cache, tmp_path / "runs", workers)

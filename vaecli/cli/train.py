@@ -12,6 +12,11 @@ from vaecli.cli.app import JsonOpt, app, complete_set
 from vaecli.cli.process import echo, run as _run, use_compile_cache as _use_compile_cache
 from vaecli.config import REPLICA_KEYS, RESUMABLE, summarize
 
+# A constant, not an f-string in the annotation: Typer evaluates the annotations each time it
+# builds the command line, and the summary walks the whole schema.
+RESUME_HELP = ("Continue this run folder from its latest checkpoint, with its own config.yaml "
+               f"(--set may change only {summarize(RESUMABLE)}).")
+
 
 def _report(paths, distributed: bool, as_json: bool) -> None:
     """The run folders on stdout (or one JSON document), from process 0 of a job only."""
@@ -61,8 +66,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the config file's stem).")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders are created (default: runs).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue this run folder from its latest checkpoint, with its own config.yaml "
-                         f"(--set may change only {summarize(RESUMABLE)}).")] = None,
+        "--resume", help=RESUME_HELP)] = None,
     time_limit: Annotated[Optional[str], typer.Option(
         "--time-limit", metavar="DURATION",
         help="Stop at the last epoch boundary that fits in DURATION (9m30s, 2h, 90s; counted from the start of the "

@@ -22,6 +22,7 @@ weight-decay stage when `optim.weight_decay` is 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
@@ -263,19 +264,18 @@ class Key:
     role: Role
 
 
-def keys(cls=Config, prefix: str = "") -> list[Key]:
-    """Every dotted key of the config, in declaration order."""
+@functools.cache
+def keys(cls=Config, prefix: str = "") -> tuple[Key, ...]:
+    """Every dotted key of the config, in declaration order (read once: the schema is fixed)."""
     out = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp = hints[f.name] if "one_of" not in f.metadata else Literal[tuple(f.metadata["one_of"])]
         if dataclasses.is_dataclass(tp):
             out += keys(tp, f"{prefix}{f.name}.")
             continue
-        if "one_of" in f.metadata:
-            tp = Literal[tuple(f.metadata["one_of"])]
         out.append(Key(f"{prefix}{f.name}", tp, f.default, ROLES[f.metadata["role"]]))
-    return out
+    return tuple(out)
 
 
 def names_where(**flags) -> tuple[str, ...]:

@@ -31,7 +31,9 @@ class TimeBudget:
     measured), and `EXIT_S` for what follows the last save (closing the checkpoint manager,
     the summary, the interpreter's exit), so that the process is gone, with exit code 3, when
     the limit is reached. With nothing measured yet (the first epoch of a new run) the epoch
-    is run if the deadline has not passed: it is the measurement."""
+    is run if the deadline has not passed: it is the measurement. A resumed run starts from
+    the paused call's estimate, which counts only until this call has timed an epoch of its
+    own: that call's machine load is not this one's."""
 
     WINDOW = 20
     SAFETY = 1.5
@@ -46,8 +48,7 @@ class TimeBudget:
         self.save_s: float | None = None
         self.last: dict = {}
         est = estimates or {}  # carried over from the summary of the paused session
-        if est.get("epoch_s"):
-            self.recent.append(float(est["epoch_s"]))
+        self.carried = [float(est["epoch_s"])] if est.get("epoch_s") else []
         if est.get("save_s"):
             self.save_s = float(est["save_s"])
 
@@ -60,7 +61,8 @@ class TimeBudget:
     def need(self) -> float:
         """Seconds one more epoch, the final save and the exit are expected to take."""
         save = self.DEFAULT_SAVE_S if self.save_s is None else self.save_s
-        return self.SAFETY * max(self.recent) + save + self.EXIT_S if self.recent else 0.0
+        epochs = self.recent or self.carried
+        return self.SAFETY * max(epochs) + save + self.EXIT_S if epochs else 0.0
 
     def fits_next(self) -> bool:
         t = clock.now()
@@ -68,7 +70,8 @@ class TimeBudget:
         return t < self.deadline and t + self.last["need_s"] <= self.deadline
 
     def estimates(self) -> dict:
-        return {"epoch_s": max(self.recent) if self.recent else None, "save_s": self.save_s}
+        epochs = self.recent or self.carried
+        return {"epoch_s": max(epochs) if epochs else None, "save_s": self.save_s}
 
 
 class EarlyStop:
