@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -136,20 +137,28 @@ def test_refusals_leave_no_prior(args, code, needles, vq_run, tmp_path):
 
 
 def test_a_gaussian_run_or_one_without_checkpoint_is_refused(tiny_run, vq_run, tmp_path):
-    """A Gaussian run is refused in a real process before JAX is imported (seconds on a busy CPU)."""
+    """A Gaussian run, and a VQ-VAE run with no complete checkpoint (only a save that never
+    finished), are refused in a real process before JAX is imported (seconds on a busy CPU)."""
     probe = ("import sys; from vaecli.cli import app\n"
              "try:\n    app()\nexcept SystemExit as e:\n    print('jax' in sys.modules, e.code, file=sys.stderr)")
-    p = subprocess.run([sys.executable, "-c", probe, "train-prior", str(tiny_run)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120)
-    *stderr, imported = p.stderr.strip().splitlines()
-    assert imported.split() == ["False", "2"], p.stderr
-    assert_error(Out(2, p.stdout, "\n".join(stderr)), 2, "model.latent=vq", "model.latent=gaussian")
-    assert not (tiny_run / "prior").exists()
+
+    def refused(path: Path, code: int, *needles: str) -> None:
+        p = subprocess.run([sys.executable, "-c", probe, "train-prior", str(path)], cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=120)
+        *stderr, imported = p.stderr.strip().splitlines()
+        assert imported.split() == ["False", str(code)], p.stderr
+        assert_error(Out(code, p.stdout, "\n".join(stderr)), code, *needles)
+        assert not (path / "prior").exists()
+
+    refused(tiny_run, 2, "model.latent=vq", "model.latent=gaussian")
     path = tmp_path / "run"
     shutil.copytree(vq_run, path)
+    for step in (path / "checkpoints").iterdir():
+        shutil.rmtree(step)
+    (path / "checkpoints" / "40.orbax-checkpoint-tmp-1").mkdir()
+    refused(path, 1, "no checkpoint", "train it first")
     shutil.rmtree(path / "checkpoints")
     assert_error(vae_inproc("train-prior", path), 1, "no checkpoint")
-    assert not (path / "prior").exists()
 
 
 def test_a_prior_of_other_codes_is_refused(with_prior, tiny_cache, tmp_path):
