@@ -75,18 +75,18 @@ def train_command(*, config: Path | None = None, overrides: list[str] = (), name
 def prior_run(path: str | Path, overrides: list[str] = (), time_limit: str | None = None) -> Run:
     """The run folder `path` opened for `vae train-prior`, which refuses here, before JAX is
     imported: a time limit that is no duration, a folder that is no run, a run that is not a
-    VQ-VAE or has no checkpoint yet (Orbax names each complete step's folder by its number)
-    and a --set key outside code_prior."""
+    VQ-VAE, a --set key outside code_prior, and then (a runtime error, exit 1) a run with no
+    complete checkpoint yet (Orbax names each complete step's folder by its number)."""
     if time_limit is not None and not clock.is_duration(time_limit):
         raise UsageError(f"--time-limit {time_limit}: not a duration; write e.g. 9m30s, 2h or 90s")
     run = open_run(path)
     if run.config.model.latent != "vq":
         raise UsageError(f"{run.path}: vae train-prior fits the code prior of a VQ-VAE (model.latent=vq); this run "
                          f"has model.latent={run.config.model.latent}, whose prior is part of the model")
-    ckpts = Path(run.checkpoint_dir)
-    if not (ckpts.is_dir() and any(p.name.isdigit() and p.is_dir() for p in ckpts.iterdir())):
-        raise RunError(f"no checkpoint in {ckpts} (the run saved none yet; train it first)")
     for o in overrides:
         if not o.partition("=")[0].strip().startswith("code_prior."):
             raise UsageError(f"--set {o}: vae train-prior changes only the code_prior.* keys")
+    ckpts = Path(run.checkpoint_dir)
+    if not (ckpts.is_dir() and any(p.name.isdigit() and p.is_dir() for p in ckpts.iterdir())):
+        raise RunError(f"no checkpoint in {ckpts} (the run saved none yet; train it first)")
     return run
