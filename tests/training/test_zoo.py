@@ -269,7 +269,8 @@ def one_step(cache: Path, tmp_path: Path, name: str, *overrides):
 
 
 def _grad(fn, params, x, key, obj):
-    return jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, obj)[0])(params)
+    # jitted: one program, not one per operation (the suite compiles thousands of those)
+    return jax.jit(jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, obj)[0]))(params)
 
 
 def _assert_tree_close(got, expected, atol=1e-6):
@@ -302,14 +303,15 @@ def test_the_trainer_steps_along_the_registered_loss(overrides, one_image_cache,
     (the estimator's gradient; β-TCVAE's q(z) with the training-set size the epoch passes)."""
     cfg, rec, p0, p1, x, key, fn = one_step(one_image_cache, tmp_path, "g", *overrides, "optim.name=sgd",
                                             "optim.lr=0.01")
-    terms = objectives.training_terms(fn.bind(p0), x, key, cfg.objective, dataset_size=32)
+    terms = jax.jit(lambda p: objectives.training_terms(fn.bind(p), x, key, cfg.objective, dataset_size=32))(p0)
     assert rec["loss"] == pytest.approx(float(terms["loss"]), rel=1e-5)
-    g = jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, cfg.objective, dataset_size=32)[0])(p0)
+    g = jax.jit(jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, cfg.objective,
+                                                            dataset_size=32)[0]))(p0)
     _assert_tree_close(jax.tree.map(lambda a, b: a - b, p1, p0), jax.tree.map(lambda gi: -0.01 * np.asarray(gi), g),
                        atol=2e-7)
     if cfg.objective.gradient != "reparam":  # what an ignored objective.gradient would give differs
         other = dataclasses.replace(cfg.objective, gradient="reparam")
-        g_other = jax.grad(lambda p: objectives.training_loss(fn.bind(p), x, key, other)[0])(p0)
+        g_other = _grad(fn, p0, x, key, other)
         assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
                    zip(jax.tree.leaves(g), jax.tree.leaves(g_other))) > 1e-4
 
