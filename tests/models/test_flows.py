@@ -55,7 +55,8 @@ def _slogdet_of_jacobian_float64(flow, z, h):
         flow64 = nnx.merge(graphdef, jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), state))
         one = lambda zi, hi: flow64(zi, hi)[0]
         z64, h64 = (jnp.asarray(np.asarray(a), jnp.float64) for a in (z, h))
-        jac = jax.vmap(jax.vmap(jax.jacfwd(one)), in_axes=(0, None))(z64, h64)  # (S, B, D, D)
+        # jitted: one program, not one per operation (the suite compiles thousands of those)
+        jac = jax.jit(jax.vmap(jax.vmap(jax.jacfwd(one)), in_axes=(0, None)))(z64, h64)  # (S, B, D, D)
         assert jac.dtype == jnp.float64
         sign, ref = np.linalg.slogdet(np.asarray(jac))
     return sign, ref
@@ -81,7 +82,7 @@ def test_iaf_jacobian_is_triangular_in_its_order(reverse):
     dim = 5
     step = _perturbed(flows.IAF(dim, (16, 16), CONTEXT, rngs=nnx.Rngs(1), reverse=reverse), jax.random.key(2), 0.3)
     h = jax.random.normal(jax.random.key(3), (CONTEXT,))
-    jac = np.asarray(jax.jacfwd(lambda z: step(z, h)[0])(jax.random.normal(jax.random.key(4), (dim,))))
+    jac = np.asarray(jax.jit(jax.jacfwd(lambda z: step(z, h)[0]))(jax.random.normal(jax.random.key(4), (dim,))))
     above = np.triu(np.ones((dim, dim), bool), 1)  # ∂out_i/∂z_j, j > i
     hidden_side = above.T if reverse else above
     assert np.all(jac[hidden_side] == 0.0)  # exactly: the masks cut those paths
