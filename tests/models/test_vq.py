@@ -53,12 +53,13 @@ def test_straight_through_gradient_and_commitment(beta, update):
     x = jnp.asarray(make_bars(4, 0).reshape(4, -1), jnp.float32)
     z = jax.random.normal(jax.random.key(1), (4, 6)) * 0.3
     model = _model_at(cfg, z)
-    grads = nnx.grad(lambda m: objectives.training_terms(m, x, jax.random.key(2), cfg.objective)["loss"])(model)
+    # jitted: one program each, not one per operation
+    grads = nnx.jit(nnx.grad(lambda m: objectives.training_terms(m, x, jax.random.key(2), cfg.objective)["loss"]))(model)
     codebook = np.asarray(model.quantizer.codebook[...], np.float64)
     flat = np.asarray(z, np.float64).reshape(-1, 2)
     e = codebook[_np_nearest(flat, codebook)]
     z_q = jnp.asarray(e.reshape(4, 6), jnp.float32)
-    d_recon = jax.grad(lambda zq: -jnp.mean(model.likelihood.log_prob(model.decoder(zq), x)))(z_q)
+    d_recon = jax.jit(jax.grad(lambda zq: -jnp.mean(model.likelihood.log_prob(model.decoder(zq), x))))(z_q)
     expected = np.asarray(d_recon, np.float64) + 2 * beta * (flat - e).reshape(4, 6) / 4
     np.testing.assert_allclose(np.asarray(grads.encoder.z[...]), expected, rtol=1e-4, atol=1e-6)
     d_codebook = np.asarray(grads.quantizer.codebook[...], np.float64)
