@@ -18,6 +18,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 _ABSENT = -1e9  # logit of a class not seen in training: its probability is exactly 0
@@ -171,23 +172,37 @@ def lasso_cv(x: jax.Array, y: jax.Array, folds: int = CV_FOLDS, grid: int = ALPH
     one-standard-error rule of Hastie, Tibshirani & Friedman): the least error alone keeps
     chance weights on codes that predict nothing, which then look disentangled. Weak
     dependence spread over many codes predicts well beyond that margin and is kept. The
-    folds are every `folds`-th row: no random state."""
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    n = x.shape[0]
-    # A hair above the largest correlation, so that rounding cannot leave a weight at the top.
-    top = 1.0001 * jnp.max(jnp.abs(x.T @ y / n))
-    alphas = top * jnp.logspace(0.0, -3.0, grid, dtype=x.dtype)  # decreasing
+    folds are every `folds`-th row: no random state. The folds are cut on the host and the
+    choice is one compiled program, so a call runs a dozen programs, not one per array
+    operation."""
+    x, y = np.asarray(x), np.asarray(y)
+    alphas = _alpha_grid(x, y, grid)
     sq = jnp.concatenate([_fold_errors(x[fit], y[fit], x[val], y[val], alphas)
-                          for val, fit in _folds(n, folds)])  # (N, A, F)
-    mean, se = sq.mean(0), sq.std(0) / jnp.sqrt(n)
+                          for val, fit in _folds(len(x), folds)])  # (N, A, F)
+    chosen = _one_standard_error_choice(sq, alphas)
+    return lasso(x, y, chosen), chosen
+
+
+def _alpha_grid(x, y, grid: int):
+    # A hair above the largest correlation, so that rounding cannot leave a weight at the top.
+    # Not compiled as one program: fused, the grid moves by an ulp, and with it the choice.
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    top = 1.0001 * jnp.max(jnp.abs(x.T @ y / x.shape[0]))
+    return top * jnp.logspace(0.0, -3.0, grid, dtype=x.dtype)  # decreasing
+
+
+@jax.jit
+def _one_standard_error_choice(sq, alphas):
+    """Per column, the first (largest) alpha whose mean held-out error is within one standard
+    error of the least."""
+    mean, se = sq.mean(0), sq.std(0) / jnp.sqrt(sq.shape[0])
     best = jnp.argmin(mean, axis=0)  # (F,)
     cols = jnp.arange(mean.shape[1])
     within = mean <= (mean[best, cols] + se[best, cols])[None, :]
-    chosen = alphas[jnp.argmax(within, axis=0)]  # the first (largest) alpha within the margin
-    return lasso(x, y, chosen), chosen
+    return alphas[jnp.argmax(within, axis=0)]
 
 
 def _folds(n: int, folds: int):
     for k in range(folds):
-        val = jnp.arange(k, n, folds)
-        yield val, jnp.setdiff1d(jnp.arange(n), val, size=n - len(val))
+        val = np.arange(k, n, folds)
+        yield val, np.setdiff1d(np.arange(n), val)
