@@ -352,6 +352,17 @@ def test_grad_clip_scales_the_gradient_to_its_norm(one_image_cache, tmp_path):
                        jax.tree.map(lambda gi: -0.01 * np.asarray(gi) * 0.5 / norm, g), atol=1e-7)
 
 
+def test_normalize_grads_divides_each_tensor_by_its_norm(one_image_cache, tmp_path):
+    cfg, _, p0, p1, x, key, fn = one_step(one_image_cache, tmp_path, "normalized", "optim.name=sgd", "optim.lr=0.01",
+                                          "optim.normalize_grads=true")
+    g = _grad(fn, p0, x, key, cfg.objective)
+    norms = [float(np.sqrt(np.sum(np.asarray(a, np.float64) ** 2))) for a in jax.tree.leaves(g)]
+    assert max(norms) > 3 * min(norms)  # tensors of different scales: each moves at the same rate
+    _assert_tree_close(jax.tree.map(lambda a, b: a - b, p1, p0),
+                       jax.tree.map(lambda gi: -0.01 * np.asarray(gi, np.float64)
+                                    / (np.sqrt(np.sum(np.asarray(gi, np.float64) ** 2)) + 1e-7), g), atol=1e-7)
+
+
 @pytest.mark.parametrize("plain, decayed", [
     (["optim.name=sgd"], ["optim.name=sgd", "optim.weight_decay=0.1"]),  # L2 prior: wd·θ added to the gradient
     (["optim.name=adam"], ["optim.name=adamw", "optim.weight_decay=0.1"]),  # AdamW: wd·θ added to the update

@@ -5,6 +5,7 @@ hyperparameters, so they live in the optimizer state (logged, and different per 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from vaecli.config import OptimConfig
@@ -24,7 +25,8 @@ def learning_rate_schedule(cfg: OptimConfig, steps_per_epoch: int):
 
 
 def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> optax.GradientTransformation:
-    """Gradient clipping (optional) -> L2 prior (optional, MAP) -> the named optimizer.
+    """Per-tensor normalisation (optional) -> gradient clipping (optional) -> L2 prior
+    (optional, MAP) -> the named optimizer.
 
     `weight_decay` > 0 adds weight_decay·θ to the gradient of the per-example loss, i.e.
     a Gaussian prior N(0, 1/weight_decay) on every weight per example (MAP); 0 is MLE.
@@ -41,6 +43,8 @@ def make_optimizer(cfg: OptimConfig, steps_per_epoch: int = 1) -> optax.Gradient
     else:
         core = inject(_OPTIMIZERS[cfg.name])(learning_rate=lr, **eps)
     parts = []
+    if cfg.normalize_grads:  # only then: the state of every other run, hence its checkpoints, is unchanged
+        parts.append(normalized_per_tensor())
     if cfg.grad_clip is not None:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip))
     if cfg.name != "adamw":  # present even at 0 (adds exactly 0), so replicas can differ in it
@@ -61,3 +65,12 @@ def decayed_weights(weight_decay) -> optax.GradientTransformationExtraArgs:
         return jax.tree.map(lambda g, p: g + weight_decay * p, updates, params), state
 
     return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+def normalized_per_tensor() -> optax.GradientTransformation:
+    """Each gradient tensor divided by its L2 norm (+1e-7): what the VampPrior authors' code
+    trains with (Adam on these, their AdamNormGrad, after Yu et al. 2017), so each weight
+    matrix and bias moves at a rate of its own whatever the scale of its gradient."""
+    return optax.stateless(lambda updates, params=None: jax.tree.map(
+        lambda g: g / (jnp.sqrt(jnp.sum(g * g)) + 1e-7), updates))
+

@@ -15,9 +15,8 @@ read (nothing else writes such a list by hand):
 another only if the two agree on it (vaecli.compiled.cache). "--resume": `vae train
 --resume RUN --set` may change it. "replicas": `--seeds`, `--sweep` and `vae tune` may give
 the replicas of one program different values. Two refinements live in code, next to what
-they refine: a staged learning-rate schedule bakes `optim.lr` into the program (so it is
-then compiled, and cannot differ between replicas), and a single run's program skips the
-weight-decay stage when `optim.weight_decay` is 0.
+they refine: a staged learning-rate schedule bakes `optim.lr` into the program (then compiled,
+not per replica); a single run's program skips the weight-decay stage at `optim.weight_decay` 0.
 """
 from __future__ import annotations
 
@@ -160,6 +159,7 @@ class OptimConfig:
     # the weights, i.e. MAP estimation. 0 is maximum likelihood (MLE).
     weight_decay: float = _key(0.0, "replica", _NON_NEGATIVE)
     grad_clip: Optional[float] = _key(None, check=_POSITIVE)  # global-norm clipping
+    normalize_grads: bool = _key(False)  # each gradient tensor / its L2 norm first (the VampPrior code's AdamNormGrad)
     eps: float = _key(1e-8, check=_POSITIVE)  # adam/adamw/rmsprop ε (the IWAE paper: 1e-4)
     # iwae: stage i = 0, 1, ... lasts 3^i epochs at lr·10^(−i/7) (Burda et al. 2016); the last
     # stage reached goes on for as long as train.epochs asks.
