@@ -73,4 +73,3 @@ def normalized_per_tensor() -> optax.GradientTransformation:
     matrix and bias moves at a rate of its own whatever the scale of its gradient."""
     return optax.stateless(lambda updates, params=None: jax.tree.map(
         lambda g: g / (jnp.sqrt(jnp.sum(g * g)) + 1e-7), updates))
-
