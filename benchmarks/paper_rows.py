@@ -15,6 +15,8 @@ as a series of calls, each ended by `--time-limit` (counted from the start of th
 training of each config gets what is left minus `--eval-reserve`); a config it pauses ends
 the call. Completed runs are evaluated once per checkpoint (the eval files of
 `vae eval-elbo` in the run folder are reused) and recorded in `<results>/<stem>-seed<S>.json`.
+An evaluation is bounded by `--time-limit` too: one whose pace says it would end past the
+limit stops (nothing of it written) and the call exits 3; the next call does it.
 
 A record is a paper row (`paper_row: true`) only when the run's resolved config is the
 config file's own, up to NEUTRAL keys; `--table` prints the README's paper table with its
@@ -46,7 +48,7 @@ for _path in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(_path))
 
 from vaecli import clock, config as config_lib, files  # noqa: E402  (no JAX at import)
-from vaecli.errors import AlreadyDone, Paused, UsageError, VaeError  # noqa: E402
+from vaecli.errors import AlreadyDone, OutOfTime, Paused, UsageError, VaeError  # noqa: E402
 from vaecli.rundir import layout  # noqa: E402
 from vaecli.training import stops  # noqa: E402
 
@@ -180,8 +182,9 @@ def train_row(config_file: Path, folder: Path, seeds: str | None, overrides: lis
     return "done"
 
 
-def _evaluated(run_path: Path, step_name: str, samples: int) -> dict:
-    """eval-elbo's K=`samples` test document at the checkpoint `step_name`, computed once."""
+def _evaluated(run_path: Path, step_name: str, samples: int, deadline: float | None) -> dict:
+    """eval-elbo's K=`samples` test document at the checkpoint `step_name`, computed once
+    (OutOfTime when it would end past `deadline`)."""
     from vaecli.evaluation.elbo import evaluate
     from vaecli.rundir import restore
     from vaecli.rundir.checkpoints import Checkpoints
@@ -191,7 +194,8 @@ def _evaluated(run_path: Path, step_name: str, samples: int) -> dict:
         step = restore.resolve_step(ckpts, step_name)
     doc = layout.read_json(folder.output(layout.Output("elbo", step, split="test", k=samples)))
     if doc is None or doc.get("protocol", {}).get("seed") != 0:
-        doc = evaluate(run_path, split="test", samples=str(samples), step=step, kl_mc_samples=0)["results"][0]
+        doc = evaluate(run_path, split="test", samples=str(samples), step=step, kl_mc_samples=0,
+                       deadline=deadline)["results"][0]
     return doc
 
 
@@ -223,7 +227,8 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def record_row(run_path: Path, config_file: Path, samples: int, results: Path, log) -> dict | None:
+def record_row(run_path: Path, config_file: Path, samples: int, results: Path, log,
+               deadline: float | None = None) -> dict | None:
     """Evaluate a completed run on the test split at its latest and best checkpoints; write its record."""
     import jax
 
@@ -239,8 +244,8 @@ def record_row(run_path: Path, config_file: Path, samples: int, results: Path, l
         raise UsageError(f"{out} records another run ({previous.get('run')}); nothing was overwritten: move it "
                          f"away or give another --results to record {run_path}")
     steps_per_epoch = run.meta["data"]["num_train"] // run.config.train.batch_size
-    latest = _checkpoint_figures(_evaluated(run_path, "latest", samples), steps_per_epoch)
-    best = _checkpoint_figures(_evaluated(run_path, "best", samples), steps_per_epoch)
+    latest = _checkpoint_figures(_evaluated(run_path, "latest", samples, deadline), steps_per_epoch)
+    best = _checkpoint_figures(_evaluated(run_path, "best", samples, deadline), steps_per_epoch)
     changes = protocol_changes(run.config, config_file)
     rec = {
         "protocol": protocol(run.config),
@@ -339,8 +344,14 @@ def main(argv: list[str] | None = None) -> int:
             if state == "paused":
                 log(f"unfinished: {config_file.stem}; call again to continue (exit {stops.EXIT_PAUSED})")
                 return stops.EXIT_PAUSED
-            for run_path in _runs_in(folder):
-                record_row(run_path, config_file, args.samples, args.results, log)
+            try:
+                for run_path in _runs_in(folder):
+                    record_row(run_path, config_file, args.samples, args.results, log,
+                               None if limit_s is None else clock_start + limit_s)
+            except OutOfTime as e:
+                log(f"{config_file.stem}: {e}")
+                log(f"unfinished: {config_file.stem}'s evaluation; call again to do it (exit {stops.EXIT_PAUSED})")
+                return stops.EXIT_PAUSED
     except VaeError as e:
         log(f"error: {e}")
         return e.exit_code

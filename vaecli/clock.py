@@ -13,6 +13,8 @@ import os
 import re
 import time
 
+from vaecli.errors import UsageError
+
 _PART = r"(\d+(?:\.\d*)?|\.\d+)"
 _DURATION = re.compile(rf"(?:{_PART}h)?(?:{_PART}m)?(?:{_PART}s)?")
 
@@ -27,6 +29,14 @@ def parse_duration(text) -> float:
         raise ValueError(f"not a duration: {text!r}")
     h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
     return h * 3600 + mi * 60 + sec
+
+
+def parse_duration_option(text, option: str = "--time-limit") -> float:
+    """parse_duration for a command-line option: a UsageError naming the option and the fix."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UsageError(f"{option} {text}: not a duration; write e.g. 9m30s, 2h or 90s") from None
 
 
 def format_duration(seconds: float) -> str:

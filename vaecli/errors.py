@@ -48,6 +48,13 @@ class AlreadyDone(VaeError):
     exit_code = 0
 
 
+class OutOfTime(VaeError):
+    """A computation given a deadline stopped because it could not finish by then; what it
+    had not finished was not written (exit 3, as a paused training: call again with more time)."""
+
+    exit_code = 3
+
+
 class StorageError(VaeError):
     """A file or folder could not be written or read: no space, a read-only filesystem, no
     permission, a quota, a file size limit, or it was removed while the command ran (exit 1)."""

@@ -26,7 +26,7 @@ def small(tiny_cache) -> list[str]:
     return sets([f"data.dataset={TINY}", f"data.cache_dir={tiny_cache}", *SMALL])
 
 
-def test_paper_rows_smoke(tiny_cache, tmp_path):
+def test_paper_rows_smoke(tiny_cache, tmp_path, capsys):
     """The script on a paper config shrunk to the tiny dataset, two replicas: a first call
     whose time has run out leaves the protocol unfinished (exit 3), the second resumes the
     same folders as one program, evaluates each at its latest and best checkpoints and writes
@@ -61,6 +61,21 @@ def test_paper_rows_smoke(tiny_cache, tmp_path):
     before = [json.loads(p.read_text())["checkpoints"] for p in sorted((tmp_path / "results").glob("*.json"))]
     assert pr.main(args) == 0
     assert [json.loads(p.read_text())["checkpoints"] for p in sorted((tmp_path / "results").glob("*.json"))] == before
+    # evaluations are bounded by --time-limit too: with the files gone and the call's second long
+    # past (it counts from this process's start), none is started, the call exits 3 and writes
+    # nothing; the next call evaluates again, to the same figures
+    evals = [Path(r["run"]) / "eval" for r in recs]
+    for f in (f for folder in evals for f in folder.glob("*.json")):
+        f.unlink()
+    capsys.readouterr()
+    assert pr.main([*args, "--time-limit", "1s", "--eval-reserve", "0s"]) == 3
+    assert "K=50 on the test split at step 40 would not finish in time" in capsys.readouterr().err
+    assert [list(folder.glob("*.json")) for folder in evals] == [[], []]
+    assert pr.main(args) == 0
+    again = [json.loads(p.read_text())["checkpoints"] for p in sorted((tmp_path / "results").glob("*.json"))]
+    untimed = lambda records: [{name: {k: v for k, v in point.items() if k != "eval_s"} for name, point in rec.items()}
+                               for rec in records]
+    assert untimed(again) == untimed(before)
 
 
 def test_bad_input_is_one_line_and_touches_nothing(tiny_cache, tmp_path, capsys):

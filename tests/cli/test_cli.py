@@ -161,8 +161,9 @@ def test_bad_step(command, tiny_run):
     (["sample", "--mode", "interpolate", "--steps", "1"], "--steps 1"),
     (["sample", "--n", "0"], "--n 0"),
     (["eval-elbo", "--split", "nope"], "nope"),
+    (["eval-elbo", "--time-limit", "soon"], "--time-limit soon"),
 ], ids=["samples-0", "samples-not-int", "kl-mc-negative", "per-example-folder", "sample-mode",
-        "manifold-needs-2d", "temperature-0", "steps-1", "n-0", "split-nope"])
+        "manifold-needs-2d", "temperature-0", "steps-1", "n-0", "split-nope", "time-limit-soon"])
 def test_bad_arguments_exit_2(args, needle, tiny_run):
     command, *rest = args
     assert_error(vae_inproc(command, tiny_run, *rest), 2, needle)
@@ -214,6 +215,16 @@ def test_sample(cli_run, tmp_path):
     assert means.shape == (9, 8, 8, 1)
     assert np.issubdtype(means.dtype, np.floating)
     assert np.all((means >= 0) & (means <= 1))
+
+
+def test_eval_elbo_out_of_time_exits_3_and_writes_nothing(cli_run, tmp_path):
+    out = vae_inproc("eval-elbo", cli_run, "--samples", "3", "--time-limit", "0s", "--out", tmp_path / "ev")
+    assert out.code == 3, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("out of time: K=3 on the test split"), out.stderr
+    assert "nothing of it was written" in lines[0]
+    assert not list((tmp_path / "ev").glob("*.json")) if (tmp_path / "ev").exists() else True
 
 
 PROTOCOL_FIELDS = ("dataset", "split", "num_examples", "binarize", "samples", "seed", "checkpoint_step",

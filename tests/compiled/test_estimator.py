@@ -11,7 +11,7 @@ from flax import nnx
 from helpers import standard_error
 from scipy import stats
 
-from vaecli.compiled import estimator
+from vaecli.compiled import estimator, summaries
 from vaecli.config import ModelConfig
 from vaecli.models import priors
 from vaecli.models import vae as models
@@ -140,7 +140,7 @@ def test_importance_sampled_log_px_matches_the_closed_form(linear_gaussian):
     assert se < 0.02  # K=2000 makes the estimate precise ...
     assert abs(err.mean()) < 4 * se  # ... and it agrees with log p(x)
     # The summary's standard error (spread over examples) also covers the difference.
-    summary = estimator.summarize(r, num_pixels=P)
+    summary = summaries.summarize(r, num_pixels=P)
     assert abs(summary["log_likelihood"] - exact.mean()) < 3 * summary["log_likelihood_stderr"]
     # With recon averaged over 2000 draws, -(recon + kl) is the ELBO: log p(x) − KL(q ‖ posterior).
     elbo_err = -(r["recon"] + r["kl"]).astype(np.float64) - (exact - gap)
@@ -213,7 +213,7 @@ def test_importance_sampled_log_px_converges_as_k_grows(linear_gaussian):
 def test_monte_carlo_kl_matches_the_analytic_kl_within_its_standard_error(linear_gaussian):
     fn, x, _, _ = linear_gaussian
     r = estimator.per_example(fn, fn.params, x, scale=1, k=1, seed=0, batch_size=64, kl_mc_samples=50)
-    s = estimator.summarize(r, num_pixels=P)
+    s = summaries.summarize(r, num_pixels=P)
     # The analytic KL of the test model's q against N(0, I), written out with numpy.
     mean, logvar = (np.asarray(a, np.float64) for a in fn.bind(fn.params).encoder(jnp.asarray(x)))
     kl_numpy = 0.5 * np.sum(np.exp(logvar) + mean**2 - 1 - logvar, axis=1)
@@ -244,7 +244,7 @@ def test_active_units_on_a_model_with_known_dead_dimensions():
     fn = models.Functional(LinearGaussian(w, b, enc, np.zeros(5), q_logvar))
 
     r = estimator.per_example(fn, fn.params, x, scale=1, k=3, seed=0, batch_size=128)
-    units = estimator.latent_units(r)
+    units = summaries.latent_units(r)
     expected_variance = np.var(x.astype(np.float64) @ enc.T, axis=0)
     np.testing.assert_allclose(units["encoder_mean_variance"], expected_variance, rtol=1e-4, atol=1e-9)
     assert units["active"] == [True, False, False, False, True]
@@ -284,3 +284,39 @@ def test_progress_reports_each_call_and_leaves_the_numbers_as_one_call_gives_the
     whole, _ = estimator.compile_estimator(fn, fn.params, x, 1, 7, 8)
     for name, values in whole(fn.params, 4).items():
         np.testing.assert_array_equal(sliced[name], values, err_msg=name)
+
+
+def test_a_deadline_stops_between_calls_and_otherwise_changes_no_number(bernoulli_vae, monkeypatch):
+    """With a deadline the calls are checked as they finish: when the pace of those done says
+    the rest would end past it, the split stops there with OutOfTime (before any call when it
+    had passed already); a deadline far away gives every number the queued-at-once calls give.
+    The clock is a fake one that advances 10 s per reading, so the outcome is the same on any machine."""
+    import itertools
+
+    from vaecli import clock
+    from vaecli.errors import OutOfTime
+
+    fn, x = bernoulli_vae
+    x = x[:100]
+    monkeypatch.setattr(estimator, "PROGRESS_STEPS", 5)
+    estimate, _ = estimator.compile_estimator(fn, fn.params, x, 1, 7, 8)
+    free = estimate(fn.params, 4)
+    monkeypatch.setattr(clock, "clock", itertools.count(0, 10).__next__)
+    seen = []
+    bounded = estimate(fn.params, 4, seen.append, 1e9)
+    assert seen == [24, 48, 72, 96, 100]
+    for name, values in free.items():
+        np.testing.assert_array_equal(bounded[name], values, err_msg=name)
+    seen.clear()
+    monkeypatch.setattr(clock, "clock", itertools.count(0, 10).__next__)
+    # start 0; after the first call 10 s spent, read at 20 s, four more calls ≈ 40 s: 60 > 55
+    with pytest.raises(OutOfTime, match="after 1 of 5 parts"):
+        estimate(fn.params, 4, seen.append, 55)
+    assert seen == [24]
+    monkeypatch.setattr(clock, "clock", itertools.count(0, 10).__next__)
+    with pytest.raises(OutOfTime, match="after 2 of 5 parts"):  # 20 + 40 ≤ 65, then 40 + 45 > 65
+        estimate(fn.params, 4, seen.append, 65)
+    assert seen == [24, 24, 48]
+    with pytest.raises(OutOfTime, match="had passed before it started"):
+        estimate(fn.params, 4, seen.append, -1)
+    assert seen == [24, 24, 48]

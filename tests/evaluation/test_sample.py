@@ -166,7 +166,7 @@ def test_recon_pairs_data_with_reconstructions_of_the_same_images(tiny_run, tmp_
 
 
 def test_traverse_rows_follow_kl_and_sweep_one_dimension(tiny_run, tmp_path):
-    from vaecli.compiled import estimator
+    from vaecli.compiled import estimator, summaries
     from vaecli.rundir import layout as runs
 
     res = sample.sample(tiny_run, mode="traverse", steps=5, out=tmp_path)
@@ -176,7 +176,7 @@ def test_traverse_rows_follow_kl_and_sweep_one_dimension(tiny_run, tmp_path):
     fn, state, _, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir)
     test = data.load_split(run.config.data, "test")
     per = estimator.per_example(fn, state["params"], test.images, test.scale, 1, 0, 64)
-    kl = estimator.latent_units(per)["kl_per_dim"]
+    kl = summaries.latent_units(per)["kl_per_dim"]
     assert res["dims"] == list(np.argsort(kl)[::-1])
     np.testing.assert_allclose(res["dim_kl"], np.sort(kl)[::-1], rtol=1e-4)
     # A row varies along the sweep (the decoder depends on that dimension) in at least one dimension.
@@ -352,14 +352,14 @@ def vamp_run(tmp_path_factory, tiny_cache) -> Path:
 def test_traverse_of_a_vampprior_run_is_ordered_and_labelled_by_the_encoder_mean_variance(vamp_run, tmp_path):
     """The KL to N(0, I) is not a VampPrior run's KL: rows follow Var_x E[z_d|x] (the
     active-unit statistic of `vae eval-elbo`), and their labels say so."""
-    from vaecli.compiled import estimator
+    from vaecli.compiled import estimator, summaries
     from vaecli.rundir import layout as runs
 
     res = sample.sample(vamp_run, mode="traverse", steps=3, out=tmp_path)
     run = runs.open_run(vamp_run)
     fn, state, _, _ = restore.load_state(run.config, run.image_shape, run.checkpoint_dir)
     test = data.load_split(run.config.data, "test")
-    units = estimator.latent_units(estimator.per_example(fn, state["params"], test.images, test.scale, 1, 0, 64))
+    units = summaries.latent_units(estimator.per_example(fn, state["params"], test.images, test.scale, 1, 0, 64))
     assert units["kl_per_dim"] is None  # no closed form: the estimator has no per-dimension KL either
     variance = np.asarray(units["encoder_mean_variance"])
     assert res["order_by"] == "encoder_mean_variance" and "dim_kl" not in res

@@ -79,20 +79,27 @@ def eval_elbo(
     out: Annotated[Optional[Path], typer.Option(
         help="Folder of the per-K JSON files (default: RUN/eval); e.g. for a run on read-only storage.")] = None,
     raw_params: RawParamsOpt = False,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time-limit", metavar="DURATION", help="Give up on a K as soon as its pace says it would end past DURATION "
+        "(9m30s, 2h) from the command's start, and exit 3; the Ks finished before it are written.")] = None,
     as_json: JsonOpt = False,
 ):
     """ELBO, log p(x) by importance sampling for each K, KL (analytic and Monte Carlo), active units."""
 
     def go():
+        from vaecli import clock
         from vaecli.evaluation.arguments import parse_samples
 
+        started = clock.now() - clock.process_age()  # --time-limit counts the whole command
         parse_samples(samples)
+        deadline = None if time_limit is None else started + clock.parse_duration_option(time_limit)
         _refuse_early(run, split)
         _use_compile_cache()
         from vaecli.evaluation.elbo import evaluate, format_table
 
         res = evaluate(run, split=split, samples=samples, step=step, seed=seed, batch_size=batch_size,
-                       kl_mc_samples=kl_mc_samples, per_example=per_example, out=out, raw_params=raw_params)
+                       kl_mc_samples=kl_mc_samples, per_example=per_example, out=out, raw_params=raw_params,
+                       deadline=deadline)
         echo(json.dumps(res, indent=2) if as_json else format_table(res))
         if res.get("not_saved"):  # the results are printed; the file that was not written is an error
             from vaecli.errors import StorageError

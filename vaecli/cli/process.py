@@ -119,12 +119,15 @@ def run(fn):
 
 
 def _reported(fn):
-    from vaecli.errors import Interrupted, StorageError, VaeError
+    from vaecli.errors import Interrupted, OutOfTime, StorageError, VaeError
 
     try:
         return fn()
     except Interrupted as e:
         typer.secho(f"interrupted: {e}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(e.exit_code)
+    except OutOfTime as e:  # not a failure: exit 3 says "run me again with more time"
+        typer.secho(f"out of time: {e}", err=True, fg=typer.colors.YELLOW)
         raise typer.Exit(e.exit_code)
     except VaeError as e:
         if STATE["debug"]:  # the traceback instead of the one line; the exit code stays the error's

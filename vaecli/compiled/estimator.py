@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaecli import streams
+from vaecli import clock, streams
 from vaecli.compiled import cache, devices
+from vaecli.errors import OutOfTime
 from vaecli.models import densities
 from vaecli.models.vae import Functional
 
@@ -56,9 +57,6 @@ def _scratch_bytes(compiled) -> int | None:
         return int(compiled.memory_analysis().temp_size_in_bytes)
     except Exception:  # not every backend reports it
         return None
-
-
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (IWAE): unit d is active if Var_x(E_q[z_d|x]) > 0.01
 
 
 def _draws(example_keys, sample_ids, d: int):
@@ -173,8 +171,10 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     """Put `images` on the device and compile the estimator for them, ahead of time.
 
     Returns (estimate, plan): `plan` says how K was chunked and the program's scratch bytes;
-    `estimate(params, seed, report=None)` runs the one compiled program over the split (in up
-    to PROGRESS_STEPS calls, calling `report(examples_done)` after each) and gives host
+    `estimate(params, seed, report=None, deadline=None)` runs the one compiled program over
+    the split (in up to PROGRESS_STEPS calls, calling `report(examples_done)` after each;
+    raising OutOfTime as soon as the calls done so far say the rest would end past
+    `deadline`, a `vaecli.clock.now()` time) and gives host
     arrays per example: recon, kl, log_likelihood (K-sample log p̂(x)), kl_mc
     (when kl_mc_samples > 0), and per example and latent dimension encoder_mean and
     kl_per_dim (N·latent floats: small next to the images, and it saves a second pass).
@@ -212,18 +212,45 @@ def compile_estimator(fn: Functional, params, images: np.ndarray, scale: int, k:
     plan = {"sample_chunk": k_chunk, "batch_size": bsz, "scratch_bytes": scratch, "memory_budget_bytes": budget,
             "devices": mesh.size if sharded else 1}
 
-    def estimate(params, seed: int, report=None) -> dict[str, np.ndarray]:
-        p, key, step = place(params), jax.random.key(seed), calls[0].shape[0]
-        outs = [compiled(p, c, key, i * step) for i, c in enumerate(calls)]  # queued at once, run in order
-        if report is not None:
-            for i, o in enumerate(outs):
-                jax.block_until_ready(o)
-                report(min((i + 1) * step * bsz, n))
-        out = jax.device_get(outs)
+    def estimate(params, seed: int, report=None, deadline: float | None = None) -> dict[str, np.ndarray]:
+        out = jax.device_get(_run_calls(compiled, place(params), calls, jax.random.key(seed), report, deadline, n))
         return {name: np.concatenate([np.asarray(o[name]).reshape(-1, *o[name].shape[2:]) for o in out])[:n]
                 for name in out[0]}
 
     return estimate, plan
+
+
+def _run_calls(compiled, params, calls: list, key, report, deadline: float | None, n: int) -> list:
+    """The compiled program over each of `calls`, reporting examples done and keeping to
+    `deadline` as `compile_estimator`'s `estimate` says; its outputs, on the device."""
+    step, bsz = calls[0].shape[:2]
+    # Without a deadline every call is queued at once (they run in order); with one, at most
+    # two are in flight, so that giving up leaves no queued work running behind it.
+    ahead, outs, started = (len(calls) if deadline is None else 2), [], clock.now()
+    if deadline is not None and started >= deadline:
+        raise OutOfTime("its deadline had passed before it started")
+    for i in range(len(calls)):
+        while len(outs) < min(len(calls), i + ahead):
+            outs.append(compiled(params, calls[len(outs)], key, len(outs) * step))
+        if report is None and deadline is None:
+            continue
+        jax.block_until_ready(outs[i])
+        if report is not None:
+            report(min((i + 1) * step * bsz, n))
+        if deadline is not None and i + 1 < len(calls):
+            _check_deadline(deadline, clock.now() - started, i + 1, len(calls), outs)
+    return outs
+
+
+def _check_deadline(deadline: float, elapsed: float, done: int, total: int, outs) -> None:
+    """OutOfTime when the `total - done` calls left, at the mean time of the `done` ones, end
+    past `deadline`; the call in flight is waited for first, so nothing runs on after."""
+    rest = elapsed / done * (total - done)
+    if clock.now() + rest > deadline:
+        jax.block_until_ready(outs)
+        left = max(0.0, deadline - clock.now())
+        raise OutOfTime(f"stopped after {done} of {total} parts ({clock.format_duration(elapsed)}): the rest needs "
+                        f"about {clock.format_duration(rest)}, only {clock.format_duration(left)} are left")
 
 
 def _calls(batches: np.ndarray) -> list[np.ndarray]:
@@ -242,53 +269,3 @@ def per_example(fn: Functional, params, images: np.ndarray, scale: int, k: int, 
     """Per-example estimates over `images` (host uint8 or float); see `compile_estimator`."""
     estimate, _ = compile_estimator(fn, params, images, scale, k, batch_size, max_rows, kl_mc_samples)
     return estimate(params, seed)
-
-
-def _stderr(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-
-
-def summarize(values: dict[str, np.ndarray], num_pixels: int) -> dict:
-    """Means over examples, the standard error of log p̂(x), and bits per dimension.
-
-    With `kl_mc`: its mean and the standard error of its Monte Carlo noise, from the paired
-    differences kl_mc − kl (the analytic KL is each example's exact expectation, so their
-    spread over examples is the sampling noise alone).
-    """
-    n = len(values["log_likelihood"])
-    ll = values["log_likelihood"].astype(np.float64)
-    recon = float(values["recon"].astype(np.float64).mean())
-    kl = values["kl"].astype(np.float64)
-    mean_ll = float(ll.mean())
-    out = {
-        "elbo": -(recon + float(kl.mean())),
-        "recon": recon,
-        "kl": float(kl.mean()),
-        "log_likelihood": mean_ll,
-        "log_likelihood_stderr": _stderr(ll),
-        "nll": -mean_ll,
-        "bits_per_dim": -mean_ll / (num_pixels * math.log(2)),
-        "num_examples": n,
-    }
-    if "kl_mc" in values:
-        kl_mc = values["kl_mc"].astype(np.float64)
-        out["kl_mc"] = float(kl_mc.mean())
-        out["kl_mc_stderr"] = _stderr(kl_mc - kl)
-    return out
-
-
-def latent_units(values: dict[str, np.ndarray]) -> dict:
-    """Per latent dimension: mean KL over examples (where the model has a closed form; else
-    None), Var_x of the encoder mean, and whether the unit is active (that variance >
-    ACTIVE_UNIT_THRESHOLD); and the count of active units (of the first stochastic layer)."""
-    variance = values["encoder_mean"].astype(np.float64).var(axis=0)
-    active = variance > ACTIVE_UNIT_THRESHOLD
-    kl_dims = values.get("kl_per_dim")
-    return {
-        "active_units": int(active.sum()),
-        "latent_dim": int(len(active)),
-        "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
-        "kl_per_dim": kl_dims.astype(np.float64).mean(axis=0).tolist() if kl_dims is not None else None,
-        "encoder_mean_variance": variance.tolist(),
-        "active": active.tolist(),
-    }

@@ -15,8 +15,8 @@ import numpy as np
 
 import vaecli
 from vaecli import data, files, progress, registry
-from vaecli.compiled import estimator
-from vaecli.errors import UsageError, storage_error
+from vaecli.compiled import estimator, summaries
+from vaecli.errors import OutOfTime, UsageError, storage_error
 from vaecli.evaluation import vq as vq_eval
 from vaecli.evaluation.arguments import parse_samples
 from vaecli.rundir import evaluated
@@ -39,19 +39,20 @@ def _npz_target(path: str | Path | None) -> Path | None:
 def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None, seed: int = 0,
              batch_size: int = 100, kl_mc_samples: int = 100, per_example: str | Path | None = None,
              max_rows: int | None = None, write: bool = True, out: str | Path | None = None,
-             raw_params: bool = False, progress: str | bool | None = "auto") -> dict:
+             raw_params: bool = False, progress: str | bool | None = "auto", deadline: float | None = None) -> dict:
     """Evaluate a run's checkpoint on a split for each K in `samples`.
 
     Writes `<split>-step<S>-k<K>.json` per K into `out` (default RUN/eval) (and the
     per-example arrays to `per_example`, an .npz) and returns {"run", "split",
     "checkpoint_step", "params", "results": [one document per K, as written], "per_example"}.
     A run trained with EMA is evaluated with its EMA parameters ("params": "ema") unless
-    `raw_params` (then the files end in -raw). A file
-    that cannot be written (a read-only run folder, a full disk) does not lose the results:
-    the report then has "not_saved", the one line saying which file and why. `progress`:
-    what stderr shows of a long compilation or K (vaecli.progress: "auto" a bar on a terminal,
-    lines elsewhere; "none" or False nothing).
-    """
+    `raw_params` (then the files end in -raw). A file that cannot be written (a read-only
+    run folder, a full disk) does not lose the results: the report then has "not_saved",
+    the one line saying which file and why. `progress`: what stderr shows of a long
+    compilation or K (vaecli.progress: "auto" a bar on a terminal, lines elsewhere; "none"
+    or False nothing). `deadline` (a `vaecli.clock.now()` time): a K whose importance
+    sampling, timed as it goes, would end past it stops and raises OutOfTime; the Ks before
+    it are written, nothing of it is (a VQ-VAE's one pass is not bounded)."""
     ks = parse_samples(samples)
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
@@ -69,7 +70,7 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
     results, arrays, not_saved = [], {}, None
     for k in ks:
         doc, per = _estimate(run, ckpt.fn, ckpt.params, images, k, seed, batch_size, max_rows, kl_mc_samples,
-                             chosen, ckpt.params_kind, progress)
+                             chosen, ckpt.params_kind, progress, deadline)
         if write and not_saved is None:
             saved = ckpt.write_json(ckpt.output("elbo", split=split, k=k), doc,
                                     "write the files elsewhere with --out DIR (the results are on stdout)")
@@ -88,9 +89,8 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
             not_saved = not_saved or str(storage_error(e, npz_path, "choose another --per-example path"))
             npz_path = None
     report = {"run": str(run.path), "split": split, "checkpoint_step": chosen, "params": ckpt.params_kind,
-              "results": results, "per_example": str(npz_path) if npz_path else None}
-    if not_saved:
-        report["not_saved"] = not_saved
+              "results": results, "per_example": str(npz_path) if npz_path else None,
+              **({"not_saved": not_saved} if not_saved else {})}
     if write:  # the run's experiment trackers (log.wandb / log.mlflow), when it has any
         from vaecli.rundir import trackers
 
@@ -99,7 +99,8 @@ def evaluate(run_path: str | Path, split: str = "test", samples=1000, step=None,
 
 
 def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_rows, kl_mc_samples: int,
-              chosen: int, which: str, shown: str | bool | None = None) -> tuple[dict, dict]:
+              chosen: int, which: str, shown: str | bool | None = None,
+              deadline: float | None = None) -> tuple[dict, dict]:
     """One K: the compiled estimator over the split, its summary document and per-example
     arrays; its compilation and progress on stderr as `shown` says (vaecli.progress)."""
     import jax
@@ -116,10 +117,14 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with progress.reporting(shown), progress.Task(f"K={k} on the {images.name} split", len(images), " images") as task:
-        per = estimate(params, seed, task.update)
+        try:
+            per = estimate(params, seed, task.update, deadline)
+        except OutOfTime as e:
+            raise OutOfTime(f"K={k} on the {images.name} split at step {chosen} would not finish in time, "
+                            f"nothing of it was written ({e}); give it more time") from None
     eval_s = time.perf_counter() - t0
-    doc = estimator.summarize(per, int(np.prod(images.image_shape)))
-    doc.update(estimator.latent_units(per))
+    doc = summaries.summarize(per, int(np.prod(images.image_shape)))
+    doc.update(summaries.latent_units(per))
     doc["notes"] = _undefined(doc, objective, run.config.model.likelihood)
     m = run.config.model
     doc.update({
@@ -131,7 +136,7 @@ def _estimate(run, fn, params, images, k: int, seed: int, batch_size: int, max_r
                      "log_likelihood": "log p(x|y)" if m.conditional else "log p(x)",
                      "elbo": "-(recon + kl): recon averaged over the same K draws of q, kl analytic",
                      "kl_mc_samples": kl_mc_samples,
-                     "active_unit": f"Var_x(E_q[z_d|x]) > {estimator.ACTIVE_UNIT_THRESHOLD}",
+                     "active_unit": f"Var_x(E_q[z_d|x]) > {summaries.ACTIVE_UNIT_THRESHOLD}",
                      "model": {"kind": m.kind, "latent_dim": m.latent_dim, "likelihood": m.likelihood,
                                "prior": m.prior, "latent_dim2": m.latent_dim2, "hierarchy": m.hierarchy,
                                "objective": run.config.objective.name, "train_precision": run.config.train.precision},

@@ -104,7 +104,7 @@ def traverse_measure(mean: np.ndarray, logvar: np.ndarray, closed_form_kl: bool)
 
 
 def _traverse(model, ctx, n, steps, temperature):
-    from vaecli.compiled.estimator import ACTIVE_UNIT_THRESHOLD
+    from vaecli.compiled.summaries import ACTIVE_UNIT_THRESHOLD
 
     split = ctx["split"]()
     mean, logvar = model.encode(split.images.astype(np.float32) / split.scale)

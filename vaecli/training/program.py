@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from vaecli import registry
-from vaecli.compiled import cache, devices, estimator, state as state_lib
+from vaecli.compiled import cache, devices, estimator, state as state_lib, summaries
 from vaecli.compiled.epoch import make_epoch_fn
 from vaecli.compiled.spread import SpreadEpoch
 from vaecli.config import Config
@@ -62,7 +62,7 @@ def build(model: Model, cfg: Config, train_split: Split, val_split: Split, state
     ema = state_lib.params_kind(cfg) == "ema"  # validation and pictures use the EMA parameters
 
     def validate(rec: Recorder, params, step, epoch, t_start):
-        s = estimator.summarize(val_estimate(params, rec.cfg.seed), num_pixels)
+        s = summaries.summarize(val_estimate(params, rec.cfg.seed), num_pixels)
         return {"step": step, "epoch": epoch, "split": "validation", "loss": -s["elbo"], "recon": s["recon"],
                 "kl": s["kl"], "elbo": s["elbo"], "elapsed_s": time.perf_counter() - t_start,
                 **({"params": "ema"} if ema else {})}
