@@ -23,6 +23,9 @@ NEEDS = {
                           "then K=5000 on the test split",
     "vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 11 s each, validation included, on "
                  "this 2-core CPU (up to 6.1 h), then K=5000 on the test split",
+    "vampprior_normgrad": "not yet measured: vampprior.yaml's run stopped early after 298 epochs of 22-34 s "
+                          "(median, validation included) on one core of this CPU, 1.8-2.8 h; up to 2,000 epochs, "
+                          "then K=5000 on the test split",
     "hvae_vampprior": "not yet measured: up to 2,000 epochs (early stopping) at about 14 s each on this 2-core CPU "
                       "(1.27× vampprior's epoch, both measured single-threaded under load; up to 7.7 h), then "
                       "K=5000 on the test split",
