@@ -17,6 +17,7 @@ import importlib
 from vaecli.errors import (
     ConfigError,
     DataError,
+    OutOfTime,
     Paused,
     RunError,
     StorageError,
@@ -29,6 +30,7 @@ __version__ = "0.2.0"
 __all__ = [
     "ConfigError",
     "DataError",
+    "OutOfTime",
     "Paused",
     "Run",
     "RunError",
