@@ -19,16 +19,18 @@ NOT_MEASURED = "not yet measured"
 NEEDS = {
     "iwae_vae_k1": "not yet measured: 3,280 epochs at 2.3–3.4 s each on this 2-core CPU (2.1–3.1 h of "
                    "training, one seed per core), then K=5000 on the test split",
-    "iwae_2layer_vae_k1": "not yet measured: 3,280 epochs at 4.8 s each on this 2-core CPU (4.4 h of training), "
-                          "then K=5000 on the test split",
-    "vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 11 s each, validation included, on "
-                 "this 2-core CPU (up to 6.1 h), then K=5000 on the test split",
-    "vampprior_normgrad": "not yet measured: vampprior.yaml's run stopped early after 298 epochs of 22-34 s "
-                          "(median, validation included) on one core of this CPU, 1.8-2.8 h; up to 2,000 epochs, "
-                          "then K=5000 on the test split",
-    "hvae_vampprior": "not yet measured: up to 2,000 epochs (early stopping) at about 14 s each on this 2-core CPU "
-                      "(1.27× vampprior's epoch, both measured single-threaded under load; up to 7.7 h), then "
-                      "K=5000 on the test split",
+    "iwae_2layer_vae_k1": "not yet measured: 3,280 epochs at 4.3–5.1 s each on one core of this 2-core CPU "
+                          "(10th percentile–median of a run's epochs; 3.9–4.6 h at that pace, 11.8 h of calls "
+                          "beside other work), then K=5000 on the test split (19 min per checkpoint on one core)",
+    "vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 19–40 s each on one core of this "
+                 "2-core CPU (10th percentile–median of a run that stopped after 298 epochs: 1.6–3.3 h), then "
+                 "K=5000 on the test split (33–39 min per checkpoint on one core)",
+    "vampprior_normgrad": "not yet measured: up to 2,000 epochs (early stopping) at vampprior.yaml's 19–40 s each "
+                          "on one core of this 2-core CPU (its run stopped after 298 epochs: 1.6–3.3 h), then "
+                          "K=5000 on the test split (33–39 min per checkpoint on one core)",
+    "hvae_vampprior": "not yet measured: up to 2,000 epochs (early stopping) at 26–28 s each on one core of this "
+                      "2-core CPU (10th percentile–median of its first 206 epochs; validation adds about 4 s; "
+                      "300 epochs would be 2.7 h, 2,000 up to 18 h), then K=5000 on the test split",
     "iwae_k5": "needs a GPU: 8.2 M steps of 5 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
                "the K=5 decoder work",
     "iwae_k50": "needs a GPU: 8.2 M steps of 50 samples; at the H100 bare-loop step (79 µs at K=1) 11 min plus "
